@@ -1,0 +1,1 @@
+"""vqbot engine package."""
