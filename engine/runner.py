@@ -1,0 +1,147 @@
+"""The engine as a service: jobs in (parameters), pictures out (PNG bytes), progress by callback.
+
+This is what ``vqbot imagine`` and the queue worker call; it knows nothing of
+Discord or the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Hashable, Iterator
+
+import torch
+
+from engine.cutouts import Augment
+from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
+from engine.models import ModelCache, VQGANSource, pick_autocast, pick_device, resolve_vqgan
+from engine.optimiser import JobRequest, StepReport, optimise
+from engine.targets import build_targets
+from jobspec import JobParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine runs: device, precision, where models live, optional explicit VQGAN files."""
+
+    model_dir: Path
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    vqgan_config: Path | None = None  # explicit taming files override the catalogue name
+    vqgan_checkpoint: Path | None = None
+    deterministic: bool = False
+
+
+@dataclass(frozen=True)
+class Progress:
+    key: Hashable
+    step: int
+    total: int
+    loss: float
+    preview: bytes | None  # small WebP
+    steps_per_s: float
+
+
+@dataclass(frozen=True)
+class Result:
+    key: Hashable
+    png: bytes
+    steps_done: int
+    loss: float
+    cancelled: bool
+    seconds: float
+    timelapse: bytes | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+class Engine:
+    """Holds the models and runs batches of jobs that share model, size and cutout count."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.device = pick_device(config.device)
+        self.autocast_dtype = pick_autocast(self.device, config.precision)
+        self.cache = ModelCache(self.device)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = False
+
+    def vqgan_source(self, name: str) -> VQGANSource:
+        if self.config.vqgan_config and self.config.vqgan_checkpoint:
+            return VQGANSource(name=name, config=self.config.vqgan_config, checkpoint=self.config.vqgan_checkpoint)
+        return resolve_vqgan(name, self.config.model_dir)
+
+    def preload(self, params: JobParams) -> None:
+        """Load the models a job needs (so the first job doesn't pay for it)."""
+        self.cache.vqgan(self.vqgan_source(params.model))
+        self.cache.clip(params.clip_model, params.clip_pretrained)
+
+    def run(
+        self,
+        jobs: list[tuple[Hashable, JobParams]],
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        progress_every: int = 10,
+        is_cancelled: Callable[[Hashable], bool] | None = None,
+        frames_every: int = 0,
+        timelapse_format: str | None = None,
+        augment: Augment = Augment(),
+    ) -> Iterator[Result]:
+        """Optimise the jobs together; yield each Result as its job ends."""
+        if not jobs:
+            return
+        first = jobs[0][1]
+        for key, params in jobs:
+            same = (params.model, params.clip_model, params.clip_pretrained, params.width, params.height, params.cutn)
+            if same != (first.model, first.clip_model, first.clip_pretrained, first.width, first.height, first.cutn):
+                raise ValueError(f"job {key} differs in model, size or cutouts from the batch's first job")
+        source = self.vqgan_source(first.model)
+        vqgan = self.cache.vqgan(source)
+        clip = self.cache.clip(first.clip_model, first.clip_pretrained)
+        requests = []
+        for key, params in jobs:
+            params.validate(multiple_of=vqgan.factor)
+            pictures = [load_image(p.text, what="image prompt") for p in params.image_prompts]
+            init = load_image(params.init_image, what="init image") if params.init_image else None
+            requests.append(JobRequest(key=key, params=params, targets=build_targets(clip, params, pictures), init_image=init))
+        by_key = {key: params for key, params in jobs}
+        started = time.perf_counter()
+        last = {"time": started, "steps": 0}
+
+        def report(step: StepReport) -> None:
+            now = time.perf_counter()
+            rate = (step.steps_done[0] - last["steps"]) / max(now - last["time"], 1e-9)
+            last.update(time=now, steps=step.steps_done[0])
+            if on_progress is None:
+                return
+            for i, key in enumerate(step.keys):
+                preview = preview_bytes(step.images[i]) if step.images is not None else None
+                on_progress(Progress(key=key, step=step.steps_done[i], total=by_key[key].steps,
+                                     loss=step.losses[i], preview=preview, steps_per_s=rate))
+
+        for outcome in optimise(
+            requests, vqgan, clip, device=self.device, autocast_dtype=self.autocast_dtype, augment=augment,
+            progress_every=progress_every, on_progress=report, is_cancelled=is_cancelled, frames_every=frames_every,
+        ):
+            params = by_key[outcome.key]
+            metadata = {
+                **params.to_json(),
+                "prompt": params.prompt_text,
+                "model_source": str(source.checkpoint.name),
+                "steps_done": outcome.steps_done,
+                "loss": outcome.loss,
+                "device": str(self.device),
+                "precision": str(self.autocast_dtype or torch.float32).replace("torch.", ""),
+            }
+            metadata.pop("extra", None)
+            timelapse = None
+            if timelapse_format and outcome.frames:
+                timelapse = timelapse_bytes(outcome.frames, fmt=timelapse_format)
+            yield Result(key=outcome.key, png=png_bytes(outcome.image, metadata), steps_done=outcome.steps_done,
+                         loss=outcome.loss, cancelled=outcome.cancelled, seconds=time.perf_counter() - started,
+                         timelapse=timelapse, metadata=metadata)
