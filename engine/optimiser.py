@@ -231,6 +231,7 @@ def optimise(
     is_cancelled: Callable[[Hashable], bool] | None = None,
     frames_every: int = 0,
     incoming: Callable[[], list[JobRequest]] | None = None,
+    progress_images: bool = True,
 ) -> Iterator[JobOutcome]:
     """Optimise all requests (one size and cutout count) together; yield each job as it ends.
 
@@ -253,7 +254,7 @@ def optimise(
         frame_now = frames_every and any(s.steps_done % frames_every == 0 for s in batch.slots)
         done_now = [s for s in batch.slots if s.steps_done >= s.params.steps]
         cancelled = [s for s in batch.slots if is_cancelled is not None and is_cancelled(s.key)]
-        images = batch.images() if (report_now or frame_now or done_now) else None
+        images = batch.images() if ((report_now and progress_images) or frame_now or done_now) else None
         loss_list = losses.tolist() if (report_now or done_now or cancelled) else []
         for i, slot in enumerate(batch.slots):
             if loss_list:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.catalog import default_model_dir
 from jobspec.params import DEFAULT_CLIP, DEFAULT_CLIP_PRETRAINED, DEFAULT_VQGAN
 
 
@@ -25,10 +26,6 @@ class SecretStr:
         return "SecretStr('**********')" if self._value else "SecretStr('')"
 
     __str__ = __repr__
-
-
-def default_model_dir() -> Path:
-    return Path(os.environ.get("VQBOT_MODEL_DIR") or Path.home() / ".cache" / "vqbot" / "models").expanduser()
 
 
 @dataclass(frozen=True)
