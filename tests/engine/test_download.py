@@ -267,6 +267,34 @@ def test_not_enough_disk_space_stops_the_download_with_advice(
         download_file([url], tmp_path / "f.bin")
 
 
+def test_a_disk_error_while_writing_is_reported_as_a_download_error(
+    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = file_server.add("/f.bin", random_bytes(5000))
+    real_open = Path.open
+
+    def full_disk_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        handle = real_open(self, mode, *args, **kwargs)  # type: ignore[arg-type]
+        if self.name.endswith(".part") and "b" in mode and ("w" in mode or "a" in mode):
+            handle.close()
+            raise OSError(28, "No space left on device")
+        return handle
+
+    monkeypatch.setattr(Path, "open", full_disk_open)
+    with pytest.raises(DownloadError, match=r"Could not write .*f\.bin\.part \(No space left on device\)"):
+        download_file([url], tmp_path / "f.bin")
+
+    assert len(file_server.requests) == 1, "a local disk error must not be blamed on the mirror"
+
+
+def test_a_model_dir_that_cannot_be_created_is_reported_as_a_download_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the folder should be")
+
+    with pytest.raises(DownloadError, match="Could not write .*VQBOT_MODEL_DIR"):
+        download_file(["http://127.0.0.1:9/x"], blocker / "models" / "f.bin")
+
+
 # ---------------------------------------------------------------- SHA-256 record
 
 
