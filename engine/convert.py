@@ -106,7 +106,9 @@ class _LenientUnpickler(pickle.Unpickler):
         try:
             return super().find_class(module, name)
         except (ImportError, AttributeError):
-            logger.warning("Checkpoint refers to %s.%s, which is not installed; using a placeholder", module, name)
+            logger.warning(
+                "Checkpoint refers to %s.%s, which is not installed; using a placeholder", module, name
+            )
             return type(name, (_MissingGlobal,), {"__module__": module, "__qualname__": name})
 
 

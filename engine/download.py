@@ -265,6 +265,13 @@ def _ensure_disk_space(part: Path, needed: int) -> None:
         )
 
 
+def _unwritable(path: Path, exc: OSError) -> DownloadError:
+    return DownloadError(
+        f"Could not write {path} ({exc.strerror or exc}). "
+        f"Check free space and permissions there, or set {MODEL_DIR_ENV} to another folder."
+    )
+
+
 def _fetch(url: str, part: Path, *, expected_size: int | None, timeout: float, progress: _Progress) -> None:
     """Download ``url`` into ``part``, resuming what is there. Raises ``_SourceFailed``."""
     resumes = 0
@@ -329,16 +336,23 @@ def _fetch(url: str, part: Path, *, expected_size: int | None, timeout: float, p
             progress.set(offset, total if total is not None else expected_size)
             received = 0
             interruption: BaseException | None = None
-            with part.open(mode) as f:
-                try:
-                    while chunk := response.read(CHUNK_SIZE):
+            try:
+                with part.open(mode) as f:
+                    while True:
+                        try:
+                            chunk = response.read(CHUNK_SIZE)
+                        except (OSError, http.client.HTTPException) as exc:
+                            interruption = exc
+                            break
+                        if not chunk:
+                            break
                         f.write(chunk)
                         received += len(chunk)
                         progress.add(len(chunk))
-                except (OSError, http.client.HTTPException) as exc:
-                    interruption = exc
-                f.flush()
-                os.fsync(f.fileno())
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise _unwritable(part, exc) from exc
 
         if interruption is None and (remaining is None or received >= remaining):
             return
@@ -461,7 +475,10 @@ def download_file(
     if not urls or not all(urls):
         raise ValueError(f"download_file({str(dest)!r}) needs at least one URL; got {urls!r}")
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(dest.parent, exc) from exc
 
     if dest.exists():
         try:

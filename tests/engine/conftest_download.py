@@ -106,7 +106,8 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             if route.ranges and requested and requested.startswith("bytes=") and requested.endswith("-"):
                 start = int(requested.removeprefix("bytes=").removesuffix("-"))
                 if start >= len(data):
-                    self._answer(416, {"Content-Range": f"bytes */{len(data)}", "Content-Length": "0"}, b"", None)
+                    headers = {"Content-Range": f"bytes */{len(data)}", "Content-Length": "0"}
+                    self._answer(416, headers, b"", None)
                     return
                 body = data[start:]
                 headers = {

@@ -32,7 +32,13 @@ class TrainingState:
 
 def _weights(*, gumbel: bool = False) -> OrderedDict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    codebook = {"quantize.embed.weight": torch.randn(32, 4, generator=g), "quantize.proj.weight": torch.randn(32, 8, 1, 1, generator=g)} if gumbel else {"quantize.embedding.weight": torch.randn(32, 4, generator=g)}
+    if gumbel:
+        codebook = {
+            "quantize.embed.weight": torch.randn(32, 4, generator=g),
+            "quantize.proj.weight": torch.randn(32, 8, 1, 1, generator=g),
+        }
+    else:
+        codebook = {"quantize.embedding.weight": torch.randn(32, 4, generator=g)}
     return OrderedDict(
         {
             "encoder.conv_in.weight": torch.randn(8, 3, 3, 3, generator=g),
@@ -46,7 +52,9 @@ def _weights(*, gumbel: bool = False) -> OrderedDict[str, torch.Tensor]:
     )
 
 
-def _lightning_checkpoint(weights: OrderedDict[str, torch.Tensor], *, python_objects: bool) -> dict[str, object]:
+def _lightning_checkpoint(
+    weights: OrderedDict[str, torch.Tensor], *, python_objects: bool
+) -> dict[str, object]:
     state = OrderedDict(weights)
     state["loss.discriminator.main.0.weight"] = torch.randn(4, 3, 4, 4)
     state["loss.discriminator.main.0.bias"] = torch.randn(4)
@@ -100,7 +108,9 @@ def test_checkpoint_with_python_objects_is_refused_without_trust(pickled_ckpt: P
     assert not dst.exists()
 
 
-def test_command_in_the_refusal_quotes_a_path_with_spaces(tmp_path: Path, weights: OrderedDict[str, torch.Tensor]) -> None:
+def test_command_in_the_refusal_quotes_a_path_with_spaces(
+    tmp_path: Path, weights: OrderedDict[str, torch.Tensor]
+) -> None:
     src = tmp_path / "my models" / "last.ckpt"
     src.parent.mkdir()
     torch.save(_lightning_checkpoint(weights, python_objects=True), src)
@@ -122,10 +132,13 @@ def test_checkpoint_with_python_objects_converts_with_trust(
     _assert_same_tensors(load_file(dst), weights)
 
 
-def test_loss_and_training_state_are_dropped_and_reported_by_prefix(pickled_ckpt: Path, tmp_path: Path) -> None:
+def test_loss_and_training_state_are_dropped_and_reported_by_prefix(
+    pickled_ckpt: Path, tmp_path: Path
+) -> None:
     reports: list[ConversionReport] = []
 
-    convert_checkpoint(pickled_ckpt, tmp_path / "out.safetensors", trust_pickle=True, on_report=reports.append)
+    dst = tmp_path / "out.safetensors"
+    convert_checkpoint(pickled_ckpt, dst, trust_pickle=True, on_report=reports.append)
 
     (report,) = reports
     assert report.dropped == {"loss": 4}
@@ -146,7 +159,9 @@ def test_converted_file_has_the_source_name_in_its_metadata(pickled_ckpt: Path, 
         assert f.metadata() == {"format": "pt", "source": "last.ckpt"}
 
 
-def test_tensor_only_checkpoint_converts_without_trust(tmp_path: Path, weights: OrderedDict[str, torch.Tensor]) -> None:
+def test_tensor_only_checkpoint_converts_without_trust(
+    tmp_path: Path, weights: OrderedDict[str, torch.Tensor]
+) -> None:
     src = tmp_path / "last.ckpt"
     torch.save(_lightning_checkpoint(weights, python_objects=False), src)
     reports: list[ConversionReport] = []
@@ -168,7 +183,9 @@ def test_legacy_format_checkpoint_converts(tmp_path: Path, weights: OrderedDict[
     _assert_same_tensors(load_file(tmp_path / "out.safetensors"), weights)
 
 
-def test_flat_tensor_dict_converts_and_drops_foreign_keys(tmp_path: Path, weights: OrderedDict[str, torch.Tensor]) -> None:
+def test_flat_tensor_dict_converts_and_drops_foreign_keys(
+    tmp_path: Path, weights: OrderedDict[str, torch.Tensor]
+) -> None:
     src = tmp_path / "flat.pt"
     torch.save({**weights, "loss.logvar": torch.zeros(()), "ema.decay": torch.tensor(0.99)}, src)
     reports: list[ConversionReport] = []
@@ -219,7 +236,9 @@ def test_checkpoint_referring_to_a_module_that_is_not_installed_converts_with_tr
     assert "vqbot_test_gone_lightning.ModelCheckpoint, which is not installed" in caplog.text
 
 
-def test_tensors_sharing_memory_are_written_as_separate_copies(tmp_path: Path, weights: OrderedDict[str, torch.Tensor]) -> None:
+def test_tensors_sharing_memory_are_written_as_separate_copies(
+    tmp_path: Path, weights: OrderedDict[str, torch.Tensor]
+) -> None:
     flat = dict(weights)
     flat["quant_conv.bias"] = flat["encoder.conv_in.bias"]  # the same tensor twice
     flat["post_quant_conv.bias"] = flat["decoder.norm_out.weight"][:4]  # a view into another
@@ -240,7 +259,8 @@ def test_truncated_checkpoint_gives_a_clear_error_naming_the_file(
     tmp_path: Path, weights: OrderedDict[str, torch.Tensor], trust: bool, legacy: bool
 ) -> None:
     whole = tmp_path / "whole.ckpt"
-    torch.save(_lightning_checkpoint(weights, python_objects=False), whole, _use_new_zipfile_serialization=not legacy)
+    checkpoint = _lightning_checkpoint(weights, python_objects=False)
+    torch.save(checkpoint, whole, _use_new_zipfile_serialization=not legacy)
     data = whole.read_bytes()
     src = tmp_path / "cut.ckpt"
     src.write_bytes(data[: len(data) * 2 // 3])

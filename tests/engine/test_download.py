@@ -132,7 +132,9 @@ def test_partial_download_from_an_earlier_run_is_resumed(file_server: FileServer
     assert dest.read_bytes() == data
 
 
-def test_server_that_ignores_range_makes_the_download_start_again(file_server: FileServer, tmp_path: Path) -> None:
+def test_server_that_ignores_range_makes_the_download_start_again(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     data = random_bytes(MiB + 1)
     url = file_server.add("/f.bin", data, ranges=False)
     dest = tmp_path / "f.bin"
@@ -146,7 +148,9 @@ def test_server_that_ignores_range_makes_the_download_start_again(file_server: F
     assert counts[0] == 0 and counts[-1] == len(data)
 
 
-def test_complete_part_file_is_finished_without_downloading_again(file_server: FileServer, tmp_path: Path) -> None:
+def test_complete_part_file_is_finished_without_downloading_again(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     data = random_bytes(4000)
     url = file_server.add("/f.bin", data)
     dest = tmp_path / "f.bin"
@@ -158,7 +162,9 @@ def test_complete_part_file_is_finished_without_downloading_again(file_server: F
     assert dest.read_bytes() == data
 
 
-def test_complete_part_file_of_unknown_size_is_finished_after_a_416(file_server: FileServer, tmp_path: Path) -> None:
+def test_complete_part_file_of_unknown_size_is_finished_after_a_416(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     data = random_bytes(4000)
     url = file_server.add("/f.bin", data)
     dest = tmp_path / "f.bin"
@@ -174,7 +180,9 @@ def test_complete_part_file_of_unknown_size_is_finished_after_a_416(file_server:
 
 
 @pytest.mark.parametrize("status", [404, 500, 403])
-def test_http_error_falls_back_to_the_next_mirror(file_server: FileServer, tmp_path: Path, status: int) -> None:
+def test_http_error_falls_back_to_the_next_mirror(
+    file_server: FileServer, tmp_path: Path, status: int
+) -> None:
     data = random_bytes(2000)
     bad = file_server.add("/bad.bin", b"", status=status)
     good = file_server.add("/good.bin", data)
@@ -194,7 +202,9 @@ def test_refused_connection_falls_back_to_the_next_mirror(file_server: FileServe
     assert (tmp_path / "f.bin").read_bytes() == data
 
 
-def test_stalled_server_times_out_and_the_next_mirror_is_used(file_server: FileServer, tmp_path: Path) -> None:
+def test_stalled_server_times_out_and_the_next_mirror_is_used(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     data = random_bytes(2000)
     slow = file_server.add("/slow.bin", data, stall=3.0)
     good = file_server.add("/good.bin", data)
@@ -204,7 +214,9 @@ def test_stalled_server_times_out_and_the_next_mirror_is_used(file_server: FileS
     assert (tmp_path / "f.bin").read_bytes() == data
 
 
-def test_all_sources_failing_raises_one_line_error_naming_each_source(file_server: FileServer, tmp_path: Path) -> None:
+def test_all_sources_failing_raises_one_line_error_naming_each_source(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     missing = file_server.url("/missing.bin")
     refused = refused_url()
     dest = tmp_path / "f.bin"
@@ -232,7 +244,9 @@ def test_wrong_size_is_rejected_and_nothing_is_kept(file_server: FileServer, tmp
     assert _only_file_left(dest) == []
 
 
-def test_wrong_size_from_the_first_mirror_falls_back_to_the_next(file_server: FileServer, tmp_path: Path) -> None:
+def test_wrong_size_from_the_first_mirror_falls_back_to_the_next(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     data = random_bytes(2000)
     short = file_server.add("/short.bin", data[:1500])
     good = file_server.add("/good.bin", data)
@@ -251,6 +265,34 @@ def test_not_enough_disk_space_stops_the_download_with_advice(
 
     with pytest.raises(DownloadError, match="Not enough disk space.*VQBOT_MODEL_DIR"):
         download_file([url], tmp_path / "f.bin")
+
+
+def test_a_disk_error_while_writing_is_reported_as_a_download_error(
+    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = file_server.add("/f.bin", random_bytes(5000))
+    real_open = Path.open
+
+    def full_disk_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        handle = real_open(self, mode, *args, **kwargs)  # type: ignore[arg-type]
+        if self.name.endswith(".part") and "b" in mode and ("w" in mode or "a" in mode):
+            handle.close()
+            raise OSError(28, "No space left on device")
+        return handle
+
+    monkeypatch.setattr(Path, "open", full_disk_open)
+    with pytest.raises(DownloadError, match=r"Could not write .*f\.bin\.part \(No space left on device\)"):
+        download_file([url], tmp_path / "f.bin")
+
+    assert len(file_server.requests) == 1, "a local disk error must not be blamed on the mirror"
+
+
+def test_a_model_dir_that_cannot_be_created_is_reported_as_a_download_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the folder should be")
+
+    with pytest.raises(DownloadError, match="Could not write .*VQBOT_MODEL_DIR"):
+        download_file(["http://127.0.0.1:9/x"], blocker / "models" / "f.bin")
 
 
 # ---------------------------------------------------------------- SHA-256 record
@@ -275,7 +317,9 @@ def test_checksum_mismatch_on_a_later_download_is_rejected_and_the_file_deleted(
     assert checksum_path(dest).read_text() == recorded
 
 
-def test_checksum_mismatch_from_one_mirror_falls_back_to_a_good_one(file_server: FileServer, tmp_path: Path) -> None:
+def test_checksum_mismatch_from_one_mirror_falls_back_to_a_good_one(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     good = random_bytes(3000, seed=1)
     dest = tmp_path / "f.bin"
     download_file([file_server.add("/first.bin", good)], dest)
@@ -287,7 +331,9 @@ def test_checksum_mismatch_from_one_mirror_falls_back_to_a_good_one(file_server:
     assert dest.read_bytes() == good
 
 
-def test_existing_file_that_matches_its_record_is_not_downloaded_again(file_server: FileServer, tmp_path: Path) -> None:
+def test_existing_file_that_matches_its_record_is_not_downloaded_again(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     data = random_bytes(3000)
     url = file_server.add("/f.bin", data)
     dest = tmp_path / "f.bin"
@@ -298,7 +344,9 @@ def test_existing_file_that_matches_its_record_is_not_downloaded_again(file_serv
     assert len(file_server.requests) == 1
 
 
-def test_corrupted_existing_file_is_deleted_and_downloaded_again(file_server: FileServer, tmp_path: Path) -> None:
+def test_corrupted_existing_file_is_deleted_and_downloaded_again(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     data = random_bytes(3000)
     url = file_server.add("/f.bin", data)
     dest = tmp_path / "f.bin"
@@ -311,7 +359,9 @@ def test_corrupted_existing_file_is_deleted_and_downloaded_again(file_server: Fi
     assert len(file_server.requests) == 2
 
 
-def test_verify_file_deletes_a_file_that_differs_from_its_record(file_server: FileServer, tmp_path: Path) -> None:
+def test_verify_file_deletes_a_file_that_differs_from_its_record(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     dest = tmp_path / "f.bin"
     download_file([file_server.add("/f.bin", random_bytes(3000))], dest)
     dest.write_bytes(random_bytes(3000, seed=5))
@@ -444,7 +494,9 @@ def _local_model(file_server: FileServer, *, ckpt: bytes, config: bytes, size: i
     )
 
 
-def test_download_model_fetches_and_checks_config_and_checkpoint(file_server: FileServer, tmp_path: Path) -> None:
+def test_download_model_fetches_and_checks_config_and_checkpoint(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     ckpt = checkpoint_bytes(padding=MiB)
     model = _local_model(file_server, ckpt=ckpt, config=config_bytes(), size=len(ckpt))
 
@@ -456,7 +508,9 @@ def test_download_model_fetches_and_checks_config_and_checkpoint(file_server: Fi
     assert verify_model(model, tmp_path / "models") == paths
 
 
-def test_download_model_rejects_a_config_for_another_codebook(file_server: FileServer, tmp_path: Path) -> None:
+def test_download_model_rejects_a_config_for_another_codebook(
+    file_server: FileServer, tmp_path: Path
+) -> None:
     model = _local_model(file_server, ckpt=checkpoint_bytes(), config=config_bytes(n_embed=1024), size=None)
 
     with pytest.raises(DownloadError, match="tiny_f16_16384.yaml.*n_embed=1024"):
