@@ -74,6 +74,7 @@ class BatchOptimiser:
         self.width, self.height, self.cutn = width, height, cutn
         self.device, self.autocast_dtype, self.augment = device, autocast_dtype, augment
         self.codebook = vqgan.codebook.detach().float()
+        self.clip_dtype = next(clip.model.parameters()).dtype
         self.z_min, self.z_max = codebook_bounds(self.codebook)
         self.slots: list[JobSlot] = []
         c = self.codebook.shape[1]
@@ -159,7 +160,7 @@ class BatchOptimiser:
         uniform, noise = draw_random([s.generator for s in self.slots], self.cutn, size, device=self.device)
         cuts = make_cutouts(image, uniform, noise, size=size, cut_pow=self.cut_pow, aug=self.augment)
         with self._autocast():
-            embeds = self.clip.encode_image(self.clip.normalize(cuts.to(self.clip.mean.dtype)))
+            embeds = self.clip.encode_image(self.clip.normalize(cuts).to(self.clip_dtype))
         embeds = embeds.float().view(len(self.slots), self.cutn, -1)
         loss = prompt_loss(embeds, *self.targets())
         reg = z.pow(2).mean(dim=(1, 2, 3)) * self.alpha
