@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import build_models, engine_steps  # noqa: E402
-from engine.speed import use_parallel_group_norm  # noqa: E402
 
 
 def profile(vqgan, clip, target, device, autocast) -> None:
@@ -31,7 +30,7 @@ def profile(vqgan, clip, target, device, autocast) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variants", default="bf16_weights,bf16_pgn,compiled_pgn,graphs_pgn")
+    parser.add_argument("--variants", default="autocast,bf16_weights,compiled,graphs")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
@@ -52,15 +51,13 @@ def main() -> None:
         if "channels_last" in variant or variant == "compiled":
             vqgan = vqgan.to(memory_format=torch.channels_last)
             clip.model = clip.model.to(memory_format=torch.channels_last)
-        if "pgn" in variant:
-            use_parallel_group_norm(vqgan)
         if variant.startswith("compiled"):
             vqgan.decoder = torch.compile(vqgan.decoder)
             clip.model.visual = torch.compile(clip.model.visual)
         if variant.startswith("graphs"):
             vqgan.decoder = torch.compile(vqgan.decoder, mode="reduce-overhead")
             clip.model.visual = torch.compile(clip.model.visual, mode="reduce-overhead")
-        if args.profile and variant in ("bf16_pgn",):
+        if args.profile and variant in ("autocast", "bf16_weights"):
             print(f"=== profile: {variant}")
             profile(vqgan, clip, target, device, autocast)
         start = time.perf_counter()

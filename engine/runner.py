@@ -16,7 +16,7 @@ import torch
 
 from engine.cutouts import Augment
 from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
-from engine.models import ModelCache, VQGANSource, pick_autocast, pick_device, resolve_vqgan
+from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.optimiser import JobRequest, StepReport, optimise
 from engine.targets import build_targets
 from jobspec import JobParams
@@ -31,6 +31,7 @@ class EngineConfig:
     model_dir: Path
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    compile: str = "none"  # none | default | reduce-overhead (CUDA graphs): faster steps, slower start
     vqgan_config: Path | None = None  # explicit taming files override the catalogue name
     vqgan_checkpoint: Path | None = None
     deterministic: bool = False
@@ -64,12 +65,18 @@ class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.device = pick_device(config.device)
-        self.autocast_dtype = pick_autocast(self.device, config.precision)
-        self.cache = ModelCache(self.device)
+        weights_dtype, self.autocast_dtype = pick_precision(self.device, config.precision)
+        self.cache = ModelCache(self.device, weights_dtype, config.compile)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = not config.deterministic
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-            if self.device.type == "cuda":
-                torch.backends.cudnn.benchmark = False
+
+    @property
+    def precision_name(self) -> str:
+        return str(self.autocast_dtype or self.cache.dtype).replace("torch.", "")
 
     def vqgan_source(self, name: str) -> VQGANSource:
         if self.config.vqgan_config and self.config.vqgan_checkpoint:
@@ -138,7 +145,7 @@ class Engine:
                 "steps_done": outcome.steps_done,
                 "loss": outcome.loss,
                 "device": str(self.device),
-                "precision": str(self.autocast_dtype or torch.float32).replace("torch.", ""),
+                "precision": self.precision_name,
             }
             metadata.pop("extra", None)
             timelapse = None

@@ -37,6 +37,8 @@ def add_imagine_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timelapse", type=Path, help="write an animated .webp or .gif of the frames")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: auto)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--compile", choices=["none", "default", "reduce-overhead"],
+                   help="torch.compile the networks (reduce-overhead: CUDA graphs; about a minute to start)")
     p.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels (slower)")
     p.set_defaults(func=run_imagine)
 
@@ -85,7 +87,7 @@ def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     params.validate(multiple_of=8)  # the model's own factor is checked once it is loaded
     engine = Engine(EngineConfig(
         model_dir=settings.model_dir, device=args.device or settings.device,
-        precision=args.precision or settings.precision,
+        precision=args.precision or settings.precision, compile=args.compile or settings.compile,
         vqgan_config=args.vqgan_config or settings.vqgan_config,
         vqgan_checkpoint=args.vqgan_checkpoint or settings.vqgan_checkpoint,
         deterministic=args.deterministic,

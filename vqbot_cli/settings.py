@@ -35,6 +35,7 @@ class Settings:
     model_dir: Path
     device: str
     precision: str
+    compile: str
     vqgan: str
     vqgan_config: Path | None
     vqgan_checkpoint: Path | None
@@ -57,6 +58,7 @@ class Settings:
             model_dir=default_model_dir(),
             device=get("VQBOT_DEVICE") or "auto",
             precision=get("VQBOT_PRECISION") or "auto",
+            compile=get("VQBOT_COMPILE") or "none",
             vqgan=get("VQBOT_VQGAN") or DEFAULT_VQGAN,
             vqgan_config=optional_path("VQBOT_VQGAN_CONFIG"),
             vqgan_checkpoint=optional_path("VQBOT_VQGAN_CHECKPOINT"),
