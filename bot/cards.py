@@ -50,7 +50,7 @@ def state_line(job: Job, spot: QueueSpot | None = None, now: datetime | None = N
         if spot is None:
             return "⏳ Queued"
         where = "next in line" if spot.ahead == 0 else f"{spot.ahead} ahead"
-        eta = f", starts {relative(now, spot.eta_s)}" if spot.eta_s is not None else ""
+        eta = f", done {relative(now, spot.eta_s)}" if spot.eta_s is not None else ""
         return f"⏳ Queued ({where}{eta})"
     if state is JobState.RUNNING:
         rate = f" · {job.steps_per_s:.1f} steps/s" if job.steps_per_s else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import discord
@@ -14,20 +13,9 @@ from bot.actions import Actions
 from bot.config import BotConfig
 from bot.controls import JobButton
 from bot.delivery import Delivery
-from bot.store import AsyncStore
+from db import Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WorkerStatus:
-    """What /status shows about an in-process worker."""
-
-    name: str
-    device: str
-    state: str  # "idle", "running", "loading", "stopped"
-    steps_per_s: float | None = None
-    jobs: tuple[int, ...] = ()
 
 
 def intents() -> discord.Intents:
@@ -41,12 +29,12 @@ def intents() -> discord.Intents:
 class VQBot(discord.Client):
     def __init__(
         self,
-        store: AsyncStore,
+        store: Store,
         config: BotConfig,
         *,
         sync_commands: bool = False,
         sync_guild: int | None = None,
-        worker_status: Callable[[], WorkerStatus | None] | None = None,
+        worker_status: Callable[[], Any] | None = None,
         notify_worker: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(intents=intents(), allowed_mentions=discord.AllowedMentions.none())

@@ -1,6 +1,6 @@
 """Buttons on job cards and results that survive restarts.
 
-The custom id carries the action and the job id (``vqbot:<action>:<job_id>``);
+The custom id carries the action and the job id (``vq:<action>:<job_id>``, db.custom_ids);
 after a restart the bot rebuilds the button from it and looks the job up in
 the database.
 """
@@ -12,6 +12,8 @@ import re
 from typing import TYPE_CHECKING
 
 import discord
+
+from db.custom_ids import custom_id
 
 if TYPE_CHECKING:
     from bot.client import VQBot
@@ -26,11 +28,7 @@ ACTIONS = {
 EMOJI_ACTIONS = {emoji: action for action, (_, emoji, _) in ACTIONS.items()}
 
 
-def custom_id(action: str, job_id: int) -> str:
-    return f"vqbot:{action}:{job_id}"
-
-
-class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"vqbot:(?P<action>rerun|continue|cancel):(?P<job>[0-9]{1,19})"):
+class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"vq:(?P<action>rerun|continue|cancel):(?P<job>[1-9][0-9]{0,18})"):
     def __init__(self, action: str, job_id: int) -> None:
         label, emoji, style = ACTIONS[action]
         super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id(action, job_id)))

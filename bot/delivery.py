@@ -109,13 +109,16 @@ class Delivery:
         """Read what changed and act on every pending job that is due."""
         async with self._lock:
             store = self.bot.store
-            first = self.version == 0
+            if self.version == 0:  # first pass: start from now, plus whatever is not yet delivered
+                self.version = await store.version()
+                for job in await store.undelivered():
+                    self.pending[job.id] = job
             changed = await store.changed_since(self.version)
             started_or_ended: set[int] = set()
             for job in changed:
                 self.version = max(self.version, job.version)
-                if job.state.is_terminal and (job.delivered and (first or job.id in self.finished)):
-                    continue  # already delivered: nothing to show (after a restart, or our own marks)
+                if job.state.is_terminal and job.delivered and job.id in self.finished:
+                    continue  # our own marks (delivered, result message) come back as changes
                 old = self.pending.get(job.id)
                 if old is None or old.state != job.state:
                     if job.state is not JobState.QUEUED:
@@ -178,7 +181,8 @@ class Delivery:
             spot = cards.QueueSpot(ahead, eta)
         preview = None
         if job.state is JobState.RUNNING and job.step != state.shown_step:
-            preview = await self.bot.store.preview(job.id)
+            stored = await self.bot.store.preview(job.id)
+            preview = stored[1] if stored is not None else None
         kwargs: dict = {
             "embed": cards.card_embed(job, spot=spot, with_preview=preview is not None),
             "view": cards.card_view(job, buttons_enabled=settings.buttons_enabled),

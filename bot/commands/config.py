@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 
 from db.errors import InvalidInput
-from db.settings import SETTINGS
+from db.settings import SETTINGS, AuditEntry
 
 if TYPE_CHECKING:
     from bot.client import VQBot
@@ -126,8 +126,7 @@ class ConfigGroup(app_commands.Group, name="config", description="Server limits,
                                                 f"{'added' if add else 'removed'}).", ephemeral=True)
 
 
-def audit_line(entry: object) -> str:
-    get = entry.get if isinstance(entry, dict) else lambda k, d=None: getattr(entry, k, d)  # type: ignore[union-attr]
-    when = get("at") or get("created_at")
-    stamp = discord.utils.format_dt(when, "R") if when is not None and hasattr(when, "timestamp") else ""
-    return f"{stamp} <@{get('by_user') or get('user_id')}> {get('key')}: {get('old_value', '')} → {get('new_value', get('value', ''))}"
+def audit_line(entry: AuditEntry) -> str:
+    old = "default" if entry.old is None else show_value(entry.old)
+    new = "default" if entry.new is None else show_value(entry.new)
+    return f"{discord.utils.format_dt(entry.at, 'R')} <@{entry.user_id}> `{entry.key}`: {old} → {new}"
