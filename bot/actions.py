@@ -137,6 +137,7 @@ class Actions:
             log.warning("job %s: card not posted in %s (%s %s)", job.id, job.channel_id, exc.status, exc.code)
             return None
         await self.bot.store.set_message(job.id, message.id, kind="card")
+        self.bot.delivery.card_posted(job.id)
         return message
 
     # ---------------------------------------------------------------- entry points

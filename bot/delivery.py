@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import io
 import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +46,11 @@ class CardState:
     replaced: bool = False
 
 
+def discord_now() -> float:
+    """Seconds on Discord's clock (discord.utils.utcnow), the one simcord virtualises in tests."""
+    return discord.utils.utcnow().timestamp()
+
+
 def retryable(exc: discord.HTTPException) -> bool:
     return exc.status == 429 or exc.status >= 500
 
@@ -59,7 +63,8 @@ class Delivery:
         self.pending: dict[int, Job] = {}
         self.cards: dict[int, CardState] = {}
         self.finished: set[int] = set()
-        self._wake = asyncio.Event()
+        self._sleeper: asyncio.Task[None] | None = None
+        self._woken = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -69,6 +74,8 @@ class Delivery:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="vqbot-delivery")
 
     async def stop(self) -> None:
+        if self._sleeper is not None:
+            self._sleeper.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -77,9 +84,15 @@ class Delivery:
                 pass
             self._task = None
 
+    def card_posted(self, job_id: int) -> None:
+        """A card was just posted: its next edit waits for the cadence like any other."""
+        self.cards.setdefault(job_id, CardState()).next_edit_at = discord_now() + self.config.edit_interval_s
+
     def wake(self) -> None:
         """Ask for a pass soon (the worker calls this after it changed a job)."""
-        self._wake.set()
+        self._woken = True
+        if self._sleeper is not None and not self._sleeper.done():
+            self._sleeper.cancel()
 
     async def _run(self) -> None:
         while True:
@@ -89,14 +102,15 @@ class Delivery:
                 raise
             except Exception:
                 log.exception("delivery pass failed; trying again in %.0f s", self.config.poll_interval_s)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._next_timeout())
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            # A plain sleep in its own task, cancelled by wake(): (simcord parks plain sleeps)
+            self._sleeper = asyncio.get_running_loop().create_task(asyncio.sleep(self._next_timeout()))
+            if self._woken:
+                self._sleeper.cancel()
+            self._woken = False
+            await asyncio.wait([self._sleeper])
 
     def _next_timeout(self) -> float:
-        now = time.monotonic()
+        now = discord_now()
         timeout = self.config.poll_interval_s
         for job_id in self.pending:
             state = self.cards.get(job_id)
@@ -133,7 +147,7 @@ class Delivery:
 
     async def _attend(self, job: Job) -> None:
         state = self.cards.setdefault(job.id, CardState())
-        now = time.monotonic()
+        now = discord_now()
         if now < state.blocked_until:
             return
         try:
@@ -152,7 +166,7 @@ class Delivery:
                 done = not job.state.is_terminal
             else:
                 state.backoff = min(max(state.backoff * 2, self.config.backoff_initial_s), self.config.backoff_max_s)
-                state.blocked_until = time.monotonic() + state.backoff
+                state.blocked_until = discord_now() + state.backoff
                 log.info("job %s: Discord answered %s; waiting %.0f s", job.id, exc.status, state.backoff)
                 return
         if done:
@@ -198,7 +212,7 @@ class Delivery:
             except discord.NotFound:
                 log.info("job %s: card %s is gone; posting a new one", job.id, job.message_id)
                 await self._replace_card(job, kwargs, delete_old=False)
-        state.next_edit_at = time.monotonic() + self.config.edit_interval_s
+        state.next_edit_at = discord_now() + self.config.edit_interval_s
         state.backoff = 0.0
         if preview is not None:
             state.shown_step = job.step

@@ -119,6 +119,7 @@ async def imagine(
         await bot.actions.post_card(job)
     else:
         await bot.store.set_message(job.id, message.id, kind="card")
+        bot.delivery.card_posted(job.id)
     bot.delivery.wake()
 
 
