@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import discord
 from discord import app_commands
 
 from db.errors import InvalidInput, LimitExceeded
-from db.jobs import NewJob, check_new_job
+from db.jobs import Job, NewJob, check_new_job
 from db.limits import check_policy
 from jobspec import LIMITS, Prompt
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+QUICK_ANSWER_S = 2.0  # of the 3 s Discord gives for the first answer
 NEEDED = discord.Permissions(view_channel=True, send_messages=True, embed_links=True, attach_files=True,
                              read_message_history=True)
 PERMISSION_NAMES = {"view_channel": "View Channel", "send_messages": "Send Messages", "embed_links": "Embed Links",
@@ -94,15 +96,18 @@ async def imagine(
     except UserError as exc:
         await interaction.response.send_message(str(exc), ephemeral=True)
         return
+    # Downloads and the queue's own limits usually take well under a second: wait for them a
+    # little so that a refusal can still be a private answer; past that, defer and go on.
+    prepare = asyncio.get_running_loop().create_task(queue_job(bot, new, init_image, image_prompt))
+    done, _ = await asyncio.wait([prepare], timeout=QUICK_ANSWER_S)
+    if done and prepare.exception() is not None and isinstance(prepare.exception(), UserError):
+        await interaction.response.send_message(str(prepare.exception()), ephemeral=True)
+        return
     await interaction.response.defer(thinking=True)
     try:
-        new = await with_pictures(bot, new, init_image, image_prompt)
-        job = await bot.store.enqueue(new)
-    except (UserError, InvalidInput) as exc:
+        job = await prepare
+    except UserError as exc:
         await refuse_late(interaction, str(exc))
-        return
-    except LimitExceeded as exc:
-        await refuse_late(interaction, cards.refusal(exc))
         return
     log.info("job %s: queued by %s in guild %s: %r", job.id, job.user_id, job.guild_id, job.prompt)
     bot.notify_worker()
@@ -155,6 +160,17 @@ async def precheck(bot: "VQBot", interaction: discord.Interaction, opts: Imagine
     return new
 
 
+async def queue_job(bot: "VQBot", new: NewJob, init_image: discord.Attachment | None,
+                    image_prompt: discord.Attachment | None) -> Job:
+    """Fetch the uploads and queue the job; UserError with the sentence to show otherwise."""
+    try:
+        return await bot.store.enqueue(await with_pictures(bot, new, init_image, image_prompt))
+    except InvalidInput as exc:
+        raise UserError(str(exc)) from None
+    except LimitExceeded as exc:
+        raise UserError(cards.refusal(exc)) from None
+
+
 async def with_pictures(bot: "VQBot", new: NewJob, init_image: discord.Attachment | None,
                         image_prompt: discord.Attachment | None) -> NewJob:
     """Download, check and store the uploads; the job's params then point at the stored files."""
@@ -170,7 +186,8 @@ async def with_pictures(bot: "VQBot", new: NewJob, init_image: discord.Attachmen
 
 
 async def refuse_late(interaction: discord.Interaction, text: str) -> None:
-    """A refusal after the public defer: drop the 'thinking' message and answer privately."""
+    """A refusal after the public defer (a slow download): drop the 'thinking' message and
+    answer privately."""
     try:
         await interaction.delete_original_response()
     except discord.HTTPException:
