@@ -63,8 +63,11 @@ def _validator(method: str, template: str) -> Draft202012Validator:
 
 
 def normalise(body: Any) -> Any:
-    """discord.py sends new-upload placeholders as integer ids, which Discord accepts but the
-    spec's string snowflake does not; stringify them."""
+    """discord.py sends some snowflakes as JSON integers (new-upload placeholder ids, the DM
+    ``recipient_id``), which Discord accepts but the spec's string snowflake does not;
+    stringify exactly those before validating."""
+    if isinstance(body, dict) and isinstance(body.get("recipient_id"), int):
+        body = {**body, "recipient_id": str(body["recipient_id"])}
     if isinstance(body, dict) and isinstance(body.get("attachments"), list):
         body = {**body, "attachments": [
             {**a, "id": str(a["id"])} if isinstance(a, dict) and isinstance(a.get("id"), int) else a
