@@ -76,7 +76,7 @@ def load_clip(name: str, pretrained: str | None, *, device: torch.device, dtype:
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
     except (RuntimeError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).split(". ")[0].rstrip(".")
         raise ModelLoadError(
             f"CLIP {name} ({pretrained or 'no pretrained tag'}) could not be loaded: {first}. "
             "Without network access the weights must already be in open_clip's cache (HF_HOME) or given as a file."

@@ -74,6 +74,7 @@ class BatchOptimiser:
         self.width, self.height, self.cutn = width, height, cutn
         self.device, self.autocast_dtype, self.augment = device, autocast_dtype, augment
         self.codebook = vqgan.codebook.detach().float()
+        self.clip_dtype = next(clip.model.parameters()).dtype
         self.z_min, self.z_max = codebook_bounds(self.codebook)
         self.slots: list[JobSlot] = []
         c = self.codebook.shape[1]
@@ -159,7 +160,7 @@ class BatchOptimiser:
         uniform, noise = draw_random([s.generator for s in self.slots], self.cutn, size, device=self.device)
         cuts = make_cutouts(image, uniform, noise, size=size, cut_pow=self.cut_pow, aug=self.augment)
         with self._autocast():
-            embeds = self.clip.encode_image(self.clip.normalize(cuts.to(self.clip.mean.dtype)))
+            embeds = self.clip.encode_image(self.clip.normalize(cuts).to(self.clip_dtype))
         embeds = embeds.float().view(len(self.slots), self.cutn, -1)
         loss = prompt_loss(embeds, *self.targets())
         reg = z.pow(2).mean(dim=(1, 2, 3)) * self.alpha
@@ -231,6 +232,7 @@ def optimise(
     is_cancelled: Callable[[Hashable], bool] | None = None,
     frames_every: int = 0,
     incoming: Callable[[], list[JobRequest]] | None = None,
+    progress_images: bool = True,
 ) -> Iterator[JobOutcome]:
     """Optimise all requests (one size and cutout count) together; yield each job as it ends.
 
@@ -253,7 +255,7 @@ def optimise(
         frame_now = frames_every and any(s.steps_done % frames_every == 0 for s in batch.slots)
         done_now = [s for s in batch.slots if s.steps_done >= s.params.steps]
         cancelled = [s for s in batch.slots if is_cancelled is not None and is_cancelled(s.key)]
-        images = batch.images() if (report_now or frame_now or done_now) else None
+        images = batch.images() if ((report_now and progress_images) or frame_now or done_now) else None
         loss_list = losses.tolist() if (report_now or done_now or cancelled) else []
         for i, slot in enumerate(batch.slots):
             if loss_list:

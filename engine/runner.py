@@ -91,6 +91,7 @@ class Engine:
         frames_every: int = 0,
         timelapse_format: str | None = None,
         augment: Augment = Augment(),
+        progress_images: bool = True,
     ) -> Iterator[Result]:
         """Optimise the jobs together; yield each Result as its job ends."""
         if not jobs:
@@ -127,6 +128,7 @@ class Engine:
         for outcome in optimise(
             requests, vqgan, clip, device=self.device, autocast_dtype=self.autocast_dtype, augment=augment,
             progress_every=progress_every, on_progress=report, is_cancelled=is_cancelled, frames_every=frames_every,
+            progress_images=progress_images,
         ):
             params = by_key[outcome.key]
             metadata = {

@@ -1,0 +1,567 @@
+"""Download model files: mirrors, resume, size/structure checks, recorded SHA-256.
+
+Standard library (urllib) plus tqdm for the progress bar; no torch. Nothing
+is downloaded at import.
+
+A file is downloaded into ``<dest>.part`` and moved into place atomically once
+it passed every check:
+
+1. the size, when known exactly (checked against the server's announced size
+   before the transfer, and against the bytes received after it);
+2. the structure (``check``): a checkpoint must be a torch archive, a config a
+   taming YAML, which catches mirrors that answer with an HTML page;
+3. the SHA-256 recorded at the first good download (``<dest>.sha256``, in
+   ``sha256sum`` format). No SHA-256 is published for these files, so the first
+   good copy is the reference ("trust on first use"). A copy that differs is
+   deleted, not kept.
+
+A cut transfer is resumed with an HTTP Range request (and restarted from zero
+if the server ignores the Range); a source that fails (refused connection,
+HTTP error, wrong size, wrong structure, wrong hash) makes way for the next.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+from urllib.parse import urlsplit
+
+import yaml
+from tqdm import tqdm
+
+from engine.catalog import (
+    MODEL_DIR_ENV,
+    ModelPaths,
+    VQGANModel,
+    checksum_path,
+    default_model_dir,
+    file_sha256,
+    get_model,
+    model_paths,
+    part_path,
+    read_recorded_sha256,
+)
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called as ``callback(bytes_done, bytes_total_or_None)`` whenever the count changes."""
+
+CHUNK_SIZE = 1 << 20
+DEFAULT_TIMEOUT = 30.0
+MAX_RESUMES = 5
+MAX_CONFIG_BYTES = 1 << 20
+USER_AGENT = "vqbot-model-downloader/0.1"
+
+# torch.save's legacy (non-zip) format starts with the pickled magic number
+# 0x1950a86a20f9469cfc6c, which a LONG1 opcode encodes as these bytes.
+_LEGACY_TORCH_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)", re.IGNORECASE)
+
+
+class DownloadError(Exception):
+    """A download failed; ``str(error)`` is a one-line message for users."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """A file differs from the SHA-256 recorded at its first download (and was deleted)."""
+
+
+class FileCheckError(DownloadError):
+    """A file does not have the expected structure; the message says what it is instead."""
+
+
+class _SourceFailed(Exception):
+    """One URL did not give a good file; ``reason`` is a short phrase for the summary."""
+
+    def __init__(self, reason: str, *, checksum: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.checksum = checksum
+
+
+# ---------------------------------------------------------------- structure checks
+
+
+def checkpoint_format(path: Path) -> Literal["zip", "legacy"] | None:
+    """``"zip"`` for a torch zip archive with a ``data.pkl``, ``"legacy"`` for
+    torch.save's old pickle format, None for anything else (or unreadable)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+                return "zip"
+            return None
+        with path.open("rb") as f:
+            head = f.read(32)
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5 and _LEGACY_TORCH_MAGIC in head:
+        return "legacy"
+    return None
+
+
+def _looks_like_html(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(512).lstrip().lower()
+    except OSError:
+        return False
+    return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body"))
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Raise ``FileCheckError`` unless ``path`` is a torch checkpoint archive.
+
+    Cheap: reads the zip directory or the first bytes, never the weights.
+    """
+    if checkpoint_format(path) is not None:
+        return
+    if _looks_like_html(path):
+        raise FileCheckError(f"{path.name} is a web page, not a PyTorch checkpoint")
+    raise FileCheckError(
+        f"{path.name} is not a PyTorch checkpoint "
+        "(neither a zip archive with data.pkl nor a legacy torch pickle)"
+    )
+
+
+def check_config_file(path: Path, *, codebook_size: int | None = None) -> dict[str, object]:
+    """Parse a taming config and return it; raise ``FileCheckError`` unless it is
+    a mapping with ``model.params.ddconfig`` (and ``n_embed == codebook_size`` if given)."""
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise FileCheckError(f"{path.name} is {size} bytes, too big for a model config")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FileCheckError(f"{path.name} is not valid YAML ({first_line})") from exc
+    params = config.get("model", {}).get("params") if isinstance(config, dict) else None
+    if not isinstance(params, dict) or not isinstance(params.get("ddconfig"), dict):
+        hint = " (it is a web page)" if _looks_like_html(path) else ""
+        raise FileCheckError(f"{path.name} is not a taming model config: no model.params.ddconfig{hint}")
+    if codebook_size is not None and params.get("n_embed") != codebook_size:
+        raise FileCheckError(
+            f"{path.name} is for a model with n_embed={params.get('n_embed')!r}, "
+            f"expected {codebook_size}"
+        )
+    return config
+
+
+# ---------------------------------------------------------------- progress
+
+
+class _Progress:
+    """Absolute byte counter shown as a tqdm bar or passed to a callback."""
+
+    def __init__(self, progress: bool | ProgressCallback, desc: str, total: int | None) -> None:
+        self._callback = progress if callable(progress) else None
+        self._bar: tqdm | None = None
+        if progress is True:
+            self._bar = tqdm(
+                total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                mininterval=0.5, leave=True,
+            )
+        self._total = total
+        self._done: int | None = None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def set(self, done: int, total: int | None = None) -> None:
+        if total is not None:
+            self._total = total
+        if self._bar is not None:
+            if self._bar.total != self._total:
+                self._bar.total = self._total
+            self._bar.n = done
+            self._bar.refresh()
+        self._report(done)
+
+    def add(self, n: int) -> None:
+        done = (self._done or 0) + n
+        if self._bar is not None:
+            self._bar.update(n)
+        self._report(done)
+
+    def _report(self, done: int) -> None:
+        if done == self._done:
+            return
+        self._done = done
+        if self._callback is not None:
+            self._callback(done, self._total)
+
+
+# ---------------------------------------------------------------- one source
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def _describe_error(exc: BaseException) -> str:
+    """A short phrase for a failed request: ``HTTP 404 Not Found``, ``connection refused``..."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}".strip()
+    if isinstance(exc, urllib.error.URLError):
+        if not isinstance(exc.reason, BaseException):
+            return str(exc.reason)
+        exc = exc.reason
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return "host not found"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
+    """``(first_byte, total)`` from a Content-Range header; None where absent or ``*``."""
+    match = _CONTENT_RANGE.match(value.strip()) if value else None
+    if not match:
+        return None, None
+    first = int(match.group(1)) if match.group(1) is not None else None
+    total = int(match.group(3)) if match.group(3) != "*" else None
+    return first, total
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    value = response.headers.get("Content-Length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _ensure_disk_space(part: Path, needed: int) -> None:
+    free = shutil.disk_usage(part.parent).free
+    if needed > free:
+        raise DownloadError(
+            f"Not enough disk space for {part.name.removesuffix('.part')} in {part.parent}: "
+            f"need {needed / 1e6:.0f} MB, {free / 1e6:.0f} MB free. "
+            f"Free some space or set {MODEL_DIR_ENV} to a folder on another disk."
+        )
+
+
+def _unwritable(path: Path, exc: OSError) -> DownloadError:
+    return DownloadError(
+        f"Could not write {path} ({exc.strerror or exc}). "
+        f"Check free space and permissions there, or set {MODEL_DIR_ENV} to another folder."
+    )
+
+
+def _fetch(url: str, part: Path, *, expected_size: int | None, timeout: float, progress: _Progress) -> None:
+    """Download ``url`` into ``part``, resuming what is there. Raises ``_SourceFailed``."""
+    resumes = 0
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        if expected_size is not None and offset > expected_size:
+            logger.warning("Discarding %s: %d bytes, more than the expected %d", part, offset, expected_size)
+            part.unlink()
+            offset = 0
+        if expected_size is not None and offset == expected_size:
+            logger.info("%s is already complete", part)
+            return
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        request = urllib.request.Request(url, headers=headers)
+        logger.info("Downloading %s from %s (from byte %d)", part.name, url, offset)
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code == 416 and offset:
+                _, total = _parse_content_range(exc.headers.get("Content-Range"))
+                if total == offset:
+                    logger.info("%s is already complete (server answered 416)", part)
+                    return
+                logger.warning("Server refused to resume %s at byte %d; starting again", part.name, offset)
+                part.unlink()
+                if resumes >= MAX_RESUMES:
+                    raise _SourceFailed("server refused to resume") from exc
+                resumes += 1
+                continue
+            raise _SourceFailed(_describe_error(exc)) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise _SourceFailed(_describe_error(exc)) from exc
+
+        with response:
+            length = _content_length(response)
+            first, total = _parse_content_range(response.headers.get("Content-Range"))
+            if response.status == 206 and first == offset:
+                mode = "ab" if offset else "wb"
+                if total is None and length is not None:
+                    total = offset + length
+            elif response.status == 200:
+                if offset:
+                    logger.warning(
+                        "%s ignored the Range request; downloading %s from the start", _host(url), part.name
+                    )
+                offset = 0
+                mode = "wb"
+                total = length
+            else:
+                raise _SourceFailed(
+                    f"unexpected HTTP {response.status} for a request from byte {offset} "
+                    f"(Content-Range {response.headers.get('Content-Range')!r})"
+                )
+            if expected_size is not None and total is not None and total != expected_size:
+                raise _SourceFailed(f"server offers {total} bytes, expected {expected_size}")
+            remaining = (total - offset) if total is not None else None
+            if remaining is not None:
+                _ensure_disk_space(part, remaining)
+            progress.set(offset, total if total is not None else expected_size)
+            received = 0
+            interruption: BaseException | None = None
+            try:
+                with part.open(mode) as f:
+                    while True:
+                        try:
+                            chunk = response.read(CHUNK_SIZE)
+                        except (OSError, http.client.HTTPException) as exc:
+                            interruption = exc
+                            break
+                        if not chunk:
+                            break
+                        f.write(chunk)
+                        received += len(chunk)
+                        progress.add(len(chunk))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise _unwritable(part, exc) from exc
+
+        if interruption is None and (remaining is None or received >= remaining):
+            return
+        reason = (
+            f"connection cut after {offset + received} bytes"
+            + (f" ({_describe_error(interruption)})" if interruption is not None else "")
+        )
+        if received == 0 or resumes >= MAX_RESUMES:
+            raise _SourceFailed(reason)
+        resumes += 1
+        logger.warning("%s: %s; resuming (attempt %d of %d)", part.name, reason, resumes, MAX_RESUMES)
+
+
+def _check_download(
+    part: Path, *, expected_size: int | None, recorded: str | None, check: Callable[[Path], object] | None
+) -> str:
+    """Size, structure and recorded hash of a finished ``part``; return its SHA-256.
+
+    On failure the part file is deleted and ``_SourceFailed`` raised.
+    """
+    try:
+        size = part.stat().st_size
+        if expected_size is not None and size != expected_size:
+            raise _SourceFailed(f"got {size} bytes, expected {expected_size}")
+        if check is not None:
+            try:
+                check(part)
+            except FileCheckError as exc:
+                raise _SourceFailed(f"sent a bad file: {exc}") from exc
+        digest = file_sha256(part)
+        if recorded is not None and digest != recorded:
+            raise _SourceFailed(
+                f"its SHA-256 {digest[:16]} differs from the recorded {recorded[:16]}", checksum=True
+            )
+    except _SourceFailed:
+        part.unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_sha256(path: Path, digest: str) -> None:
+    """Write ``<path>.sha256`` in ``sha256sum`` format (replacing any old record)."""
+    _write_atomically(checksum_path(path), f"{digest}  {path.name}\n")
+    logger.info("Recorded SHA-256 %s for %s", digest, path)
+
+
+# ---------------------------------------------------------------- public API
+
+
+def verify_file(
+    path: Path, *, expected_size: int | None = None, check: Callable[[Path], object] | None = None
+) -> str:
+    """Check a downloaded file's size, structure and recorded SHA-256; return the SHA-256.
+
+    A file that fails is deleted and ``DownloadError`` (``ChecksumMismatchError``
+    for a hash mismatch) raised. With no hash recorded yet, this file's hash
+    becomes the record.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DownloadError(f"{path} does not exist. Download it first (vqbot models download).")
+    recorded = read_recorded_sha256(path)
+    try:
+        digest = _check_download(path, expected_size=expected_size, recorded=recorded, check=check)
+    except _SourceFailed as exc:
+        error = ChecksumMismatchError if exc.checksum else DownloadError
+        advice = (
+            f"If the file was replaced on purpose, delete {checksum_path(path).name} too; "
+            "otherwise download it again."
+            if exc.checksum
+            else "Download it again."
+        )
+        raise error(f"{path} was bad and has been deleted: {exc.reason}. {advice}") from None
+    if recorded is None:
+        record_sha256(path, digest)
+    return digest
+
+
+def download_file(
+    urls: Sequence[str],
+    dest: Path,
+    *,
+    expected_size: int | None = None,
+    approx_size: int | None = None,
+    progress: bool | ProgressCallback = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    check: Callable[[Path], object] | None = None,
+) -> Path:
+    """Download ``dest`` from the first of ``urls`` that gives a good file.
+
+    ``expected_size`` (exact bytes) is enforced; ``approx_size`` only sizes the
+    progress bar until the server says. ``progress`` is True for a tqdm bar on
+    stderr, or ``callback(bytes_done, bytes_total_or_None)``; the count only
+    goes down if a server ignores a resume request and the file restarts.
+    ``check(path)`` raises ``FileCheckError`` for a bad structure (see
+    ``check_checkpoint_file`` / ``check_config_file``). ``timeout`` is per
+    connect/read, in seconds.
+
+    An existing ``dest`` that passes the checks is kept (no network); one that
+    fails is deleted and downloaded again. Raises ``DownloadError`` (or
+    ``ChecksumMismatchError``) with a one-line message when no source works;
+    a cut partial download is kept as ``<dest>.part`` so the next try resumes.
+    """
+    if isinstance(urls, str):
+        raise TypeError(f"download_file wants a list of URLs, got the string {urls!r}")
+    urls = list(urls)
+    if not urls or not all(urls):
+        raise ValueError(f"download_file({str(dest)!r}) needs at least one URL; got {urls!r}")
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(dest.parent, exc) from exc
+
+    if dest.exists():
+        try:
+            verify_file(dest, expected_size=expected_size, check=check)
+            logger.info("%s is already downloaded", dest)
+            return dest
+        except DownloadError as exc:
+            logger.warning("%s; downloading it again", exc)
+
+    recorded = read_recorded_sha256(dest)
+    part = part_path(dest)
+    failures: list[_SourceFailed] = []
+    summary: list[str] = []
+    with _Progress(progress, dest.name, expected_size or approx_size) as bar:
+        for url in urls:
+            try:
+                _fetch(url, part, expected_size=expected_size, timeout=timeout, progress=bar)
+                digest = _check_download(part, expected_size=expected_size, recorded=recorded, check=check)
+            except _SourceFailed as exc:
+                logger.warning("Download of %s from %s failed: %s", dest.name, url, exc.reason)
+                failures.append(exc)
+                summary.append(f"{_host(url)}: {exc.reason}")
+                continue
+            os.replace(part, dest)
+            if recorded is None:
+                record_sha256(dest, digest)
+            logger.info("Downloaded %s from %s (sha256 %s)", dest, url, digest)
+            return dest
+
+    reasons = "; ".join(summary)
+    if any(f.checksum for f in failures):
+        raise ChecksumMismatchError(
+            f"Downloaded {dest.name} does not match the SHA-256 recorded at its first download, "
+            f"so it was deleted ({reasons}). If the file changed upstream on purpose, delete "
+            f"{checksum_path(dest)} and download again."
+        )
+    advice = "Check the network and try again (a cut download resumes)" if part.exists() else (
+        "Check the network and try again later"
+    )
+    raise DownloadError(
+        f"Could not download {dest.name} from any of {len(urls)} source(s) ({reasons}). "
+        f"{advice}, or put the file there by hand: {dest}."
+    )
+
+
+def download_model(
+    model: str | VQGANModel,
+    model_dir: Path | None = None,
+    *,
+    progress: bool | ProgressCallback = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> ModelPaths:
+    """Download (or check) a catalogue model's config and checkpoint into ``model_dir``.
+
+    ``model`` is a catalogue name or a ``VQGANModel``; ``model_dir`` defaults to
+    ``default_model_dir()``. Returns the model's paths. Raises
+    ``UnknownModelError`` for a bad name and ``DownloadError`` when a file
+    cannot be had.
+    """
+    spec = model if isinstance(model, VQGANModel) else get_model(model)
+    root = Path(model_dir) if model_dir is not None else default_model_dir()
+    paths = model_paths(spec, root)
+    download_file(
+        spec.config.urls, paths.config,
+        expected_size=spec.config.size, approx_size=spec.config.approx_size,
+        progress=progress, timeout=timeout,
+        check=partial(check_config_file, codebook_size=spec.codebook_size),
+    )
+    download_file(
+        spec.checkpoint.urls, paths.checkpoint,
+        expected_size=spec.checkpoint.size, approx_size=spec.checkpoint.approx_size,
+        progress=progress, timeout=timeout, check=check_checkpoint_file,
+    )
+    return paths
+
+
+def verify_model(model: str | VQGANModel, model_dir: Path | None = None) -> ModelPaths:
+    """Hash-check a downloaded model's config and checkpoint; delete and raise on mismatch."""
+    spec = model if isinstance(model, VQGANModel) else get_model(model)
+    paths = model_paths(spec, model_dir)
+    verify_file(
+        paths.config, expected_size=spec.config.size,
+        check=partial(check_config_file, codebook_size=spec.codebook_size),
+    )
+    verify_file(paths.checkpoint, expected_size=spec.checkpoint.size, check=check_checkpoint_file)
+    return paths
