@@ -6,7 +6,7 @@ the database and hands out timezone-aware UTC datetimes.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -20,14 +20,14 @@ class SystemClock:
     """The real wall clock."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FakeClock:
     """A clock that only moves when told to (for tests)."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+        self._now = start or datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
         if self._now.tzinfo is None:
             raise ValueError(f"FakeClock needs an aware datetime, got naive {self._now!r}")
 
@@ -52,13 +52,13 @@ def to_epoch(moment: datetime) -> float:
 
 def from_epoch(seconds: float | None) -> datetime | None:
     """The aware UTC datetime for epoch seconds (None stays None)."""
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def next_utc_midnight(epoch: float) -> datetime:
     """The start of the UTC day after the one that contains ``epoch``."""
-    day = datetime.fromtimestamp(epoch, timezone.utc).date()
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+    day = datetime.fromtimestamp(epoch, UTC).date()
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
 
 
 def utc_day(epoch: float) -> int:

@@ -17,7 +17,9 @@ def custom_id(action: str, job_id: int) -> str:
     """The custom id for ``action`` on a job, e.g. ``custom_id("cancel", 42) == "vq:cancel:42"``."""
     value = f"vq:{action}:{job_id}"
     if not _CUSTOM_ID.fullmatch(value):
-        raise ValueError(f"action must be 1-32 of a-z, 0-9, _ and job_id positive, got {action!r}, {job_id!r}")
+        raise ValueError(
+            f"action must be 1-32 of a-z, 0-9, _ and job_id positive, got {action!r}, {job_id!r}"
+        )
     return value
 
 

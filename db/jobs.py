@@ -171,13 +171,17 @@ def check_int(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
-def check_seconds(name: str, value: object, *, positive: bool = False, most: float = math.inf) -> float:
+def check_seconds(
+    name: str, value: object, *, positive: bool = False, most: float = math.inf
+) -> float:
     """A finite number in [0, most] (or (0, most] if ``positive``), or InvalidInput."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not (0 < value if positive else 0 <= value) or value > most:
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or not (number > 0 if positive else number >= 0) or number > most:
         low = "above 0" if positive else "at least 0"
-        raise InvalidInput(name, f"{name} must be a finite number {low} and at most {most:g}, got {value!r}.")
-    return float(value)
+        raise InvalidInput(
+            name, f"{name} must be a finite number {low} and at most {most:g}, got {value!r}."
+        )
+    return float(number)
 
 
 def check_bytes(name: str, value: object, limit: int) -> bytes:
@@ -245,7 +249,9 @@ def check_prompt(prompt: object) -> str:
             "Shorten it and try again.",
         )
     if "\x00" in prompt:
-        raise InvalidInput("prompt", "The prompt contains a NUL character. Remove it and try again.")
+        raise InvalidInput(
+            "prompt", "The prompt contains a NUL character. Remove it and try again."
+        )
     stripped = prompt.strip()
     if not stripped:
         raise InvalidInput("prompt", "The prompt is empty. Describe a picture and try again.")
@@ -259,7 +265,7 @@ def check_relation(parent_id: int | None, relation: Relation | str | None) -> Re
         return None
     check_id("parent_id", parent_id)
     try:
-        return Relation(relation)
+        return Relation(str(relation))
     except ValueError:
         valid = ", ".join(r.value for r in Relation)
         raise InvalidInput(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from db.clock import next_utc_midnight
@@ -83,7 +83,7 @@ def check_quota(settings: GuildSettings, usage: QueueUsage, now: float) -> None:
         wait = last + settings.cooldown_s - now
         raise LimitExceeded(
             "cooldown_s",
-            datetime.fromtimestamp(last + settings.cooldown_s, timezone.utc),
+            datetime.fromtimestamp(last + settings.cooldown_s, UTC),
             f"This server asks members to wait {settings.cooldown_s:g} seconds between jobs. "
             f"Try again in {_seconds(wait)}.",
         )
@@ -102,19 +102,20 @@ def check_quota(settings: GuildSettings, usage: QueueUsage, now: float) -> None:
             "Try again when one of them finishes.",
         )
     budget_resets = next_utc_midnight(now)
+    resets_in = _seconds(budget_resets.timestamp() - now)
     if 0 < settings.gpu_budget_user_s <= usage.user_gpu_s_today:
         raise LimitExceeded(
             "gpu_budget_user_s",
             budget_resets,
             f"You have used your {settings.gpu_budget_user_s:g} GPU seconds for today in this "
-            f"server. Your budget resets at 00:00 UTC, in {_seconds(budget_resets.timestamp() - now)}.",
+            f"server. Your budget resets at 00:00 UTC, in {resets_in}.",
         )
     if 0 < settings.gpu_budget_guild_s <= usage.guild_gpu_s_today:
         raise LimitExceeded(
             "gpu_budget_guild_s",
             budget_resets,
             f"This server has used its {settings.gpu_budget_guild_s:g} GPU seconds for today. "
-            f"The budget resets at 00:00 UTC, in {_seconds(budget_resets.timestamp() - now)}.",
+            f"The budget resets at 00:00 UTC, in {resets_in}.",
         )
 
 

@@ -93,27 +93,33 @@ JOB_QUEUE = Migration(
         """CREATE INDEX jobs_undelivered ON jobs (finished_at)
             WHERE delivered = 0 AND finished_at IS NOT NULL""",
         # Fair share: a guild's (and a member's) virtual time is the GPU seconds
-        # charged to it; the one with the least goes first (see docs/queue.md).
+        # charged to it; the one with the least goes first, ties to the one
+        # claimed longest ago (last_claim: the change number of its last claim).
+        # See docs/queue.md.
         """CREATE TABLE guild_queues (
             guild_id INTEGER PRIMARY KEY,
             vtime REAL NOT NULL DEFAULT 0,
             user_vtime REAL NOT NULL DEFAULT 0,
+            last_claim INTEGER NOT NULL DEFAULT 0,
             queued INTEGER NOT NULL DEFAULT 0 CHECK (queued >= 0),
             queued_cost INTEGER NOT NULL DEFAULT 0,
             pending INTEGER NOT NULL DEFAULT 0 CHECK (pending >= 0)
         )""",
-        "CREATE INDEX guild_queues_fair ON guild_queues (vtime, guild_id) WHERE queued > 0",
+        """CREATE INDEX guild_queues_fair ON guild_queues (vtime, last_claim, guild_id)
+            WHERE queued > 0""",
         """CREATE TABLE user_queues (
             guild_id INTEGER NOT NULL,
             user_id INTEGER NOT NULL,
             vtime REAL NOT NULL DEFAULT 0,
+            last_claim INTEGER NOT NULL DEFAULT 0,
             queued INTEGER NOT NULL DEFAULT 0 CHECK (queued >= 0),
             queued_cost INTEGER NOT NULL DEFAULT 0,
             pending INTEGER NOT NULL DEFAULT 0 CHECK (pending >= 0),
             last_enqueued_at REAL,
             PRIMARY KEY (guild_id, user_id)
         )""",
-        "CREATE INDEX user_queues_fair ON user_queues (guild_id, vtime, user_id) WHERE queued > 0",
+        """CREATE INDEX user_queues_fair ON user_queues (guild_id, vtime, last_claim, user_id)
+            WHERE queued > 0""",
         """CREATE TABLE previews (
             job_id INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
             step INTEGER NOT NULL,
@@ -172,9 +178,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(
-    conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS
-) -> list[int]:
+def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
     """Apply the migrations this database lacks; returns the versions applied.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``).

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Union
+from typing import Any
 
 from db.errors import InvalidInput, UnknownSetting
 
-SettingValue = Union[int, float, bool, tuple[str, ...], tuple[int, ...]]
+SettingValue = int | float | bool | tuple[str, ...] | tuple[int, ...]
 
 
 class SettingKind(StrEnum):
@@ -83,9 +83,14 @@ def _coerce_number(key: str, value: object, *, integer: bool) -> int | float:
         raise InvalidInput(key, f"{key} must be a number, got {value!r}.")
     try:
         number = float(value.strip()) if isinstance(value, str) else value
-        if not isinstance(number, (int, float)) or number != number or number in (
-            float("inf"),
-            float("-inf"),
+        if (
+            not isinstance(number, (int, float))
+            or number != number
+            or number
+            in (
+                float("inf"),
+                float("-inf"),
+            )
         ):
             raise ValueError
         if integer:
@@ -149,9 +154,8 @@ class GuildSettings:
 
     def with_values(self, values: dict[str, object]) -> GuildSettings:
         """A copy with ``values`` (key -> typed or text value) coerced and applied."""
-        return dataclasses.replace(
-            self, **{key: setting(key).coerce(value) for key, value in values.items()}
-        )
+        changes: dict[str, Any] = {key: setting(key).coerce(value) for key, value in values.items()}
+        return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, SettingValue]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -160,9 +164,19 @@ class GuildSettings:
 SETTINGS: dict[str, Setting] = {
     s.key: s
     for s in (
-        Setting("max_steps", SettingKind.INT, "Most optimisation steps a job may ask for.", 1, 10_000),
-        Setting("max_size", SettingKind.INT, "Largest width or height of a picture, in pixels.", 16, 4096),
-        Setting("max_cutouts", SettingKind.INT, "Most cutouts per step a job may ask for.", 1, 1024),
+        Setting(
+            "max_steps", SettingKind.INT, "Most optimisation steps a job may ask for.", 1, 10_000
+        ),
+        Setting(
+            "max_size",
+            SettingKind.INT,
+            "Largest width or height of a picture, in pixels.",
+            16,
+            4096,
+        ),
+        Setting(
+            "max_cutouts", SettingKind.INT, "Most cutouts per step a job may ask for.", 1, 1024
+        ),
         Setting(
             "allowed_models",
             SettingKind.WORDS,
@@ -183,7 +197,9 @@ SETTINGS: dict[str, Setting] = {
             1,
             1_000_000,
         ),
-        Setting("cooldown_s", SettingKind.SECONDS, "Seconds a member waits between two jobs.", 0, 86_400),
+        Setting(
+            "cooldown_s", SettingKind.SECONDS, "Seconds a member waits between two jobs.", 0, 86_400
+        ),
         Setting(
             "gpu_budget_guild_s",
             SettingKind.SECONDS,
@@ -211,7 +227,9 @@ SETTINGS: dict[str, Setting] = {
             max_items=1000,
             empty_means="nothing banned",
         ),
-        Setting("reactions_enabled", SettingKind.BOOL, "Whether reactions on job cards do anything."),
+        Setting(
+            "reactions_enabled", SettingKind.BOOL, "Whether reactions on job cards do anything."
+        ),
         Setting("buttons_enabled", SettingKind.BOOL, "Whether job cards show buttons."),
     )
 }
@@ -262,7 +280,8 @@ def check_style_name(name: object) -> str:
     if not STYLE_NAME.fullmatch(normal):
         raise InvalidInput(
             "style",
-            f"A style name is 1 to 32 letters, digits, '-' or '_', got {name!r}. Pick another name.",
+            f"A style name is 1 to 32 letters, digits, '-' or '_', got {name!r}. "
+            "Pick another name.",
         )
     return normal
 

@@ -143,7 +143,9 @@ class SqliteStore:
     # --- working ---------------------------------------------------------------
     async def claim(self, worker: str, *, lease_seconds: float, max_jobs: int = 1) -> list[Claim]:
         if not isinstance(worker, str) or not 0 < len(worker) <= MAX_WORKER_CHARS:
-            raise InvalidInput("worker", f"worker must be a name of 1 to {MAX_WORKER_CHARS} characters.")
+            raise InvalidInput(
+                "worker", f"worker must be a name of 1 to {MAX_WORKER_CHARS} characters."
+            )
         _check_lease(lease_seconds)
         check_int("max_jobs", max_jobs, 1, MAX_BATCH)
         return await self._run(
@@ -303,7 +305,9 @@ class SqliteStore:
     async def styles(self, guild_id: int) -> dict[str, str]:
         return await self._run(guild_config.load_styles, guild_id)
 
-    async def set_style(self, guild_id: int, name: str, text: str, *, by_user: int) -> dict[str, str]:
+    async def set_style(
+        self, guild_id: int, name: str, text: str, *, by_user: int
+    ) -> dict[str, str]:
         return await self._run(
             guild_config.set_style, guild_id, name, text, by_user=by_user, now=self._now()
         )

@@ -67,19 +67,35 @@ def enqueue(
         added = fetch_jobs(
             conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE version = ? ORDER BY id", (version,)
         )
-    for job in added[:100]:
-        log.info("job %d queued in guild %d by user %d", job.id, job.guild_id, job.user_id)
+    for queued in added[:100]:
+        log.info("job %d queued in guild %d by user %d", queued.id, queued.guild_id, queued.user_id)
     if len(added) > 100:
-        log.info("%d more jobs queued (ids %d to %d)", len(added) - 100, added[100].id, added[-1].id)
+        log.info(
+            "%d more jobs queued (ids %d to %d)", len(added) - 100, added[100].id, added[-1].id
+        )
     return added
 
 
 def _values(job: CheckedJob, now: float, version: int) -> tuple[object, ...]:
     new = job.new
     return (
-        new.guild_id, new.channel_id, new.user_id, job.prompt, job.params_json, job.model,
-        job.width, job.height, new.priority, job.cost, new.max_attempts, job.steps, now,
-        new.parent_id, job.relation, new.seed, version,
+        new.guild_id,
+        new.channel_id,
+        new.user_id,
+        job.prompt,
+        job.params_json,
+        job.model,
+        job.width,
+        job.height,
+        new.priority,
+        job.cost,
+        new.max_attempts,
+        job.steps,
+        now,
+        new.parent_id,
+        job.relation,
+        new.seed,
+        version,
     )
 
 

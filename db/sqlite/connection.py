@@ -11,6 +11,11 @@ from db.errors import InvalidInput
 
 MIN_SQLITE = (3, 35, 0)  # RETURNING, and upserts with DO UPDATE
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# Checkpoint the WAL into the database every ~16 MiB instead of SQLite's 4 MiB:
+# a checkpoint (two fsyncs) lands on whichever commit crosses the mark, so
+# rarer checkpoints keep it out of the 99th percentile of claim latency.
+WAL_AUTOCHECKPOINT_PAGES = 4000
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 def connect(
@@ -28,17 +33,21 @@ def connect(
             f"this Python has {sqlite3.sqlite_version}."
         )
     if synchronous.upper() not in SYNCHRONOUS:
-        raise InvalidInput("synchronous", f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}.")
+        raise InvalidInput(
+            "synchronous", f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}."
+        )
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s)
     try:
         conn.row_factory = sqlite3.Row
-        # PRAGMAs take no bound parameters; both values are checked above.
+        # PRAGMAs take no bound parameters; the values are checked above or constants.
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise RuntimeError(f"could not switch {path} to WAL (journal_mode is {mode})")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     except BaseException:
         conn.close()
         raise

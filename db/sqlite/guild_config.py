@@ -10,8 +10,8 @@ from db.clock import from_epoch
 from db.errors import InvalidInput, NotFound, StoreError
 from db.settings import (
     DEFAULT_STYLES,
-    SETTINGS,
     MAX_STYLES,
+    SETTINGS,
     AuditEntry,
     GuildSettings,
     SettingValue,
@@ -24,7 +24,9 @@ from db.sqlite.connection import write
 log = logging.getLogger(__name__)
 
 
-def load_settings(conn: sqlite3.Connection, guild_id: int, defaults: GuildSettings) -> GuildSettings:
+def load_settings(
+    conn: sqlite3.Connection, guild_id: int, defaults: GuildSettings
+) -> GuildSettings:
     """The guild's settings: ``defaults`` with the guild's own values applied."""
     settings = defaults
     for key, value in conn.execute(
@@ -123,7 +125,9 @@ def delete_style(
                 (guild_id, name),
             )
         else:
-            conn.execute("DELETE FROM guild_styles WHERE guild_id = ? AND name = ?", (guild_id, name))
+            conn.execute(
+                "DELETE FROM guild_styles WHERE guild_id = ? AND name = ?", (guild_id, name)
+            )
         _audit(conn, guild_id, by_user, now, f"style:{name}", styles.pop(name), None)
     return styles
 

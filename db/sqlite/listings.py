@@ -28,7 +28,9 @@ def by_message(conn: sqlite3.Connection, message_id: int) -> Job | None:
 def guild_queue(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[Job]:
     """The guild's running jobs, then its queued ones in submission order."""
     with read(conn):
-        active = fetch_jobs(conn, f"{SELECT_JOBS} WHERE {ACTIVE} AND guild_id = ? ORDER BY id", (guild_id,))
+        active = fetch_jobs(
+            conn, f"{SELECT_JOBS} WHERE {ACTIVE} AND guild_id = ? ORDER BY id", (guild_id,)
+        )
         queued = fetch_jobs(
             conn,
             f"{SELECT_JOBS} WHERE state = 'queued' AND guild_id = ? ORDER BY id LIMIT ?",
@@ -37,9 +39,7 @@ def guild_queue(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[Job
     return (active + queued)[:limit]
 
 
-def history(
-    conn: sqlite3.Connection, user_id: int, guild_id: int | None, limit: int
-) -> list[Job]:
+def history(conn: sqlite3.Connection, user_id: int, guild_id: int | None, limit: int) -> list[Job]:
     """The user's jobs, newest first (in one guild, or all)."""
     if guild_id is None:
         return fetch_jobs(
@@ -103,8 +103,7 @@ def throughput(conn: sqlite3.Connection) -> float | None:
     """Cost units per second the workers get through: measured on the running
     jobs if they report speed, else from finished jobs; None before either."""
     running = conn.execute(
-        f"SELECT SUM(steps_per_s * cost / total_steps) FROM jobs WHERE {ACTIVE} "
-        "AND steps_per_s > 0"
+        f"SELECT SUM(steps_per_s * cost / total_steps) FROM jobs WHERE {ACTIVE} AND steps_per_s > 0"
     ).fetchone()[0]
     if running:
         return float(running)
@@ -154,7 +153,9 @@ def position(conn: sqlite3.Connection, job_id: int) -> tuple[int, float | None]:
             (job.guild_id, job.user_id),
         ).fetchone()[0]
         turns = (user_vtime, user_vtime, job.user_id, ahead + 1, ahead)
-        count, cost = conn.execute(OTHER_USERS, (*turns, *turns, job.guild_id, job.user_id)).fetchone()
+        count, cost = conn.execute(
+            OTHER_USERS, (*turns, *turns, job.guild_id, job.user_id)
+        ).fetchone()
         ahead, cost_ahead = ahead + count, cost_ahead + cost
         guild_vtime = conn.execute(
             "SELECT vtime FROM guild_queues WHERE guild_id = ?", (job.guild_id,)

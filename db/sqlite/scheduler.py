@@ -2,13 +2,14 @@
 
 Fairness is start-time fair queueing on GPU seconds, on two levels.
 Each guild has a virtual time ``vtime``: the GPU seconds charged to it.
-A claim takes the waiting guild with the least ``vtime``, then inside it the
-waiting member with the least ``vtime``, then that member's job with the
-highest priority, oldest first; the job's estimated GPU seconds (cost x
-measured seconds per cost unit) are charged to both at once, and corrected
-to the measured GPU seconds when the attempt ends. A guild (or member) that
-starts waiting again is lifted to the least ``vtime`` of those already
-waiting, so idling banks no credit and a newcomer is served next.
+A claim takes the waiting guild with the least ``vtime`` (ties: the one
+claimed longest ago), then inside it the waiting member with the least
+``vtime``, then that member's job with the highest priority, oldest first.
+The job's estimated GPU seconds (cost x measured seconds per cost unit) are
+charged to both at once, and replaced by the measured GPU seconds when the
+attempt ends. A guild (or member) that starts waiting again is lifted to at
+least the least ``vtime`` of those already waiting minus ``IDLE_CREDIT_S``:
+it goes first, but idling banks no more credit than that.
 Counters in ``guild_queues``/``user_queues`` (queued, queued_cost, pending)
 make each pick an index lookup; they change in the same transaction as the
 job rows, and ``rebuild_queues`` recomputes them from the jobs.
@@ -30,13 +31,16 @@ log = logging.getLogger(__name__)
 # The classic loop on one H100: 12.4 steps/s at 512x512 with 32 cutouts.
 DEFAULT_SECONDS_PER_COST = 1 / (12.4 * 512 * 512 * 32)
 SPEED_EMA_WEIGHT = 0.2
+SPEED_SAMPLE_RANGE = (0.1, 10.0)  # one job moves the estimate by at most this factor x weight
+IDLE_CREDIT_S = 60.0
 
 CLAIM_GUILD = (
-    "SELECT guild_id, vtime FROM guild_queues WHERE queued > 0 ORDER BY vtime, guild_id LIMIT 1"
+    "SELECT guild_id, vtime FROM guild_queues WHERE queued > 0 "
+    "ORDER BY vtime, last_claim, guild_id LIMIT 1"
 )
 CLAIM_USER = (
     "SELECT user_id, vtime FROM user_queues WHERE guild_id = ? AND queued > 0 "
-    "ORDER BY vtime, user_id LIMIT 1"
+    "ORDER BY vtime, last_claim, user_id LIMIT 1"
 )
 CLAIM_JOB = (
     "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = ? AND user_id = ? "
@@ -48,12 +52,12 @@ _HAS_SHAPE = (
 )
 SHAPE_GUILD = (
     "SELECT guild_id, vtime FROM guild_queues g WHERE queued > 0 "
-    f"AND EXISTS ({_HAS_SHAPE.format('g')}) ORDER BY vtime, guild_id LIMIT 1"
+    f"AND EXISTS ({_HAS_SHAPE.format('g')}) ORDER BY vtime, last_claim, guild_id LIMIT 1"
 )
 SHAPE_USER = (
     "SELECT user_id, vtime FROM user_queues u WHERE guild_id = ? AND queued > 0 "
     f"AND EXISTS ({_HAS_SHAPE.format('u')} AND j.user_id = u.user_id) "
-    "ORDER BY vtime, user_id LIMIT 1"
+    "ORDER BY vtime, last_claim, user_id LIMIT 1"
 )
 SHAPE_JOB = (
     "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = ? AND model = ? AND width = ? "
@@ -88,7 +92,10 @@ def claim(
     for c in claims:
         log.info(
             "job %d claimed by %s (attempt %d of %d)",
-            c.job.id, worker, c.job.attempts, c.job.max_attempts,
+            c.job.id,
+            worker,
+            c.job.attempts,
+            c.job.max_attempts,
         )
     return claims
 
@@ -103,9 +110,10 @@ def _pick(conn: sqlite3.Connection, shape: Shape | None) -> tuple[sqlite3.Row, .
         else:
             guild = conn.execute(SHAPE_GUILD, shape).fetchone()
             user = guild and conn.execute(SHAPE_USER, (guild["guild_id"], *shape)).fetchone()
-            job = user and conn.execute(
-                SHAPE_JOB, (guild["guild_id"], *shape, user["user_id"])
-            ).fetchone()
+            job = (
+                user
+                and conn.execute(SHAPE_JOB, (guild["guild_id"], *shape, user["user_id"])).fetchone()
+            )
         if guild is None:
             return None
         if job:
@@ -128,18 +136,20 @@ def _take(
     guild, user, job = picked
     token = secrets.token_hex(16)
     rate = seconds_per_cost(conn)
-    row = conn.execute(TAKE, (worker, token, now + lease_s, now, rate, version, job["id"])).fetchone()
+    row = conn.execute(
+        TAKE, (worker, token, now + lease_s, now, rate, version, job["id"])
+    ).fetchone()
     charge, cost = row["cost"] * rate, row["cost"]
     conn.execute("UPDATE store_state SET vtime = ? WHERE id = 1", (guild["vtime"],))
     conn.execute(
-        "UPDATE guild_queues SET vtime = vtime + ?, user_vtime = ?, queued = queued - 1, "
-        "queued_cost = queued_cost - ? WHERE guild_id = ?",
-        (charge, user["vtime"], cost, guild["guild_id"]),
+        "UPDATE guild_queues SET vtime = vtime + ?, user_vtime = ?, last_claim = ?, "
+        "queued = queued - 1, queued_cost = queued_cost - ? WHERE guild_id = ?",
+        (charge, user["vtime"], version, cost, guild["guild_id"]),
     )
     conn.execute(
-        "UPDATE user_queues SET vtime = vtime + ?, queued = queued - 1, "
+        "UPDATE user_queues SET vtime = vtime + ?, last_claim = ?, queued = queued - 1, "
         "queued_cost = queued_cost - ? WHERE guild_id = ? AND user_id = ?",
-        (charge, cost, guild["guild_id"], user["user_id"]),
+        (charge, version, cost, guild["guild_id"], user["user_id"]),
     )
     return Claim(job=job_from_row(row), token=token)
 
@@ -156,7 +166,8 @@ def enter_queue(
     """Count ``jobs`` jobs (of total ``cost``) as queued for a member of a guild.
 
     A guild or member that had nothing queued is lifted to the least virtual
-    time among those waiting (or, if none wait, the time of the last claim).
+    time among those waiting (or, if none wait, the time of the last claim)
+    minus ``IDLE_CREDIT_S``.
     ``pending`` is how many of them are new to the pending count (0 for a
     job that was already pending, e.g. a reclaimed one).
     """
@@ -179,7 +190,7 @@ def enter_queue(
         ).fetchone()
         if least is None:
             least = conn.execute("SELECT vtime FROM store_state WHERE id = 1").fetchone()
-        vtime = max(vtime, least[0])
+        vtime = max(vtime, least[0] - IDLE_CREDIT_S)
     conn.execute(
         "UPDATE guild_queues SET vtime = ?, queued = queued + ?, queued_cost = queued_cost + ?, "
         "pending = pending + ? WHERE guild_id = ?",
@@ -196,7 +207,7 @@ def enter_queue(
             "ORDER BY vtime LIMIT 1",
             (guild_id,),
         ).fetchone()
-        user_vtime = max(user_vtime, least[0] if least else guild["user_vtime"])
+        user_vtime = max(user_vtime, (least[0] if least else guild["user_vtime"]) - IDLE_CREDIT_S)
     conn.execute(
         "UPDATE user_queues SET vtime = ?, queued = queued + ?, queued_cost = queued_cost + ?, "
         "pending = pending + ? WHERE guild_id = ? AND user_id = ?",
@@ -253,12 +264,22 @@ def settle(
             (row["guild_id"], utc_day(now), row["user_id"], gpu_seconds),
         )
         if speed_sample:
-            sample = gpu_seconds / row["cost"]
-            conn.execute(
-                "UPDATE store_state SET seconds_per_cost = CASE WHEN seconds_per_cost IS NULL "
-                "THEN ? ELSE seconds_per_cost * ? + ? END WHERE id = 1",
-                (sample, 1 - SPEED_EMA_WEIGHT, sample * SPEED_EMA_WEIGHT),
-            )
+            _learn_speed(conn, gpu_seconds / row["cost"])
+
+
+def _learn_speed(conn: sqlite3.Connection, sample: float) -> None:
+    """Move the seconds-per-cost estimate towards one finished job's measurement.
+
+    The first sample moves the classic-loop prior, not replaces it, and each
+    sample counts at most 10x off the estimate: one odd job can't wreck it.
+    """
+    estimate = seconds_per_cost(conn)
+    low, high = SPEED_SAMPLE_RANGE
+    sample = min(max(sample, estimate * low), estimate * high)
+    conn.execute(
+        "UPDATE store_state SET seconds_per_cost = ? WHERE id = 1",
+        (estimate + SPEED_EMA_WEIGHT * (sample - estimate),),
+    )
 
 
 def reclaim_expired(conn: sqlite3.Connection, now: float) -> int:
@@ -292,7 +313,11 @@ def reclaim_expired(conn: sqlite3.Connection, now: float) -> int:
             enter_queue(conn, row["guild_id"], row["user_id"], jobs=1, cost=row["cost"], pending=0)
         log.warning(
             "job %d: lease of %s expired on attempt %d of %d; now %s",
-            row["id"], row["lease_owner"], row["attempts"], row["max_attempts"], state,
+            row["id"],
+            row["lease_owner"],
+            row["attempts"],
+            row["max_attempts"],
+            state,
         )
     return len(expired)
 

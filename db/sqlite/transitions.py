@@ -81,7 +81,13 @@ def report_progress(
         conn.execute(
             "UPDATE jobs SET step = ?, steps_per_s = COALESCE(?, steps_per_s), version = ?, "
             "lease_expires_at = COALESCE(?, lease_expires_at) WHERE id = ?",
-            (step, steps_per_s, next_version(conn), None if lease_s is None else now + lease_s, job_id),
+            (
+                step,
+                steps_per_s,
+                next_version(conn),
+                None if lease_s is None else now + lease_s,
+                job_id,
+            ),
         )
         if image is not None:
             conn.execute(
@@ -113,7 +119,8 @@ def finish(
         conn.execute("UPDATE jobs SET step = total_steps WHERE id = ?", (job_id,))
         conn.execute(
             "INSERT INTO results (job_id, png, created_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (job_id) DO UPDATE SET png = excluded.png, created_at = excluded.created_at",
+            "ON CONFLICT (job_id) DO UPDATE SET png = excluded.png, "
+            "created_at = excluded.created_at",
             (job_id, png, now),
         )
         settle(conn, row, gpu_seconds=gpu_seconds, leaves=True, now=now, speed_sample=True)
@@ -153,7 +160,11 @@ def fail(
             settle(conn, row, gpu_seconds=gpu_seconds, leaves=True, now=now)
     log.warning(
         "job %d attempt %d of %d failed (%s); now %s",
-        job_id, row["attempts"], row["max_attempts"], error, state,
+        job_id,
+        row["attempts"],
+        row["max_attempts"],
+        error,
+        state,
     )
     return True
 
@@ -177,8 +188,11 @@ def release(conn: sqlite3.Connection, job_id: int, token: str, *, now: float) ->
             )
             settle(conn, row, gpu_seconds=0.0, leaves=False, now=now)
             enter_queue(conn, row["guild_id"], row["user_id"], jobs=1, cost=row["cost"], pending=0)
-    log.info("job %d released by its worker; now %s", job_id,
-             "cancelled" if row["state"] == "cancelling" else "queued")
+    log.info(
+        "job %d released by its worker; now %s",
+        job_id,
+        "cancelled" if row["state"] == "cancelling" else "queued",
+    )
     return True
 
 
@@ -220,7 +234,8 @@ def request_cancel(
             leave_queue(conn, row["guild_id"], row["user_id"], cost=row["cost"])
         elif row["state"] == "running":
             conn.execute(
-                "UPDATE jobs SET state = 'cancelling', version = ? WHERE id = ? AND state = 'running'",
+                "UPDATE jobs SET state = 'cancelling', version = ? "
+                "WHERE id = ? AND state = 'running'",
                 (next_version(conn), job_id),
             )
         job = fetch_job(conn, job_id)
