@@ -100,7 +100,7 @@ async def test_a_card_older_than_an_hour_is_replaced_when_its_job_starts(world):
 
 async def test_a_restart_in_the_middle_of_a_queue_loses_nothing(world, store, bot_config):
     env = world.env
-    first = await world.alice.slash(world.channel, "imagine", prompt="a cat")
+    await world.alice.slash(world.channel, "imagine", prompt="a cat")
     await env.advance_time(30)
     second = await world.bob.slash(world.channel, "imagine", prompt="a dog")
     old_bot = env.bot
