@@ -1,0 +1,108 @@
+"""The Discord client: intents, commands, persistent buttons, reactions and the delivery loop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import discord
+from discord import app_commands
+
+from bot import reactions
+from bot.actions import Actions
+from bot.config import BotConfig
+from bot.controls import JobButton
+from bot.delivery import Delivery
+from db import Store
+
+log = logging.getLogger(__name__)
+
+
+def intents() -> discord.Intents:
+    """Guilds (channels, roles for permission checks) and guild reactions; nothing privileged."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_reactions = True
+    return wanted
+
+
+class VQBot(discord.Client):
+    def __init__(
+        self,
+        store: Store,
+        config: BotConfig,
+        *,
+        sync_commands: bool = False,
+        sync_guild: int | None = None,
+        worker_status: Callable[[], Any] | None = None,
+        notify_worker: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(intents=intents(), allowed_mentions=discord.AllowedMentions.none())
+        self.store = store
+        self.config = config
+        self.sync_commands = sync_commands
+        self.sync_guild = sync_guild
+        self.worker_status = worker_status or (lambda: None)
+        self._notify_worker = notify_worker
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+        self.actions = Actions(self)
+        self.delivery = Delivery(self)
+        self.synced: list[app_commands.AppCommand] = []
+        from bot.commands import register
+
+        register(self.tree)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(JobButton)
+        if self.sync_commands:
+            self.synced = await self.sync_tree()
+        self.delivery.start()
+
+    async def sync_tree(self) -> list[app_commands.AppCommand]:
+        """Register the commands with Discord (only when asked: `vqbot sync` or --sync)."""
+        if self.sync_guild is not None:
+            guild = discord.Object(id=self.sync_guild)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        log.info("synced %d commands%s", len(synced), f" to guild {self.sync_guild}" if self.sync_guild else "")
+        return synced
+
+    async def close(self) -> None:
+        await self.delivery.stop()
+        await super().close()
+
+    # ---------------------------------------------------------------- helpers
+    async def guild_settings(self, guild_id: int) -> Any:
+        return await self.store.settings(guild_id)
+
+    def notify_worker(self) -> None:
+        if self._notify_worker is not None:
+            self._notify_worker()
+
+    def timelapse_for(self, job_id: int) -> bytes | None:
+        path = self.config.timelapse_dir / f"{job_id}.webp"
+        return path.read_bytes() if path.is_file() else None
+
+    # ---------------------------------------------------------------- events
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (%s) in %d guilds", self.user, self.user.id if self.user else "?", len(self.guilds))
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await reactions.on_reaction(self, payload)
+
+    async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            text = "You need the Manage Server permission for this."
+        else:
+            log.error("command %s failed", interaction.command.name if interaction.command else "?", exc_info=error)
+            text = "Something went wrong on my side; try again in a minute."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            pass

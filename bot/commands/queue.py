@@ -1,0 +1,120 @@
+"""/queue, /cancel, /show, /history and /status."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from db.errors import NotFound
+from db.jobs import Job
+
+from bot import cards
+from bot.actions import Actor
+
+if TYPE_CHECKING:
+    from bot.client import VQBot
+
+log = logging.getLogger(__name__)
+LIST_LIMIT = 15
+
+
+def job_line(job: Job) -> str:
+    step = f" {job.step}/{job.total_steps}" if job.state in ("running", "cancelling") else ""
+    return f"`#{job.id}` {job.state}{step} · {cards.shorten(job.prompt, 60)} · <@{job.user_id}>"
+
+
+async def own_guild_job(bot: "VQBot", interaction: discord.Interaction, job_id: int) -> Job | None:
+    try:
+        job = await bot.store.get(job_id)
+    except NotFound:
+        job = None
+    return job if job is not None and job.guild_id == interaction.guild_id else None
+
+
+@app_commands.command(name="queue", description="Your jobs and this server's queue")
+@app_commands.guild_only()
+async def queue(interaction: discord.Interaction) -> None:
+    bot: VQBot = interaction.client  # type: ignore[assignment]
+    assert interaction.guild_id is not None
+    jobs = await bot.store.queue(interaction.guild_id)
+    mine = [j for j in jobs if j.user_id == interaction.user.id]
+    lines = [f"**Yours:** {len(mine)} waiting or running"] + [job_line(j) for j in mine[:LIST_LIMIT]]
+    lines += [f"**This server:** {len(jobs)} waiting or running"] + [job_line(j) for j in jobs[:LIST_LIMIT]]
+    await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True,
+                                            allowed_mentions=discord.AllowedMentions.none())
+
+
+@app_commands.command(name="cancel", description="Cancel one of your jobs (admins: any job)")
+@app_commands.guild_only()
+@app_commands.describe(job="Job number; leave empty for your newest waiting or running job")
+async def cancel(interaction: discord.Interaction, job: app_commands.Range[int, 1] | None = None) -> None:
+    bot: VQBot = interaction.client  # type: ignore[assignment]
+    assert interaction.guild_id is not None and interaction.channel_id is not None
+    if job is None:
+        mine = [j for j in await bot.store.queue(interaction.guild_id) if j.user_id == interaction.user.id]
+        if not mine:
+            await interaction.response.send_message("You have no waiting or running jobs.", ephemeral=True)
+            return
+        job = max(j.id for j in mine)
+    found = await own_guild_job(bot, interaction, job)
+    if found is None:
+        await interaction.response.send_message(f"There is no job #{job} in this server.", ephemeral=True)
+        return
+    perms = interaction.permissions
+    actor = Actor(interaction.user.id, bool(perms.manage_guild or perms.administrator), interaction.channel_id)
+    outcome = await bot.actions.cancel(found, actor)
+    await interaction.response.send_message(outcome.text, ephemeral=True)
+
+
+@app_commands.command(name="show", description="Post a job's card and picture again")
+@app_commands.guild_only()
+async def show(interaction: discord.Interaction, job: app_commands.Range[int, 1]) -> None:
+    bot: VQBot = interaction.client  # type: ignore[assignment]
+    found = await own_guild_job(bot, interaction, job)
+    if found is None:
+        await interaction.response.send_message(f"There is no job #{job} in this server.", ephemeral=True)
+        return
+    await interaction.response.defer(thinking=True)
+    settings = await bot.guild_settings(found.guild_id)
+    kwargs: dict[str, Any] = {"embed": cards.card_embed(found)}
+    view = cards.card_view(found, buttons_enabled=settings.buttons_enabled)
+    if view is not None:
+        kwargs["view"] = view
+    png = await bot.store.result(found.id) if found.state == "succeeded" else None
+    if png is not None and len(png) <= bot.config.upload_limit_bytes:
+        kwargs["attachments"] = [discord.File(io.BytesIO(png), filename=f"vqbot-{found.id}.png")]
+        kwargs["embed"].set_image(url=f"attachment://vqbot-{found.id}.png")
+    await interaction.edit_original_response(**kwargs)
+
+
+@app_commands.command(name="history", description="Your recent jobs in this server")
+@app_commands.guild_only()
+async def history(interaction: discord.Interaction) -> None:
+    bot: VQBot = interaction.client  # type: ignore[assignment]
+    jobs = await bot.store.history(interaction.user.id, guild_id=interaction.guild_id, limit=LIST_LIMIT)
+    text = "\n".join(job_line(j) for j in jobs) if jobs else "You have no jobs here yet; try /imagine."
+    await interaction.response.send_message(text[:2000], ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+
+
+@app_commands.command(name="status", description="The worker, its GPU and the queue")
+async def status(interaction: discord.Interaction) -> None:
+    bot: VQBot = interaction.client  # type: ignore[assignment]
+    stats = await bot.store.stats()
+    worker = bot.worker_status()
+    lines = []
+    if worker is None:
+        lines.append("Worker: not in this process (separate workers take jobs from the queue)")
+    else:
+        rate = f", {worker.steps_per_s:.1f} steps/s" if worker.steps_per_s else ""
+        jobs = f", jobs {', '.join(f'#{j}' for j in worker.jobs)}" if worker.jobs else ""
+        lines.append(f"Worker `{worker.name}`: {worker.state} on {worker.device}{rate}{jobs}")
+    for key, value in (stats.items() if isinstance(stats, dict) else vars(stats).items()):
+        lines.append(f"{key.replace('_', ' ')}: {value}")
+    await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)
+
+
+COMMANDS = (queue, cancel, show, history, status)

@@ -1,0 +1,298 @@
+"""The progress and delivery loop: database changes become card edits and result messages.
+
+One task per bot. It reads ``store.changed_since(version)``, keeps only the
+newest state of each job (frames are coalesced), edits each card through the
+bot's own channel-message calls (never the 15-minute interaction token) at
+most once per ``edit_interval_s``, backs off on 429 and 5xx, and posts the
+finished picture in a new message that mentions its owner. A job counts as
+delivered only once its result message went out, so a restart or an outage
+delays delivery but never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+
+from db.jobs import Job
+from db.states import JobState
+
+from bot import cards
+from bot.pictures import fit_upload
+
+if TYPE_CHECKING:
+    from bot.client import VQBot
+
+log = logging.getLogger(__name__)
+
+MENTION_OWNER = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
+QUEUED_REFRESH_LIMIT = 10
+
+
+@dataclass
+class CardState:
+    """What the loop remembers about one job's card between passes."""
+
+    next_edit_at: float = 0.0
+    blocked_until: float = 0.0
+    backoff: float = 0.0
+    shown_step: int = -1
+    replaced: bool = False
+
+
+def discord_now() -> float:
+    """Seconds on Discord's clock (discord.utils.utcnow), the one simcord virtualises in tests."""
+    return discord.utils.utcnow().timestamp()
+
+
+def retryable(exc: discord.HTTPException) -> bool:
+    return exc.status == 429 or exc.status >= 500
+
+
+class Delivery:
+    def __init__(self, bot: "VQBot") -> None:
+        self.bot = bot
+        self.config = bot.config
+        self.version = 0
+        self.pending: dict[int, Job] = {}
+        self.cards: dict[int, CardState] = {}
+        self.finished: set[int] = set()
+        self._sleeper: asyncio.Task[None] | None = None
+        self._woken = False
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- the loop
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="vqbot-delivery")
+
+    async def stop(self) -> None:
+        if self._sleeper is not None:
+            self._sleeper.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def card_posted(self, job_id: int) -> None:
+        """A card was just posted: its next edit waits for the cadence like any other."""
+        self.cards.setdefault(job_id, CardState()).next_edit_at = discord_now() + self.config.edit_interval_s
+
+    def wake(self) -> None:
+        """Ask for a pass soon (the worker calls this after it changed a job)."""
+        self._woken = True
+        if self._sleeper is not None and not self._sleeper.done():
+            self._sleeper.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery pass failed; trying again in %.0f s", self.config.poll_interval_s)
+            # A plain sleep in its own task, cancelled by wake(): (simcord parks plain sleeps)
+            self._sleeper = asyncio.get_running_loop().create_task(asyncio.sleep(self._next_timeout()))
+            if self._woken:
+                self._sleeper.cancel()
+            self._woken = False
+            await asyncio.wait([self._sleeper])
+
+    def _next_timeout(self) -> float:
+        now = discord_now()
+        timeout = self.config.poll_interval_s
+        for job_id in self.pending:
+            state = self.cards.get(job_id)
+            if state is not None:
+                due = max(state.blocked_until, state.next_edit_at) - now
+                timeout = min(timeout, max(due, 0.0))
+        return max(timeout, 0.05)
+
+    async def run_pass(self) -> None:
+        """Read what changed and act on every pending job that is due."""
+        async with self._lock:
+            store = self.bot.store
+            if self.version == 0:  # first pass: start from now, plus whatever is not yet delivered
+                self.version = await store.version()
+                for job in await store.undelivered():
+                    self.pending[job.id] = job
+            changed = await store.changed_since(self.version)
+            started_or_ended: set[int] = set()
+            for job in changed:
+                self.version = max(self.version, job.version)
+                if job.state.is_terminal and job.delivered and job.id in self.finished:
+                    continue  # our own marks (delivered, result message) come back as changes
+                old = self.pending.get(job.id)
+                if old is None or old.state != job.state:
+                    if job.state is not JobState.QUEUED:
+                        started_or_ended.add(job.guild_id)
+                self.pending[job.id] = job
+            for guild_id in started_or_ended:
+                for queued in (await store.queue(guild_id))[:QUEUED_REFRESH_LIMIT]:
+                    if queued.state is JobState.QUEUED:
+                        self.pending.setdefault(queued.id, queued)
+            for job in list(self.pending.values()):
+                await self._attend(job)
+
+    async def _attend(self, job: Job) -> None:
+        state = self.cards.setdefault(job.id, CardState())
+        now = discord_now()
+        if now < state.blocked_until:
+            return
+        try:
+            if job.state.is_terminal:
+                done = await self._finish(job, state)
+            else:
+                done = await self._update(job, state, now)
+        except discord.Forbidden as exc:
+            log.warning("job %s: no permission in channel %s (%s); giving up on its messages",
+                        job.id, job.channel_id, exc.text)
+            await self._forbidden(job)
+            done = True
+        except discord.HTTPException as exc:
+            if not retryable(exc):
+                log.warning("job %s: Discord refused a card update (%s %s); skipping it", job.id, exc.status, exc.code)
+                done = not job.state.is_terminal
+            else:
+                state.backoff = min(max(state.backoff * 2, self.config.backoff_initial_s), self.config.backoff_max_s)
+                state.blocked_until = discord_now() + state.backoff
+                log.info("job %s: Discord answered %s; waiting %.0f s", job.id, exc.status, state.backoff)
+                return
+        if done:
+            self.pending.pop(job.id, None)
+            if job.state.is_terminal:
+                self.cards.pop(job.id, None)
+                self.finished.add(job.id)
+
+    # ---------------------------------------------------------------- cards
+    def _channel(self, job: Job) -> discord.abc.Messageable:
+        channel = self.bot.get_channel(job.channel_id)
+        if channel is None:
+            return discord.PartialMessageable(state=self.bot._connection, id=job.channel_id)
+        return channel  # type: ignore[return-value]
+
+    async def _update(self, job: Job, state: CardState, now: float) -> bool:
+        """Edit a pending job's card; True when nothing is left to do for this version."""
+        if job.message_id is None:
+            return True  # the card is still being posted; set_message will bring the job back
+        if now < state.next_edit_at:
+            return False  # coalesce: the newest version is edited when the slot opens
+        settings = await self.bot.guild_settings(job.guild_id)
+        spot = None
+        if job.state is JobState.QUEUED:
+            ahead, eta = await self.bot.store.position(job.id)
+            spot = cards.QueueSpot(ahead, eta)
+        preview = None
+        if job.state is JobState.RUNNING and job.step != state.shown_step:
+            stored = await self.bot.store.preview(job.id)
+            preview = stored[1] if stored is not None else None
+        kwargs: dict = {
+            "embed": cards.card_embed(job, spot=spot, with_preview=preview is not None),
+            "view": cards.card_view(job, buttons_enabled=settings.buttons_enabled),
+        }
+        if preview is not None:
+            kwargs["attachments"] = [discord.File(io.BytesIO(preview), filename=cards.PREVIEW_NAME)]
+        if job.state is JobState.RUNNING and not state.replaced and self._card_too_old(job):
+            await self._replace_card(job, kwargs)
+            state.replaced = True
+        else:
+            try:
+                await self._channel(job).get_partial_message(job.message_id).edit(**kwargs)  # type: ignore[union-attr]
+            except discord.NotFound:
+                log.info("job %s: card %s is gone; posting a new one", job.id, job.message_id)
+                await self._replace_card(job, kwargs, delete_old=False)
+        state.next_edit_at = discord_now() + self.config.edit_interval_s
+        state.backoff = 0.0
+        if preview is not None:
+            state.shown_step = job.step
+        return True
+
+    def _card_too_old(self, job: Job) -> bool:
+        assert job.message_id is not None
+        age = (discord.utils.utcnow() - discord.utils.snowflake_time(job.message_id)).total_seconds()
+        return age > self.config.card_max_age_s
+
+    async def _replace_card(self, job: Job, kwargs: dict, *, delete_old: bool = True) -> discord.Message:
+        """Post a fresh card (old cards edit slowly and the original may be gone)."""
+        send = dict(kwargs)
+        if "attachments" in send:
+            send["files"] = send.pop("attachments")
+        if send.get("view") is None:
+            send.pop("view", None)
+        message = await self._channel(job).send(**send)
+        old = job.message_id
+        await self.bot.store.set_message(job.id, message.id, kind="card")
+        log.info("job %s: new card %s replaces %s", job.id, message.id, old)
+        if delete_old and old is not None:
+            try:
+                await self._channel(job).get_partial_message(old).delete()  # type: ignore[union-attr]
+            except discord.HTTPException as exc:
+                log.info("job %s: old card %s not deleted (%s)", job.id, old, exc.status)
+        return message
+
+    # ---------------------------------------------------------------- the end
+    async def _finish(self, job: Job, state: CardState) -> bool:
+        settings = await self.bot.guild_settings(job.guild_id)
+        result_message: discord.Message | None = None
+        if not job.delivered:
+            result_message = await self._post_result(job, settings)
+            await self.bot.store.mark_delivered(job.id)
+            self.pending[job.id] = dataclasses.replace(job, delivered=True)  # a retried edit must not post twice
+        if job.message_id is not None:
+            embed = cards.card_embed(job)
+            if result_message is not None:
+                embed.description = f"{embed.description} · [result]({result_message.jump_url})"
+            try:
+                await self._channel(job).get_partial_message(job.message_id).edit(  # type: ignore[union-attr]
+                    embed=embed, attachments=[], view=cards.card_view(job, buttons_enabled=settings.buttons_enabled)
+                )
+            except discord.NotFound:
+                log.info("job %s: card %s is gone; the result stands alone", job.id, job.message_id)
+        log.info("job %s: delivered (%s)", job.id, job.state)
+        return True
+
+    async def _post_result(self, job: Job, settings: object) -> discord.Message | None:
+        channel = self._channel(job)
+        buttons = getattr(settings, "buttons_enabled", True)
+        if job.state is JobState.CANCELLED:
+            return None
+        if job.state is JobState.FAILED:
+            return await channel.send(cards.failure_content(job), allowed_mentions=MENTION_OWNER)
+        png = await self.bot.store.result(job.id)
+        if png is None:
+            log.error("job %s: succeeded but has no stored result", job.id)
+            return await channel.send(cards.failure_content(job), allowed_mentions=MENTION_OWNER)
+        timelapse = self.bot.timelapse_for(job.id) if job.params.get("extra", {}).get("timelapse") else None
+        files = fit_upload(job.id, png, timelapse, limit=self.config.upload_limit_bytes)
+        kwargs: dict = {"files": files, "allowed_mentions": MENTION_OWNER}
+        view = cards.result_view(job, buttons_enabled=buttons)
+        if view is not None:
+            kwargs["view"] = view
+        message = await channel.send(cards.result_content(job), **kwargs)
+        await self.bot.store.set_message(job.id, message.id, kind="result")
+        return message
+
+    async def _forbidden(self, job: Job) -> None:
+        """The channel refused us: tell the owner by DM where possible, and stop trying."""
+        if job.state.is_terminal and not job.delivered:
+            await self.bot.store.mark_delivered(job.id)
+            try:
+                user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+                await user.send(
+                    f"Job #{job.id} ended ({job.state}) but I may not post in <#{job.channel_id}>. "
+                    "Ask an admin to give me Send Messages, Embed Links and Attach Files there, "
+                    f"then use /show {job.id}."
+                )
+            except discord.HTTPException as exc:
+                log.info("job %s: could not DM the owner either (%s)", job.id, exc.status)

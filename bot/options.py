@@ -1,0 +1,135 @@
+"""From /imagine's options to validated job parameters, under the guild's limits.
+
+Everything here is checked before anything is queued or even deferred, so a
+refusal can be an immediate ephemeral sentence.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from jobspec import JobParams, ParamError, Prompt, PromptError, parse_prompts
+from jobspec.params import parse_size
+
+from bot.config import BotConfig
+from bot.errors import OptionError
+
+MULTIPLE = 16
+MAX_SEED = 2**32 - 1
+
+ASPECTS: dict[str, tuple[int, int]] = {
+    "1:1": (1, 1),
+    "4:3": (4, 3),
+    "3:4": (3, 4),
+    "3:2": (3, 2),
+    "2:3": (2, 3),
+    "16:9": (16, 9),
+    "9:16": (9, 16),
+}
+
+
+class Limits(Protocol):
+    """The guild settings this module reads (db's GuildSettings)."""
+
+    max_steps: int
+    max_size: int
+    max_cutouts: int
+    allowed_models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ImagineOptions:
+    prompt: str
+    steps: int | None = None
+    size: str | None = None
+    aspect: str | None = None
+    seed: int | None = None
+    cutouts: int | None = None
+    model: str | None = None
+    style: str | None = None  # the style's prompt text, already looked up
+    timelapse: bool = False
+
+
+def new_seed() -> int:
+    return random.SystemRandom().randint(0, MAX_SEED)
+
+
+def round_side(value: float) -> int:
+    return max(MULTIPLE, int(round(value / MULTIPLE)) * MULTIPLE)
+
+
+def pick_size(opts: ImagineOptions, limits: Limits, config: BotConfig) -> tuple[int, int]:
+    if opts.size and opts.aspect:
+        raise OptionError("Give either a size or an aspect ratio, not both.")
+    if opts.size:
+        try:
+            width, height = parse_size(opts.size)
+        except ParamError as exc:
+            raise OptionError(str(exc)) from None
+        if width % MULTIPLE or height % MULTIPLE:
+            raise OptionError(
+                f"The size {width}x{height} must be a multiple of {MULTIPLE} on each side, "
+                f"e.g. {round_side(width)}x{round_side(height)}."
+            )
+    else:
+        side = min(config.default_side, limits.max_size)
+        a, b = ASPECTS.get(opts.aspect or "1:1", (1, 1))
+        if a >= b:
+            width, height = side, round_side(side * b / a)
+        else:
+            width, height = round_side(side * a / b), side
+    if width < MULTIPLE or height < MULTIPLE:
+        raise OptionError(f"The size {width}x{height} is too small; each side needs at least {MULTIPLE} pixels.")
+    return width, height
+
+
+def build_params(
+    opts: ImagineOptions,
+    limits: Limits,
+    config: BotConfig,
+    *,
+    image_prompts: tuple[str, ...] = (),
+    init_image: str | None = None,
+) -> JobParams:
+    """Validated JobParams for the options; OptionError with one sentence otherwise.
+
+    The guild's policy (steps, size, cutouts, models, channels, banned words) is
+    checked afterwards by ``db.limits.check_policy`` on the job made from these params.
+    """
+    try:
+        prompts = parse_prompts(opts.prompt)
+        if opts.style:
+            prompts = prompts + parse_prompts(opts.style)
+    except PromptError as exc:
+        raise OptionError(str(exc)) from None
+    steps = opts.steps if opts.steps is not None else min(config.default_steps, limits.max_steps)
+    cutn = opts.cutouts if opts.cutouts is not None else min(config.default_cutouts, limits.max_cutouts)
+    model = opts.model or next(
+        (m for m in config.models if not limits.allowed_models or m in limits.allowed_models), config.models[0]
+    )
+    if model not in config.models:
+        raise OptionError(f"The model {model} is not installed; choose one of: {', '.join(config.models)}.")
+    width, height = pick_size(opts, limits, config)
+    extra: dict[str, Any] = dict(config.extra_params)
+    if opts.timelapse:
+        extra["timelapse"] = True
+    params = JobParams(
+        prompts=prompts,
+        image_prompts=tuple(Prompt(text=path) for path in image_prompts),
+        width=width,
+        height=height,
+        steps=steps,
+        cutn=cutn,
+        seed=opts.seed if opts.seed is not None else new_seed(),
+        init_image=init_image,
+        model=model,
+        clip_model=config.clip_model,
+        clip_pretrained=config.clip_pretrained,
+        extra=extra,
+    )
+    try:
+        return params.validate(multiple_of=MULTIPLE)
+    except (ParamError, PromptError) as exc:
+        raise OptionError(str(exc)) from None

@@ -1,0 +1,279 @@
+"""Jobs as the rest of vqbot sees them, and the checks a new job must pass.
+
+``params`` is opaque to the store except for ``steps``, ``width``, ``height``,
+``cutn`` and ``model``: the store reads them to compute the job's cost
+(steps x pixels x cutouts) and its batch shape (model, width, height).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from db.errors import InvalidInput
+from db.states import JobState, Relation
+
+MAX_PROMPT_CHARS = 2000
+MAX_PARAMS_BYTES = 64 * 1024
+MAX_MODEL_CHARS = 100
+MAX_ERROR_CHARS = 2000
+MAX_WORKER_CHARS = 200
+MAX_PREVIEW_BYTES = 2 * 1024 * 1024
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+MAX_SNOWFLAKE = 2**63 - 1
+PRIORITY_RANGE = (-1000, 1000)
+ATTEMPTS_RANGE = (1, 20)
+# Sanity bounds, far beyond any guild's limits (those refuse with LimitExceeded).
+STEPS_RANGE = (1, 100_000)
+SIDE_RANGE = (1, 16_384)
+CUTN_RANGE = (1, 4096)
+
+Shape = tuple[str, int, int]
+"""The batch key: (model, width, height). Jobs of one shape can run together."""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job as the bot submits it."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    prompt: str
+    params: dict[str, Any]
+    seed: int
+    parent_id: int | None = None
+    relation: Relation | str | None = None
+    priority: int = 0
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the job table. Timestamps are aware UTC datetimes.
+
+    ``version`` is the store-wide change counter at this job's last change;
+    ``params`` is a fresh dict per Job: treat it as read-only.
+    """
+
+    id: int
+    guild_id: int
+    channel_id: int
+    user_id: int
+    message_id: int | None
+    result_message_id: int | None
+    prompt: str
+    params: dict[str, Any]
+    state: JobState
+    priority: int
+    cost: int
+    attempts: int
+    max_attempts: int
+    step: int
+    total_steps: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    parent_id: int | None
+    relation: Relation | None
+    seed: int
+    steps_per_s: float | None
+    gpu_seconds: float
+    delivered: bool
+    version: int
+    worker: str | None = None
+    lease_expires_at: datetime | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> str:
+        return str(self.params["model"])
+
+    @property
+    def width(self) -> int:
+        return int(self.params["width"])
+
+    @property
+    def height(self) -> int:
+        return int(self.params["height"])
+
+    @property
+    def cutn(self) -> int:
+        return int(self.params["cutn"])
+
+    @property
+    def shape(self) -> Shape:
+        return (self.model, self.width, self.height)
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.state is JobState.CANCELLING
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker now holds, and the lease token that proves it."""
+
+    job: Job
+    token: str
+
+
+@dataclass(frozen=True)
+class ProgressAck:
+    """What ``report_progress`` tells the worker.
+
+    ``ok`` is False when the worker no longer holds the job (lease lost):
+    it must stop and not report again. ``cancel`` is True when the user asked
+    to cancel: the worker should stop and call ``confirm_cancelled``.
+    Truthiness is ``ok``, so ``if not await store.report_progress(...)`` works.
+    """
+
+    ok: bool
+    cancel: bool = False
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True)
+class CheckedJob:
+    """A NewJob that passed ``check_new_job``, with what the store derives from it."""
+
+    new: NewJob
+    prompt: str
+    params_json: str
+    relation: Relation | None
+    model: str
+    width: int
+    height: int
+    steps: int
+    cutn: int
+
+    @property
+    def cost(self) -> int:
+        """Work units: steps x pixels x cutouts."""
+        return self.steps * self.width * self.height * self.cutn
+
+    @property
+    def shape(self) -> Shape:
+        return (self.model, self.width, self.height)
+
+
+def check_int(name: str, value: object, low: int, high: int) -> int:
+    """``value`` if it is an int (not a bool) in [low, high], else InvalidInput."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(name, f"{name} must be a whole number, got {value!r}.")
+    if not low <= value <= high:
+        raise InvalidInput(name, f"{name} must be between {low} and {high}, got {value}.")
+    return value
+
+
+def check_seconds(
+    name: str, value: object, *, positive: bool = False, most: float = math.inf
+) -> float:
+    """A finite number in [0, most] (or (0, most] if ``positive``), or InvalidInput."""
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or not (number > 0 if positive else number >= 0) or number > most:
+        low = "above 0" if positive else "at least 0"
+        raise InvalidInput(
+            name, f"{name} must be a finite number {low} and at most {most:g}, got {value!r}."
+        )
+    return float(number)
+
+
+def check_bytes(name: str, value: object, limit: int) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidInput(name, f"{name} must be bytes, got {type(value).__name__}.")
+    data = bytes(value)
+    if not data or len(data) > limit:
+        raise InvalidInput(name, f"{name} must be 1 to {limit} bytes, got {len(data)}.")
+    return data
+
+
+def check_id(name: str, value: object) -> int:
+    return check_int(name, value, 1, MAX_SNOWFLAKE)
+
+
+def check_new_job(new: NewJob) -> CheckedJob:
+    """Validate everything about a new job that does not depend on the guild.
+
+    Raises InvalidInput naming the bad field; never touches the database.
+    """
+    check_id("guild_id", new.guild_id)
+    check_id("channel_id", new.channel_id)
+    check_id("user_id", new.user_id)
+    check_int("seed", new.seed, 0, MAX_SNOWFLAKE)
+    check_int("priority", new.priority, *PRIORITY_RANGE)
+    check_int("max_attempts", new.max_attempts, *ATTEMPTS_RANGE)
+    prompt = check_prompt(new.prompt)
+    relation = check_relation(new.parent_id, new.relation)
+    params = new.params
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise InvalidInput("params", "params must be a JSON object with string keys.")
+    if "seed" in params and params["seed"] != new.seed:
+        raise InvalidInput(
+            "params.seed", f"params.seed ({params['seed']!r}) differs from seed ({new.seed})."
+        )
+    try:
+        params_json = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("params", f"params must be plain JSON values: {exc}.") from None
+    if len(params_json.encode()) > MAX_PARAMS_BYTES:
+        raise InvalidInput("params", f"params take more than {MAX_PARAMS_BYTES} bytes as JSON.")
+    model = params.get("model")
+    if not isinstance(model, str) or not 0 < len(model) <= MAX_MODEL_CHARS:
+        raise InvalidInput("params.model", f"params.model must be a model name, got {model!r}.")
+    return CheckedJob(
+        new=new,
+        prompt=prompt,
+        params_json=params_json,
+        relation=relation,
+        model=model,
+        width=check_int("params.width", params.get("width"), *SIDE_RANGE),
+        height=check_int("params.height", params.get("height"), *SIDE_RANGE),
+        steps=check_int("params.steps", params.get("steps"), *STEPS_RANGE),
+        cutn=check_int("params.cutn", params.get("cutn"), *CUTN_RANGE),
+    )
+
+
+def check_prompt(prompt: object) -> str:
+    if not isinstance(prompt, str):
+        raise InvalidInput("prompt", f"The prompt must be text, got {type(prompt).__name__}.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidInput(
+            "prompt",
+            f"The prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}. "
+            "Shorten it and try again.",
+        )
+    if "\x00" in prompt:
+        raise InvalidInput(
+            "prompt", "The prompt contains a NUL character. Remove it and try again."
+        )
+    stripped = prompt.strip()
+    if not stripped:
+        raise InvalidInput("prompt", "The prompt is empty. Describe a picture and try again.")
+    return stripped
+
+
+def check_relation(parent_id: int | None, relation: Relation | str | None) -> Relation | None:
+    if parent_id is None:
+        if relation is not None:
+            raise InvalidInput("relation", f"relation {relation!r} given without a parent_id.")
+        return None
+    check_id("parent_id", parent_id)
+    try:
+        return Relation(str(relation))
+    except ValueError:
+        valid = ", ".join(r.value for r in Relation)
+        raise InvalidInput(
+            "relation", f"relation must be one of {valid} when parent_id is set, got {relation!r}."
+        ) from None
+
+
+def clip_error(text: str) -> str:
+    """An error text short enough to store and show."""
+    text = str(text)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

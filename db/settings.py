@@ -1,0 +1,312 @@
+"""Per-guild settings: the registry that describes each key, and their values.
+
+``SETTINGS`` is what the bot's /config builds its UI from: for each key its
+kind, range, default and help text. ``GuildSettings`` holds one guild's
+values (defaults unless an admin changed them). Style presets (name -> prompt
+suffix) live here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from db.errors import InvalidInput, UnknownSetting
+
+SettingValue = int | float | bool | tuple[str, ...] | tuple[int, ...]
+
+
+class SettingKind(StrEnum):
+    INT = "int"
+    SECONDS = "seconds"
+    BOOL = "bool"
+    WORDS = "words"
+    IDS = "ids"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one guild setting looks, what it accepts and what it means."""
+
+    key: str
+    kind: SettingKind
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    max_items: int = 200
+    empty_means: str | None = None
+
+    def coerce(self, value: object) -> SettingValue:
+        """The typed value for ``value`` (typed, or text as a user types it).
+
+        Raises InvalidInput naming the key, the bad value and what is valid.
+        """
+        kind = self.kind
+        if kind is SettingKind.BOOL:
+            return _coerce_bool(self.key, value)
+        if kind in (SettingKind.INT, SettingKind.SECONDS):
+            number = _coerce_number(self.key, value, integer=kind is SettingKind.INT)
+            if (self.minimum is not None and number < self.minimum) or (
+                self.maximum is not None and number > self.maximum
+            ):
+                raise InvalidInput(
+                    self.key,
+                    f"{self.key} must be between {self.minimum:g} and {self.maximum:g}, "
+                    f"got {number:g}.",
+                )
+            return number
+        items = _coerce_items(self.key, value, ids=kind is SettingKind.IDS)
+        if len(items) > self.max_items:
+            raise InvalidInput(
+                self.key, f"{self.key} holds at most {self.max_items} entries, got {len(items)}."
+            )
+        return items
+
+
+def _coerce_bool(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise InvalidInput(key, f"{key} must be true or false, got {value!r}.")
+
+
+def _coerce_number(key: str, value: object, *, integer: bool) -> int | float:
+    if isinstance(value, bool):
+        raise InvalidInput(key, f"{key} must be a number, got {value!r}.")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else value
+        if (
+            not isinstance(number, (int, float))
+            or number != number
+            or number
+            in (
+                float("inf"),
+                float("-inf"),
+            )
+        ):
+            raise ValueError
+        if integer:
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        return float(number)
+    except (ValueError, OverflowError):
+        what = "a whole number" if integer else "a number"
+        raise InvalidInput(key, f"{key} must be {what}, got {value!r}.") from None
+
+
+_ITEM_SPLIT = re.compile(r"[,\n]+")
+_ID_SPLIT = re.compile(r"[\s,<>#@&!]+")
+MAX_ITEM_CHARS = 100
+
+
+def _coerce_items(key: str, value: object, *, ids: bool) -> tuple[Any, ...]:
+    if isinstance(value, str):
+        raw: list[Any] = [p for p in (_ID_SPLIT if ids else _ITEM_SPLIT).split(value) if p.strip()]
+    elif isinstance(value, (list, tuple)):
+        raw = list(value)
+    else:
+        raise InvalidInput(key, f"{key} must be a list or comma-separated text, got {value!r}.")
+    items: list[Any] = []
+    for item in raw:
+        if ids:
+            ok = isinstance(item, int) and not isinstance(item, bool)
+            if isinstance(item, str) and item.strip().isdigit():
+                item, ok = int(item.strip()), True
+            if not ok or not 0 < item < 2**63:
+                raise InvalidInput(key, f"{key} must list Discord ids, got {item!r}.")
+        else:
+            if not isinstance(item, str) or not item.strip() or len(item) > MAX_ITEM_CHARS:
+                raise InvalidInput(
+                    key, f"{key} entries must be text of 1 to {MAX_ITEM_CHARS} characters."
+                )
+            item = item.strip()
+        if item not in items:
+            items.append(item)
+    return tuple(items)
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """One guild's settings. Field names are the keys of ``SETTINGS``."""
+
+    max_steps: int = 500
+    max_size: int = 512
+    max_cutouts: int = 64
+    allowed_models: tuple[str, ...] = ()
+    max_queued_per_user: int = 3
+    max_queued_per_guild: int = 25
+    cooldown_s: float = 10.0
+    gpu_budget_guild_s: float = 3600.0
+    gpu_budget_user_s: float = 600.0
+    allowed_channels: tuple[int, ...] = ()
+    banned_words: tuple[str, ...] = ()
+    reactions_enabled: bool = True
+    buttons_enabled: bool = True
+
+    def with_values(self, values: dict[str, object]) -> GuildSettings:
+        """A copy with ``values`` (key -> typed or text value) coerced and applied."""
+        changes: dict[str, Any] = {key: setting(key).coerce(value) for key, value in values.items()}
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, SettingValue]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+SETTINGS: dict[str, Setting] = {
+    s.key: s
+    for s in (
+        Setting(
+            "max_steps", SettingKind.INT, "Most optimisation steps a job may ask for.", 1, 10_000
+        ),
+        Setting(
+            "max_size",
+            SettingKind.INT,
+            "Largest width or height of a picture, in pixels.",
+            16,
+            4096,
+        ),
+        Setting(
+            "max_cutouts", SettingKind.INT, "Most cutouts per step a job may ask for.", 1, 1024
+        ),
+        Setting(
+            "allowed_models",
+            SettingKind.WORDS,
+            "VQGAN models members may use.",
+            empty_means="every model the workers offer",
+        ),
+        Setting(
+            "max_queued_per_user",
+            SettingKind.INT,
+            "Most jobs one member may have waiting or running at once.",
+            1,
+            100_000,
+        ),
+        Setting(
+            "max_queued_per_guild",
+            SettingKind.INT,
+            "Most jobs the whole server may have waiting or running at once.",
+            1,
+            1_000_000,
+        ),
+        Setting(
+            "cooldown_s", SettingKind.SECONDS, "Seconds a member waits between two jobs.", 0, 86_400
+        ),
+        Setting(
+            "gpu_budget_guild_s",
+            SettingKind.SECONDS,
+            "GPU seconds the server may use per UTC day (0: no limit).",
+            0,
+            86_400 * 64,
+        ),
+        Setting(
+            "gpu_budget_user_s",
+            SettingKind.SECONDS,
+            "GPU seconds one member may use per UTC day in this server (0: no limit).",
+            0,
+            86_400 * 64,
+        ),
+        Setting(
+            "allowed_channels",
+            SettingKind.IDS,
+            "Channels where members may start jobs.",
+            empty_means="every channel",
+        ),
+        Setting(
+            "banned_words",
+            SettingKind.WORDS,
+            "Words or phrases a prompt may not contain (case does not matter).",
+            max_items=1000,
+            empty_means="nothing banned",
+        ),
+        Setting(
+            "reactions_enabled", SettingKind.BOOL, "Whether reactions on job cards do anything."
+        ),
+        Setting("buttons_enabled", SettingKind.BOOL, "Whether job cards show buttons."),
+    )
+}
+
+assert list(SETTINGS) == [f.name for f in dataclasses.fields(GuildSettings)]
+
+
+def setting(key: str) -> Setting:
+    """The registry entry for ``key``; UnknownSetting lists the valid keys."""
+    try:
+        return SETTINGS[key]
+    except (KeyError, TypeError):
+        raise UnknownSetting(str(key), list(SETTINGS)) from None
+
+
+DEFAULT_STYLES: dict[str, str] = {
+    "artstation": "trending on artstation",
+    "concept-art": "concept art",
+    "hokusai": "painting by Hokusai",
+    "pixelart": "pixelart",
+    "da-vinci": "sketch by Leonardo Da Vinci",
+    "unreal": "unreal engine",
+    "behance": "Behance HD",
+    "ink": "ink drawing",
+    "ghibli": "Studio Ghibli style",
+    "watercolour": "watercolour",
+    "chalk": "chalk art",
+    "cel-shading": "cel shading",
+    "low-poly": "low poly",
+    "matte-painting": "matte painting",
+    "pencil-sketch": "pencil sketch",
+    "disney": "disney style",
+    "steampunk": "steampunk",
+    "storybook": "storybook illustration",
+    "tilt-shift": "tilt shift",
+    "8k-3d": "8K 3D",
+    "artstation-hd": "ArtStation HD",
+}
+
+STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+MAX_STYLE_CHARS = 200
+MAX_STYLES = 100
+
+
+def check_style_name(name: object) -> str:
+    """The normalised (lower-case) style name, or InvalidInput."""
+    normal = name.strip().lower() if isinstance(name, str) else ""
+    if not STYLE_NAME.fullmatch(normal):
+        raise InvalidInput(
+            "style",
+            f"A style name is 1 to 32 letters, digits, '-' or '_', got {name!r}. "
+            "Pick another name.",
+        )
+    return normal
+
+
+def check_style_text(text: object) -> str:
+    clean = text.strip() if isinstance(text, str) else ""
+    if not clean or len(clean) > MAX_STYLE_CHARS or "\x00" in clean:
+        raise InvalidInput(
+            "style_text", f"A style is 1 to {MAX_STYLE_CHARS} characters of prompt text."
+        )
+    return clean
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change an admin made: ``key`` is a setting key or ``style:<name>``.
+
+    ``old``/``new`` are the values before and after (None: the default, or
+    no such style).
+    """
+
+    id: int
+    guild_id: int
+    user_id: int
+    at: datetime
+    key: str
+    old: Any
+    new: Any

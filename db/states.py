@@ -1,0 +1,45 @@
+"""Job states and the relations between jobs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """Where a job is in its life.
+
+    ``queued -> running -> succeeded | failed``; a user may cancel:
+    ``queued -> cancelled`` at once, ``running -> cancelling -> cancelled``
+    once the worker acknowledges. A running job whose worker dies goes back
+    to ``queued`` (or to ``failed`` after its last attempt).
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_active(self) -> bool:
+        """Whether a worker holds the job (it has a lease)."""
+        return self in ACTIVE_STATES
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job will never change state again."""
+        return self in TERMINAL_STATES
+
+
+ACTIVE_STATES = frozenset({JobState.RUNNING, JobState.CANCELLING})
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+PENDING_STATES = frozenset({JobState.QUEUED}) | ACTIVE_STATES
+
+
+class Relation(StrEnum):
+    """How a job relates to its parent job."""
+
+    RERUN = "rerun"
+    CONTINUE = "continue"
+    VARIATION = "variation"

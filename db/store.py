@@ -1,0 +1,157 @@
+"""The store's interface: everything bot/ and the worker may ask of the database.
+
+Backends (``SqliteStore`` now, a PostgreSQL one for workers on several
+hosts next) implement this protocol; callers depend on nothing else.
+Every method is one atomic transaction. Methods that change a claimed job
+take the lease ``token`` from ``claim`` and return False (or an ack with
+``ok=False``) when the caller no longer holds the job, e.g. because its
+lease expired and another worker claimed it: such a call changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, Self
+
+from db.jobs import Claim, Job, NewJob, ProgressAck
+from db.settings import AuditEntry, GuildSettings
+
+
+class Store(Protocol):
+    async def close(self) -> None: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    # --- submitting (the bot) -------------------------------------------------
+    async def enqueue(self, new: NewJob) -> Job:
+        """Queue a job if the guild's limits allow it.
+
+        Raises InvalidInput (malformed job; ``field`` names it) or
+        LimitExceeded (``limit`` names the guild setting, ``retry_at`` says
+        when it frees up, if known).
+        """
+        ...
+
+    async def enqueue_many(
+        self, news: Sequence[NewJob], *, enforce_limits: bool = True
+    ) -> list[Job]:
+        """Queue several jobs, all or none (limits count the earlier ones in ``news``).
+
+        ``enforce_limits=False`` skips the guild limits (imports, benchmarks);
+        the jobs are still validated.
+        """
+        ...
+
+    async def request_cancel(self, job_id: int, *, by_user: int, is_admin: bool) -> Job:
+        """Queued: cancelled at once. Running: cancelling until the worker stops.
+        Otherwise unchanged. Raises NotFound, or NotAllowed for another member's job."""
+        ...
+
+    # --- working (the worker) -------------------------------------------------
+    async def claim(self, worker: str, *, lease_seconds: float, max_jobs: int = 1) -> list[Claim]:
+        """Lease the next job(s) fairly: least-served guild, then least-served
+        member, then priority and age. First reclaims expired leases. With
+        ``max_jobs`` > 1, every job returned has the first one's (model, width, height)."""
+        ...
+
+    async def reclaim_expired(self) -> int:
+        """Take back jobs whose lease expired (``claim`` also does this)."""
+        ...
+
+    async def heartbeat(self, job_id: int, token: str, *, lease_seconds: float) -> bool: ...
+
+    async def report_progress(
+        self,
+        job_id: int,
+        token: str,
+        *,
+        step: int,
+        preview: bytes | None = None,
+        steps_per_s: float | None = None,
+        lease_seconds: float | None = None,
+    ) -> ProgressAck:
+        """Record progress and the latest preview (small JPEG/WebP, replaces the last).
+
+        ``ack.cancel`` asks the worker to stop; ``bool(ack)`` is False if the
+        lease is lost. ``lease_seconds`` also extends the lease.
+        """
+        ...
+
+    async def cancel_requested(self, job_id: int) -> bool: ...
+
+    async def finish(
+        self, job_id: int, token: str, *, result_png: bytes, gpu_seconds: float
+    ) -> bool:
+        """Succeed with the final picture. ``gpu_seconds``: this job's share of GPU
+        time for this attempt (batch wall time / batch size)."""
+        ...
+
+    async def fail(
+        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool = False
+    ) -> bool:
+        """End the attempt with a user-readable ``error``; ``retry`` queues it again
+        while attempts are left."""
+        ...
+
+    async def release(self, job_id: int, token: str) -> bool:
+        """Hand the job back (clean shutdown): queued again, the attempt not counted."""
+        ...
+
+    async def confirm_cancelled(self, job_id: int, token: str, *, gpu_seconds: float) -> bool: ...
+
+    # --- reading ---------------------------------------------------------------
+    async def get(self, job_id: int) -> Job | None: ...
+    async def by_message(self, message_id: int) -> Job | None: ...
+    async def by_custom_id(self, custom_id: str) -> Job | None: ...
+    async def set_message(self, job_id: int, message_id: int, *, kind: str = "card") -> Job: ...
+    async def preview(self, job_id: int) -> tuple[int, bytes] | None: ...
+    async def result(self, job_id: int) -> bytes | None: ...
+
+    async def position(self, job_id: int) -> tuple[int, float | None]:
+        """(queued jobs expected to start first, seconds until this one should
+        finish or None before any speed is known)."""
+        ...
+
+    async def queue(self, guild_id: int, *, limit: int = 50) -> list[Job]: ...
+    async def history(
+        self, user_id: int, *, guild_id: int | None = None, limit: int = 10
+    ) -> list[Job]: ...
+
+    async def version(self) -> int:
+        """The current store-wide change number (start polling ``changed_since`` here)."""
+        ...
+
+    async def changed_since(self, version: int, *, limit: int = 500) -> list[Job]:
+        """Jobs whose ``version`` is above ``version``, oldest change first; never
+        splits one version, so polling from the highest version seen misses nothing."""
+        ...
+
+    async def mark_delivered(self, job_id: int) -> bool: ...
+    async def undelivered(self, *, limit: int = 100) -> list[Job]: ...
+    async def stats(self) -> dict[str, object]: ...
+    async def prune(
+        self,
+        *,
+        previews_older_than_s: float = 3600.0,
+        results_older_than_s: float | None = None,
+        usage_older_than_days: int = 35,
+    ) -> dict[str, int]:
+        """Delete previews of jobs finished long enough ago, delivered results
+        (only if ``results_older_than_s`` is given) and old daily GPU usage."""
+        ...
+
+    # --- guild configuration ---------------------------------------------------
+    async def settings(self, guild_id: int) -> GuildSettings: ...
+    async def set_setting(
+        self, guild_id: int, key: str, value: object, *, by_user: int
+    ) -> GuildSettings:
+        """Validate and change one setting (None: back to default); audited.
+        Raises UnknownSetting or InvalidInput."""
+        ...
+
+    async def audit(self, guild_id: int, limit: int = 20) -> list[AuditEntry]: ...
+    async def styles(self, guild_id: int) -> dict[str, str]: ...
+    async def set_style(
+        self, guild_id: int, name: str, text: str, *, by_user: int
+    ) -> dict[str, str]: ...
+    async def delete_style(self, guild_id: int, name: str, *, by_user: int) -> dict[str, str]: ...

@@ -1,0 +1,29 @@
+"""`vqbot run` says what is missing instead of printing a traceback."""
+
+from __future__ import annotations
+
+from vqbot_cli.main import main
+
+
+def test_run_without_a_token_says_where_to_put_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    assert main(["--env-file", str(tmp_path / "none.env"), "run"]) == 2
+    err = capsys.readouterr().err
+    assert "DISCORD_TOKEN is not set" in err and "Traceback" not in err
+
+
+def test_run_without_weights_names_the_command_that_fetches_them(tmp_path, monkeypatch, capsys):
+    env = tmp_path / ".env"
+    env.write_text(f"DISCORD_TOKEN=abc.def.ghi\nVQBOT_MODEL_DIR={tmp_path / 'models'}\n"
+                   f"VQBOT_DATABASE={tmp_path / 'db.sqlite3'}\n")
+    for key in ("DISCORD_TOKEN", "VQBOT_MODEL_DIR", "VQBOT_DATABASE", "VQBOT_VQGAN_CONFIG", "VQBOT_VQGAN_CHECKPOINT"):
+        monkeypatch.delenv(key, raising=False)
+    assert main(["--env-file", str(env), "run"]) == 2
+    err = capsys.readouterr().err
+    assert "vqbot models download" in err and "abc.def.ghi" not in err
+
+
+def test_worker_with_a_bad_batch_size_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VQBOT_MAX_BATCH", "lots")
+    assert main(["--env-file", str(tmp_path / "none.env"), "worker"]) == 2
+    assert "VQBOT_MAX_BATCH" in capsys.readouterr().err

@@ -1,0 +1,52 @@
+"""A real engine on CPU with the tiny test models, shared by the worker and bot tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_models import write_tiny_clip, write_tiny_vqgan
+
+TINY_MODEL = "tiny-vqgan"
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    folder: Path
+    vqgan_config: Path
+    vqgan_checkpoint: Path
+    clip_dir: Path
+
+    @property
+    def clip_model(self) -> str:
+        return f"local-dir:{self.clip_dir}"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    folder = tmp_path_factory.mktemp("tiny-models")
+    config, checkpoint = write_tiny_vqgan(folder / "vqgan")
+    clip = write_tiny_clip(folder / "clip")
+    return TinyModels(folder, config, checkpoint, clip)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_models: TinyModels):
+    import torch
+
+    from engine.runner import Engine, EngineConfig
+
+    torch.set_num_threads(2)
+    return Engine(EngineConfig(model_dir=tiny_models.folder, device="cpu", precision="fp32",
+                               vqgan_config=tiny_models.vqgan_config, vqgan_checkpoint=tiny_models.vqgan_checkpoint))
+
+
+def tiny_params(tiny_models: TinyModels, prompt: str = "a red apple", **changes: object) -> dict:
+    """Job parameters (JSON form) for a 64x64, 8-cutout, 20-step job on the tiny models."""
+    from jobspec import JobParams, parse_prompts
+
+    params = JobParams(prompts=parse_prompts(prompt), width=64, height=64, steps=20, cutn=8, seed=7,
+                       model=TINY_MODEL, clip_model=tiny_models.clip_model, clip_pretrained="")
+    return params.with_changes(**changes).to_json()

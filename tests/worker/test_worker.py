@@ -1,0 +1,119 @@
+"""The worker against the real SQLite store and the real engine with tiny models."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from db import JobState, NewJob, SqliteStore
+from tests.worker.engine_fixtures import tiny_params
+from worker.worker import Worker, WorkerConfig
+
+GUILD, CHANNEL, USER = 1001, 2002, 3003
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    store = await SqliteStore.open(tmp_path / "vqbot.sqlite3")
+    yield store
+    await store.close()
+
+
+def worker_for(store, engine, tmp_path: Path, on_change=None, **changes) -> Worker:
+    config = WorkerConfig(name="test-worker", progress_every=5, progress_min_interval_s=0.0,
+                          timelapse_dir=tmp_path / "timelapses", **changes)
+    return Worker(store, engine, config, on_change=on_change)
+
+
+async def enqueue(store, tiny_models, prompt="a red apple", user=USER, **changes):
+    params = tiny_params(tiny_models, prompt, **changes)
+    return await store.enqueue(NewJob(GUILD, CHANNEL, user, prompt, params, seed=params["seed"]))
+
+
+async def test_a_queued_job_is_run_and_its_png_stored(store, tiny_engine, tiny_models, tmp_path):
+    job = await enqueue(store, tiny_models)
+    steps_seen: list[int] = []
+
+    async def changed():
+        current = await store.get(job.id)
+        steps_seen.append(current.step)
+
+    worker = worker_for(store, tiny_engine, tmp_path, on_change=changed)
+    assert await worker.run_once() == 1
+    done = await store.get(job.id)
+    assert done.state is JobState.SUCCEEDED and done.step == 20
+    png = await store.result(job.id)
+    assert Image.open(io.BytesIO(png)).size == (64, 64)
+    assert {5, 10, 15} <= set(steps_seen)  # progress reached the store while it ran
+    assert await worker.run_once() == 0  # nothing left
+
+
+async def test_progress_pictures_are_stored_as_previews(store, tiny_engine, tiny_models, tmp_path):
+    job = await enqueue(store, tiny_models)
+    previews: list[bytes] = []
+
+    async def changed():
+        stored = await store.preview(job.id)
+        if stored is not None:
+            previews.append(stored[1])
+
+    await worker_for(store, tiny_engine, tmp_path, on_change=changed).run_once()
+    assert previews and Image.open(io.BytesIO(previews[0])).format == "WEBP"
+
+
+async def test_jobs_of_one_shape_run_in_one_batch(store, tiny_engine, tiny_models, tmp_path):
+    first = await enqueue(store, tiny_models, "a red apple")
+    second = await enqueue(store, tiny_models, "a blue pear", user=USER + 1)
+    assert await worker_for(store, tiny_engine, tmp_path).run_once() == 2
+    assert (await store.get(first.id)).state is JobState.SUCCEEDED
+    assert (await store.get(second.id)).state is JobState.SUCCEEDED
+
+
+async def test_a_cancel_request_stops_the_running_job(store, tiny_engine, tiny_models, tmp_path):
+    job = await enqueue(store, tiny_models)
+
+    async def changed():
+        current = await store.get(job.id)
+        if current.state is JobState.RUNNING and current.step >= 5:
+            await store.request_cancel(job.id, by_user=USER, is_admin=False)
+
+    await worker_for(store, tiny_engine, tmp_path, on_change=changed).run_once()
+    ended = await store.get(job.id)
+    assert ended.state is JobState.CANCELLED and ended.step < 20
+
+
+async def test_stopping_the_worker_hands_the_running_job_back(store, tiny_engine, tiny_models, tmp_path):
+    job = await enqueue(store, tiny_models)
+    worker = worker_for(store, tiny_engine, tmp_path)
+
+    async def changed():
+        current = await store.get(job.id)
+        if current.state is JobState.RUNNING and current.step >= 5:
+            worker.stop()
+
+    worker.on_change = changed
+    await worker.run_once()
+    again = await store.get(job.id)
+    assert again.state is JobState.QUEUED
+    fresh = worker_for(store, tiny_engine, tmp_path)
+    assert await fresh.run_once() == 1
+    assert (await store.get(job.id)).state is JobState.SUCCEEDED
+
+
+async def test_a_missing_init_image_fails_the_job_with_a_reason(store, tiny_engine, tiny_models, tmp_path):
+    job = await enqueue(store, tiny_models, init_image=str(tmp_path / "gone.png"))
+    await worker_for(store, tiny_engine, tmp_path).run_once()
+    failed = await store.get(job.id)
+    assert failed.state is JobState.FAILED
+    assert "init image" in failed.error and "does not exist" in failed.error
+
+
+async def test_a_timelapse_is_written_when_asked_for(store, tiny_engine, tiny_models, tmp_path):
+    job = await enqueue(store, tiny_models, extra={"timelapse": True})
+    await worker_for(store, tiny_engine, tmp_path, frames_every=5).run_once()
+    path = tmp_path / "timelapses" / f"{job.id}.webp"
+    assert (await store.get(job.id)).state is JobState.SUCCEEDED
+    assert Image.open(path).format == "WEBP"

@@ -1,0 +1,235 @@
+"""``vqbot run`` (bot + one in-process worker), ``vqbot worker`` (a worker alone) and ``vqbot sync``.
+
+The composition root for the bot side: settings -> store -> engine -> worker -> bot.
+Problems the operator can fix (no token, no weights, a refused token) are
+reported as one line each, with what to do, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vqbot_cli.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 60.0
+
+
+class SetupProblem(Exception):
+    """Something missing or wrong in the setup; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The bot-side settings beyond ``Settings`` (all optional; documented in .env.example)."""
+
+    data_dir: Path
+    sync_guild: int | None
+    worker_name: str
+    max_batch: int
+    models: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls, settings: Settings) -> "RunOptions":
+        get = os.environ.get
+        guild = (get("VQBOT_SYNC_GUILD") or "").strip()
+        if guild and not guild.isdigit():
+            raise SetupProblem(f"VQBOT_SYNC_GUILD must be a server id (digits), not {guild!r}.")
+        models = tuple(m.strip() for m in (get("VQBOT_MODELS") or settings.vqgan).split(",") if m.strip())
+        batch = (get("VQBOT_MAX_BATCH") or "4").strip()
+        if not batch.isdigit() or not 1 <= int(batch) <= 64:
+            raise SetupProblem(f"VQBOT_MAX_BATCH must be a whole number from 1 to 64, not {batch!r}.")
+        return cls(
+            data_dir=Path(get("VQBOT_DATA_DIR") or settings.database.parent).expanduser(),
+            sync_guild=int(guild) if guild else None,
+            worker_name=get("VQBOT_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            max_batch=int(batch),
+            models=models or (settings.vqgan,),
+        )
+
+
+def add_run_commands(subparsers: Any) -> None:
+    """Register ``run``, ``worker`` and ``sync`` on the ``vqbot`` subparsers."""
+    run = subparsers.add_parser("run", help="run the Discord bot and one engine worker (one GPU, one process)")
+    run.add_argument("--sync", action="store_true", help="register the slash commands with Discord at start")
+    run.add_argument("--no-worker", action="store_true", help="bot only; separate `vqbot worker`s take the jobs")
+    run.set_defaults(func=run_command)
+    worker = subparsers.add_parser("worker", help="run an engine worker alone against the shared database")
+    worker.set_defaults(func=worker_command)
+    sync = subparsers.add_parser("sync", help="register the slash commands with Discord, then exit")
+    sync.add_argument("--guild", type=int, help="a server id: commands appear there at once (for testing)")
+    sync.set_defaults(func=sync_command)
+
+
+# ---------------------------------------------------------------- entry points
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    return _guarded(lambda: _serve(settings, with_bot=True, with_worker=not args.no_worker, sync=args.sync))
+
+
+def worker_command(args: argparse.Namespace, settings: Settings) -> int:
+    return _guarded(lambda: _serve(settings, with_bot=False, with_worker=True, sync=False))
+
+
+def sync_command(args: argparse.Namespace, settings: Settings) -> int:
+    return _guarded(lambda: _sync(settings, args.guild))
+
+
+def _guarded(make: Any) -> int:
+    try:
+        return asyncio.run(make())
+    except SetupProblem as exc:
+        print(f"vqbot: error: {exc}", file=sys.stderr)
+        return 2
+
+
+# ---------------------------------------------------------------- checks
+def _token(settings: Settings) -> str:
+    if not settings.discord_token:
+        raise SetupProblem("DISCORD_TOKEN is not set. Put the bot token in .env (see .env.example and "
+                           "docs/discord.md for where to find it).")
+    return settings.discord_token.get_secret_value()
+
+
+def _check_weights(settings: Settings, models: tuple[str, ...]) -> None:
+    """Fail before connecting when a model's files are missing."""
+    if settings.vqgan_config or settings.vqgan_checkpoint:
+        for key, path in (("VQBOT_VQGAN_CONFIG", settings.vqgan_config),
+                          ("VQBOT_VQGAN_CHECKPOINT", settings.vqgan_checkpoint)):
+            if path is None or not path.is_file():
+                raise SetupProblem(f"{key} must name an existing file (both VQBOT_VQGAN_CONFIG and "
+                                   f"VQBOT_VQGAN_CHECKPOINT are needed), got {path}.")
+        return
+    from engine.models import resolve_vqgan
+    from engine.vqgan import ModelLoadError
+
+    for name in models:
+        try:
+            resolve_vqgan(name, settings.model_dir)
+        except (ModelLoadError, KeyError, ValueError) as exc:
+            message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise SetupProblem(message) from None
+
+
+async def _load_engine(settings: Settings, models: tuple[str, ...]) -> Any:
+    from engine.runner import Engine, EngineConfig
+    from jobspec import JobParams, Prompt
+
+    _check_weights(settings, models)
+    engine = Engine(EngineConfig(model_dir=settings.model_dir, device=settings.device, precision=settings.precision,
+                                 vqgan_config=settings.vqgan_config, vqgan_checkpoint=settings.vqgan_checkpoint))
+    log.info("loading models on %s", engine.device)
+    for name in models:
+        probe = JobParams(prompts=(Prompt("probe"),), model=name, clip_model=settings.clip,
+                          clip_pretrained=settings.clip_pretrained)
+        try:
+            await asyncio.to_thread(engine.preload, probe)
+        except Exception as exc:  # CLIP weights missing offline, a corrupt file, ...
+            raise SetupProblem(f"Could not load the models ({name}, CLIP {settings.clip} {settings.clip_pretrained}): "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Fetch VQGAN weights "
+                               "with `vqbot models download NAME`; CLIP weights download on first use (needs network, "
+                               "or a local-dir: model).") from None
+    return engine
+
+
+# ---------------------------------------------------------------- serving
+async def _serve(settings: Settings, *, with_bot: bool, with_worker: bool, sync: bool) -> int:
+    import discord
+
+    from bot.client import VQBot
+    from bot.config import BotConfig
+    from db import SqliteStore
+
+    options = RunOptions.from_env(settings)
+    token = _token(settings) if with_bot else ""
+    engine = await _load_engine(settings, options.models) if with_worker else None
+    settings.database.parent.mkdir(parents=True, exist_ok=True)
+    store = await SqliteStore.open(settings.database)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not on this platform: Ctrl-C raises instead
+            pass
+    bot: VQBot | None = None
+    worker = None
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        if with_worker:
+            from worker.worker import Worker, WorkerConfig
+
+            async def changed() -> None:
+                if bot is not None:
+                    bot.delivery.wake()
+
+            worker = Worker(store, engine, WorkerConfig(name=options.worker_name, max_batch=options.max_batch,
+                                                        timelapse_dir=options.data_dir / "timelapses"),
+                            on_change=changed)
+            tasks.append(asyncio.create_task(worker.run_forever(), name="vqbot-worker"))
+        if with_bot:
+            bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models, clip_model=settings.clip,
+                                         clip_pretrained=settings.clip_pretrained),
+                        sync_commands=sync, sync_guild=options.sync_guild,
+                        worker_status=worker.status if worker else None,
+                        notify_worker=worker.wake if worker else None)
+            tasks.append(asyncio.create_task(bot.start(token), name="vqbot-bot"))
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        for task in done:
+            if task is not waiter and not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                if isinstance(exc, discord.LoginFailure):
+                    raise SetupProblem("Discord refused the token in DISCORD_TOKEN; reset it in the Developer "
+                                       "Portal (Bot -> Reset Token) and update .env.") from None
+                if isinstance(exc, discord.PrivilegedIntentsRequired):
+                    raise SetupProblem("Discord asked for privileged intents, which vqbot does not use.") from None
+                raise exc
+        log.info("stopping: handing running jobs back to the queue")
+        return 0
+    finally:
+        if worker is not None:
+            worker.stop()
+        if bot is not None:
+            await bot.close()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+        await store.close()
+
+
+async def _sync(settings: Settings, guild: int | None) -> int:
+    from bot.client import VQBot
+    from bot.config import BotConfig
+    from db import SqliteStore
+
+    options = RunOptions.from_env(settings)
+    token = _token(settings)
+    settings.database.parent.mkdir(parents=True, exist_ok=True)
+    store = await SqliteStore.open(settings.database)
+    bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models),
+                sync_guild=guild if guild is not None else options.sync_guild)
+    try:
+        import discord
+
+        try:
+            await bot.login(token)
+        except discord.LoginFailure:
+            raise SetupProblem("Discord refused the token in DISCORD_TOKEN; reset it in the Developer Portal "
+                               "(Bot -> Reset Token) and update .env.") from None
+        synced = await bot.sync_tree()
+        where = f"server {bot.sync_guild}" if bot.sync_guild else "every server (global commands may take up to an hour)"
+        print(f"Registered {len(synced)} commands for {where}: {', '.join('/' + c.name for c in synced)}")
+        return 0
+    finally:
+        await bot.close()
+        await store.close()
