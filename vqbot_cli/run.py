@@ -109,12 +109,20 @@ def _check_weights(settings: Settings, models: tuple[str, ...]) -> None:
                 raise SetupProblem(f"{key} must name an existing file (both VQBOT_VQGAN_CONFIG and "
                                    f"VQBOT_VQGAN_CHECKPOINT are needed), got {path}.")
         return
+    from engine.catalog import model_status
+    from engine.download import DownloadError, download_model
     from engine.models import resolve_vqgan
     from engine.vqgan import ModelLoadError
 
     for name in models:
         try:
+            auto = os.environ.get("VQBOT_AUTO_DOWNLOAD", "1").strip().lower() not in ("0", "false", "no", "off")
+            if auto and not model_status(name, settings.model_dir).ready:  # first run: fetch it where the network allows
+                print(f"{name} is not in {settings.model_dir} yet; downloading it once…", file=sys.stderr)
+                download_model(name, settings.model_dir, progress=True)
             resolve_vqgan(name, settings.model_dir)
+        except DownloadError as exc:
+            raise SetupProblem(f"{exc} Fetch it later with: vqbot models download {name}") from None
         except (ModelLoadError, KeyError, ValueError) as exc:
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             raise SetupProblem(message) from None
@@ -126,7 +134,7 @@ async def _load_engine(settings: Settings, models: tuple[str, ...]) -> Any:
 
     _check_weights(settings, models)
     engine = Engine(EngineConfig(model_dir=settings.model_dir, device=settings.device, precision=settings.precision,
-                                 vqgan_config=settings.vqgan_config, vqgan_checkpoint=settings.vqgan_checkpoint))
+                                 compile=settings.compile, vqgan_config=settings.vqgan_config, vqgan_checkpoint=settings.vqgan_checkpoint))
     log.info("loading models on %s", engine.device)
     for name in models:
         probe = JobParams(prompts=(Prompt("probe"),), model=name, clip_model=settings.clip,

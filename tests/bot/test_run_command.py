@@ -15,8 +15,9 @@ def test_run_without_a_token_says_where_to_put_it(tmp_path, monkeypatch, capsys)
 def test_run_without_weights_names_the_command_that_fetches_them(tmp_path, monkeypatch, capsys):
     env = tmp_path / ".env"
     env.write_text(f"DISCORD_TOKEN=abc.def.ghi\nVQBOT_MODEL_DIR={tmp_path / 'models'}\n"
-                   f"VQBOT_DATABASE={tmp_path / 'db.sqlite3'}\n")
-    for key in ("DISCORD_TOKEN", "VQBOT_MODEL_DIR", "VQBOT_DATABASE", "VQBOT_VQGAN_CONFIG", "VQBOT_VQGAN_CHECKPOINT"):
+                   f"VQBOT_DATABASE={tmp_path / 'db.sqlite3'}\nVQBOT_AUTO_DOWNLOAD=0\n")
+    for key in ("DISCORD_TOKEN", "VQBOT_MODEL_DIR", "VQBOT_DATABASE", "VQBOT_VQGAN_CONFIG", "VQBOT_VQGAN_CHECKPOINT",
+                "VQBOT_AUTO_DOWNLOAD"):
         monkeypatch.delenv(key, raising=False)
     assert main(["--env-file", str(env), "run"]) == 2
     err = capsys.readouterr().err
