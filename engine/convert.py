@@ -24,16 +24,10 @@ import torch
 from safetensors.torch import save_file
 
 from engine.download import checkpoint_format
+from engine.vqgan import INFERENCE_PREFIXES  # the weights inference needs: one definition
 
 logger = logging.getLogger(__name__)
 
-INFERENCE_PREFIXES: tuple[str, ...] = (
-    "encoder.",
-    "decoder.",
-    "quantize.",
-    "quant_conv.",
-    "post_quant_conv.",
-)
 _NEEDED_PREFIXES: tuple[str, ...] = ("decoder.", "quantize.")
 _WEIGHTS_ONLY_FAILURE = "Weights only load failed"
 
