@@ -66,16 +66,12 @@ def pick_precision(device: torch.device, precision: str = "auto") -> tuple[torch
     return torch.float32, None
 
 
-COMPILE_MODES = ("none", "default", "reduce-overhead")
-
 
 class ModelCache:
     """Loads each model once and keeps it on the device."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32, compile_mode: str = "none") -> None:
-        if compile_mode not in COMPILE_MODES:
-            raise ValueError(f"compile mode {compile_mode!r}; valid choices are {', '.join(map(repr, COMPILE_MODES))}")
-        self.device, self.dtype, self.compile_mode = device, dtype, compile_mode
+    def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        self.device, self.dtype = device, dtype
         self._vqgans: dict[tuple[Path, Path], VQGAN] = {}
         self._clips: dict[tuple[str, str | None], Clip] = {}
         self._lock = threading.Lock()
@@ -85,10 +81,7 @@ class ModelCache:
         with self._lock:
             if key not in self._vqgans:
                 log.info("loading VQGAN %s from %s", source.name, source.checkpoint)
-                model = load_vqgan(source.config, source.checkpoint, device=self.device, dtype=self.dtype)
-                if self.compile_mode != "none":
-                    model.decoder = torch.compile(model.decoder, mode=self.compile_mode)
-                self._vqgans[key] = model
+                self._vqgans[key] = load_vqgan(source.config, source.checkpoint, device=self.device, dtype=self.dtype)
             return self._vqgans[key]
 
     def clip(self, name: str, pretrained: str | None) -> Clip:
@@ -96,8 +89,5 @@ class ModelCache:
         with self._lock:
             if key not in self._clips:
                 log.info("loading CLIP %s (%s)", name, pretrained or "local")
-                clip = load_clip(name, pretrained, device=self.device, dtype=self.dtype)
-                if self.compile_mode != "none":
-                    clip.model.visual = torch.compile(clip.model.visual, mode=self.compile_mode)
-                self._clips[key] = clip
+                self._clips[key] = load_clip(name, pretrained, device=self.device, dtype=self.dtype)
             return self._clips[key]

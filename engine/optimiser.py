@@ -66,6 +66,7 @@ class BatchOptimiser:
         device: torch.device,
         autocast_dtype: torch.dtype | None = None,
         augment: Augment = Augment(),
+        compile_mode: str = "none",
     ) -> None:
         f = vqgan.factor
         if width % f or height % f:
@@ -83,6 +84,9 @@ class BatchOptimiser:
         self.t = torch.empty(0, device=device)
         self.lr = self.init_weight = self.alpha = self.cut_pow = torch.empty(0, device=device)
         self._targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.compile_mode = compile_mode
+        self._loss_fn = compiled(self._loss_from, compile_mode)
+        self._adam_fn = compiled(_adam_update, "default" if compile_mode != "none" else "none")
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -153,19 +157,30 @@ class BatchOptimiser:
             pixels = self.vqgan.decode(z_q.to(self.vqgan.codebook.dtype))
         return clamp_with_grad(pixels.float().add(1).div(2), 0, 1)
 
-    def losses(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-job loss (B,) for latents z (B, C, h, w)."""
+    def _loss_from(
+        self, z: torch.Tensor, uniform: torch.Tensor, noise: torch.Tensor, cut_pow: torch.Tensor,
+        z_init: torch.Tensor, alpha: torch.Tensor, init_weight: torch.Tensor,
+        embeds: torch.Tensor, weights: torch.Tensor, stops: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-job loss (B,): a pure function of tensors, so it can be compiled whole (forward and backward)."""
         image = self.decode(z)
-        size = self.clip.input_size
-        uniform, noise = draw_random([s.generator for s in self.slots], self.cutn, size, device=self.device)
-        cuts = make_cutouts(image, uniform, noise, size=size, cut_pow=self.cut_pow, aug=self.augment)
+        cuts = make_cutouts(image, uniform, noise, size=self.clip.input_size, cut_pow=cut_pow, aug=self.augment)
         with self._autocast():
-            embeds = self.clip.encode_image(self.clip.normalize(cuts).to(self.clip_dtype))
-        embeds = embeds.float().view(len(self.slots), self.cutn, -1)
-        loss = prompt_loss(embeds, *self.targets())
-        reg = z.pow(2).mean(dim=(1, 2, 3)) * self.alpha
-        anchor = (z - self.z_init).pow(2).mean(dim=(1, 2, 3)) * self.init_weight / 2
+            features = self.clip.encode_image(self.clip.normalize(cuts).to(self.clip_dtype))
+        features = features.float().view(z.shape[0], self.cutn, -1)
+        loss = prompt_loss(features, embeds, weights, stops)
+        reg = z.pow(2).mean(dim=(1, 2, 3)) * alpha
+        anchor = (z - z_init).pow(2).mean(dim=(1, 2, 3)) * init_weight / 2
         return loss + reg + anchor
+
+    def losses(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-job loss (B,) for latents z (B, C, h, w); draws each job's random numbers for the step."""
+        uniform, noise = draw_random([s.generator for s in self.slots], self.cutn, self.clip.input_size,
+                                     device=self.device)
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._loss_fn(z, uniform, noise, self.cut_pow, self.z_init, self.alpha, self.init_weight,
+                             *self.targets())
 
     def step(self) -> torch.Tensor:
         """One Adam step for every job. Returns the losses (B,) before the step."""
@@ -174,23 +189,49 @@ class BatchOptimiser:
         z = self.z.detach().requires_grad_(True)
         losses = self.losses(z)
         (grad,) = torch.autograd.grad(losses.sum(), z)
+        losses = losses.detach().clone()  # a CUDA-graph output is overwritten by the next replay
         with torch.no_grad():
             self.t += 1
-            bias1 = (1 - BETA1 ** self.t).view(-1, 1, 1, 1)
-            bias2 = (1 - BETA2 ** self.t).view(-1, 1, 1, 1)
-            self.m.mul_(BETA1).add_(grad, alpha=1 - BETA1)
-            self.v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
-            update = (self.m / bias1) / ((self.v / bias2).sqrt() + EPS)
-            z = z.detach() - self.lr.view(-1, 1, 1, 1) * update
-            self.z = torch.maximum(torch.minimum(z, self.z_max), self.z_min)
+            self.z = self._adam_fn(z.detach(), grad, self.m, self.v, self.t, self.lr, self.z_min, self.z_max)
         for slot in self.slots:
             slot.steps_done += 1
-        return losses.detach()
+        return losses
 
     def images(self) -> torch.Tensor:
         """Current pictures (B, 3, H, W) in [0, 1], float32 on the CPU."""
         with torch.no_grad():
             return self.decode(self.z).float().cpu()
+
+
+def _adam_update(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: torch.Tensor,
+                 lr: torch.Tensor, z_min: torch.Tensor, z_max: torch.Tensor) -> torch.Tensor:
+    """Adam with a step count and learning rate per job (t, lr: (B,)); updates m and v in place,
+    returns the new latent clamped into the codebook's range."""
+    bias1 = (1 - BETA1 ** t).view(-1, 1, 1, 1)
+    bias2 = (1 - BETA2 ** t).view(-1, 1, 1, 1)
+    m.mul_(BETA1).add_(grad, alpha=1 - BETA1)
+    v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
+    update = (m / bias1) / ((v / bias2).sqrt() + EPS)
+    return torch.maximum(torch.minimum(z - lr.view(-1, 1, 1, 1) * update, z_max), z_min)
+
+
+COMPILE_MODES = ("none", "default", "reduce-overhead")
+
+
+def compiled(fn: Callable, mode: str) -> Callable:
+    """``fn`` through torch.compile (``reduce-overhead`` adds CUDA graphs), or as it is for ``none``.
+
+    Each batch size compiles once; sizes seen before are reused, so jobs
+    joining and leaving don't recompile once the sizes have been seen.
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode {mode!r}; valid choices are {', '.join(map(repr, COMPILE_MODES))}")
+    if mode == "none":
+        return fn
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    return torch.compile(fn, mode=mode)
 
 
 @dataclass
@@ -233,6 +274,7 @@ def optimise(
     frames_every: int = 0,
     incoming: Callable[[], list[JobRequest]] | None = None,
     progress_images: bool = True,
+    compile_mode: str = "none",
 ) -> Iterator[JobOutcome]:
     """Optimise all requests (one size and cutout count) together; yield each job as it ends.
 
@@ -242,7 +284,7 @@ def optimise(
     """
     first = requests[0].params
     batch = BatchOptimiser(vqgan, clip, width=first.width, height=first.height, cutn=first.cutn,
-                           device=device, autocast_dtype=autocast_dtype, augment=augment)
+                           device=device, autocast_dtype=autocast_dtype, augment=augment, compile_mode=compile_mode)
     frames: dict[Hashable, list[torch.Tensor]] = {}
     pending = list(requests)
     while pending or len(batch):

@@ -17,7 +17,7 @@ import torch
 from engine.cutouts import Augment
 from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
-from engine.optimiser import JobRequest, StepReport, optimise
+from engine.optimiser import COMPILE_MODES, JobRequest, StepReport, optimise
 from engine.targets import build_targets
 from jobspec import JobParams
 
@@ -66,7 +66,9 @@ class Engine:
         self.config = config
         self.device = pick_device(config.device)
         weights_dtype, self.autocast_dtype = pick_precision(self.device, config.precision)
-        self.cache = ModelCache(self.device, weights_dtype, config.compile)
+        if config.compile not in COMPILE_MODES:
+            raise ValueError(f"compile mode {config.compile!r}; valid choices are {', '.join(map(repr, COMPILE_MODES))}")
+        self.cache = ModelCache(self.device, weights_dtype)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -135,7 +137,7 @@ class Engine:
         for outcome in optimise(
             requests, vqgan, clip, device=self.device, autocast_dtype=self.autocast_dtype, augment=augment,
             progress_every=progress_every, on_progress=report, is_cancelled=is_cancelled, frames_every=frames_every,
-            progress_images=progress_images,
+            progress_images=progress_images, compile_mode=self.config.compile,
         ):
             params = by_key[outcome.key]
             metadata = {
