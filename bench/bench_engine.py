@@ -169,9 +169,11 @@ def classic_steps(vqgan: VQGAN, clip: Clip, target: torch.Tensor, *, width: int,
 
 
 def engine_steps(vqgan: VQGAN, clip: Clip, target: torch.Tensor, *, jobs: int, width: int, height: int, cutn: int,
-                 steps: int, device: torch.device, autocast: torch.dtype | None) -> tuple[float, list[float]]:
+                 steps: int, device: torch.device, autocast: torch.dtype | None,
+                 compile_mode: str = "none") -> tuple[float, list[float]]:
     """Total steps per second (summed over jobs) of our batched optimiser, and the loss trajectory of job 0."""
-    batch = BatchOptimiser(vqgan, clip, width=width, height=height, cutn=cutn, device=device, autocast_dtype=autocast)
+    batch = BatchOptimiser(vqgan, clip, width=width, height=height, cutn=cutn, device=device, autocast_dtype=autocast,
+                           compile_mode=compile_mode)
     targets = Targets(embeds=target.view(1, -1), weights=torch.ones(1, device=device),
                       stops=torch.full((1,), math.nan, device=device))
     for j in range(jobs):

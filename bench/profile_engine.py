@@ -1,6 +1,6 @@
-"""Where a step's time goes, and what each speed lever gives (512x512, 32 cutouts, one job and eight).
+"""What each speed lever gives at 512x512 with 32 cutouts (one job and a batch), and a profile.
 
-    python bench/profile_engine.py [--variants eager_autocast,bf16_weights,...]
+    python bench/profile_engine.py [--variants bf16,step_default,step_graphs] [--batches 1,8] [--profile VARIANT]
 """
 
 from __future__ import annotations
@@ -18,59 +18,58 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import build_models, engine_steps  # noqa: E402
 
-
-def profile(vqgan, clip, target, device, autocast) -> None:
-    from torch.profiler import ProfilerActivity, profile as torch_profile
-
-    engine_steps(vqgan, clip, target, jobs=1, width=512, height=512, cutn=32, steps=3, device=device, autocast=autocast)
-    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        engine_steps(vqgan, clip, target, jobs=1, width=512, height=512, cutn=32, steps=5, device=device, autocast=autocast)
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60))
+VARIANTS = {
+    # name: (weights dtype, autocast dtype, compile mode)
+    "autocast": (torch.float32, torch.bfloat16, "none"),
+    "bf16": (torch.bfloat16, None, "none"),
+    "step_default": (torch.bfloat16, None, "default"),
+    "step_graphs": (torch.bfloat16, None, "reduce-overhead"),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variants", default="autocast,bf16_weights,compiled,graphs")
+    parser.add_argument("--variants", default="bf16,step_default,step_graphs")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", default="", help="variant to profile (3 steps at the largest batch)")
     args = parser.parse_args()
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
+    vqgan32, clip32 = build_models(device, tiny=False)
+    with torch.no_grad():
+        target = clip32.encode_text(["a wooden banana temple"])[0]
     results = {}
+    size = args.size
     for variant in args.variants.split(","):
+        dtype, autocast, mode = VARIANTS[variant]
         vqgan, clip = build_models(device, tiny=False)
-        with torch.no_grad():
-            target = clip.encode_text(["a wooden banana temple"])[0]
-        autocast: torch.dtype | None = torch.bfloat16
-        if variant != "autocast":
-            vqgan = vqgan.to(torch.bfloat16)
-            clip.model = clip.model.to(torch.bfloat16)
-            autocast = None
-        if "channels_last" in variant or variant == "compiled":
-            vqgan = vqgan.to(memory_format=torch.channels_last)
-            clip.model = clip.model.to(memory_format=torch.channels_last)
-        if variant.startswith("compiled"):
-            vqgan.decoder = torch.compile(vqgan.decoder)
-            clip.model.visual = torch.compile(clip.model.visual)
-        if variant.startswith("graphs"):
-            vqgan.decoder = torch.compile(vqgan.decoder, mode="reduce-overhead")
-            clip.model.visual = torch.compile(clip.model.visual, mode="reduce-overhead")
-        if args.profile and variant in ("autocast", "bf16_weights"):
-            print(f"=== profile: {variant}")
-            profile(vqgan, clip, target, device, autocast)
+        vqgan, clip.model = vqgan.to(dtype), clip.model.to(dtype)
         start = time.perf_counter()
-        for jobs in (1, 8):
+        for jobs in [int(b) for b in args.batches.split(",")]:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-            rate, traj = engine_steps(vqgan, clip, target, jobs=jobs, width=512, height=512, cutn=32,
-                                      steps=args.steps, device=device, autocast=autocast)
+            first = time.perf_counter()
+            rate, traj = engine_steps(vqgan, clip, target, jobs=jobs, width=size, height=size, cutn=32,
+                                      steps=args.steps, device=device, autocast=autocast, compile_mode=mode)
             peak = torch.cuda.max_memory_allocated() / 2**30
-            results[f"{variant}_b{jobs}"] = (round(rate, 1), round(peak / jobs, 2))
-            print(f"{variant:20s} {jobs} job(s): {rate:6.1f} steps/s total, {peak / jobs:.2f} GiB a job "
-                  f"(setup+timing {time.perf_counter() - start:.0f} s), loss {traj[0]:.4f}->{traj[-1]:.4f}", flush=True)
-    print(json.dumps(results))
+            results[f"{variant}_b{jobs}"] = {"steps_per_s": round(rate, 1), "gib_per_job": round(peak / jobs, 2),
+                                             "seconds_incl_compile": round(time.perf_counter() - first, 1)}
+            print(f"{variant:14s} {jobs:2d} job(s): {rate:6.1f} steps/s total, {peak / jobs:.2f} GiB a job, "
+                  f"{time.perf_counter() - first:5.0f} s with compile, loss {traj[0]:.4f}->{traj[-1]:.4f}", flush=True)
+        if variant == args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            jobs = max(int(b) for b in args.batches.split(","))
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                engine_steps(vqgan, clip, target, jobs=jobs, width=size, height=size, cutn=32, steps=3,
+                             device=device, autocast=autocast, compile_mode=mode)
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
+        print(f"{variant}: {time.perf_counter() - start:.0f} s in all", flush=True)
+    print(json.dumps({"device": torch.cuda.get_device_name(), "size": size, **results}))
 
 
 if __name__ == "__main__":
