@@ -19,11 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import build_models, engine_steps  # noqa: E402
 
 VARIANTS = {
-    # name: (weights dtype, autocast dtype, compile mode)
-    "autocast": (torch.float32, torch.bfloat16, "none"),
-    "bf16": (torch.bfloat16, None, "none"),
-    "step_default": (torch.bfloat16, None, "default"),
-    "step_graphs": (torch.bfloat16, None, "reduce-overhead"),
+    # name: (weights dtype, autocast dtype, compile mode, channels_last)
+    "autocast": (torch.float32, torch.bfloat16, "none", False),
+    "bf16": (torch.bfloat16, None, "none", False),
+    "step_default": (torch.bfloat16, None, "default", False),
+    "step_graphs": (torch.bfloat16, None, "reduce-overhead", False),
+    "step_default_cl": (torch.bfloat16, None, "default", True),
+    "step_graphs_cl": (torch.bfloat16, None, "reduce-overhead", True),
 }
 
 
@@ -45,9 +47,11 @@ def main() -> None:
     results = {}
     size = args.size
     for variant in args.variants.split(","):
-        dtype, autocast, mode = VARIANTS[variant]
+        dtype, autocast, mode, channels_last = VARIANTS[variant]
         vqgan, clip = build_models(device, tiny=False)
         vqgan, clip.model = vqgan.to(dtype), clip.model.to(dtype)
+        if channels_last:
+            vqgan = vqgan.to(memory_format=torch.channels_last)
         start = time.perf_counter()
         for jobs in [int(b) for b in args.batches.split(",")]:
             torch.cuda.empty_cache()
