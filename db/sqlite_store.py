@@ -332,7 +332,9 @@ def _open(path: Path, busy_timeout_s: float, synchronous: str) -> sqlite3.Connec
 
 def _close(conn: sqlite3.Connection) -> None:
     try:
-        conn.execute("PRAGMA optimize")
+        conn.execute("PRAGMA optimize")  # refresh planner statistics where they are stale
+    except sqlite3.Error as exc:  # e.g. other writers kept the lock: next time, then
+        log.debug("PRAGMA optimize skipped: %s", exc)
     finally:
         conn.close()
 
