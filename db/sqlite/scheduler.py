@@ -81,13 +81,13 @@ def claim(
         reclaim_expired(conn, now)
         claims: list[Claim] = []
         shape: Shape | None = None
-        version = 0
+        version, rate = 0, seconds_per_cost(conn)
         while len(claims) < max_jobs:
             picked = _pick(conn, shape)
             if picked is None:
                 break
             version = version or next_version(conn)
-            claims.append(_take(conn, picked, worker, lease_s, now, version))
+            claims.append(_take(conn, picked, worker, lease_s, now, version, rate))
             shape = claims[0].job.shape
     for c in claims:
         log.info(
@@ -131,11 +131,12 @@ def _take(
     lease_s: float,
     now: float,
     version: int,
+    rate: float,
 ) -> Claim:
-    """Lease the picked job to ``worker`` and charge its estimated GPU seconds."""
+    """Lease the picked job to ``worker`` and charge its estimated GPU seconds
+    (``rate``: seconds per cost unit)."""
     guild, user, job = picked
     token = secrets.token_hex(16)
-    rate = seconds_per_cost(conn)
     row = conn.execute(
         TAKE, (worker, token, now + lease_s, now, rate, version, job["id"])
     ).fetchone()

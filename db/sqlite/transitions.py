@@ -249,11 +249,14 @@ def mark_delivered(conn: sqlite3.Connection, job_id: int) -> bool:
     """Record that the bot posted the finished job's outcome; False if not finished or done."""
     with write(conn):
         cursor = conn.execute(
-            "UPDATE jobs SET delivered = 1, version = ? WHERE id = ? AND delivered = 0 "
+            "UPDATE jobs SET delivered = 1 WHERE id = ? AND delivered = 0 "
             "AND state IN ('succeeded', 'failed', 'cancelled')",
-            (next_version(conn), job_id),
+            (job_id,),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount == 0:
+            return False
+        conn.execute("UPDATE jobs SET version = ? WHERE id = ?", (next_version(conn), job_id))
+    return True
 
 
 MESSAGE_COLUMNS = {"card": "message_id", "result": "result_message_id"}
