@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 from collections import defaultdict
@@ -49,12 +50,20 @@ def enqueue(
         _check_parents(conn, jobs)
         if enforce_limits:
             settings: dict[int, GuildSettings] = {}
+            # One call is one submission: the cooldown counts from the member's
+            # previous call, not from the job before in this one.
+            last_call: dict[tuple[int, int], float | None] = {}
             for job in jobs:
                 guild_id = job.new.guild_id
                 if guild_id not in settings:
                     settings[guild_id] = load_settings(conn, guild_id, defaults)
                 check_policy(settings[guild_id], job)
-                check_quota(settings[guild_id], _usage(conn, job, now), now)
+                usage = _usage(conn, job, now)
+                last = last_call.setdefault(
+                    (guild_id, job.new.user_id), usage.user_last_enqueued_at
+                )
+                usage = dataclasses.replace(usage, user_last_enqueued_at=last)
+                check_quota(settings[guild_id], usage, now)
                 conn.execute(INSERT_JOB, _values(job, now, version))
                 _count(conn, guild_id, job.new.user_id, [job], now)
         else:

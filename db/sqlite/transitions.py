@@ -18,6 +18,7 @@ from db.jobs import (
     ProgressAck,
     check_bytes,
     check_int,
+    check_lease,
     check_seconds,
     clip_error,
 )
@@ -43,7 +44,7 @@ def heartbeat(
     conn: sqlite3.Connection, job_id: int, token: str, *, lease_s: float, now: float
 ) -> bool:
     """Extend the lease; False if the worker no longer holds the job."""
-    check_seconds("lease_seconds", lease_s, positive=True)
+    check_lease(lease_s)
     cursor = conn.execute(
         "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? "
         "AND state IN ('running', 'cancelling')",
@@ -68,7 +69,7 @@ def report_progress(
     if steps_per_s is not None:
         check_seconds("steps_per_s", steps_per_s)
     if lease_s is not None:
-        check_seconds("lease_seconds", lease_s, positive=True)
+        check_lease(lease_s)
     image = None if preview is None else check_bytes("preview", preview, MAX_PREVIEW_BYTES)
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
