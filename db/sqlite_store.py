@@ -20,7 +20,7 @@ from typing import Self, TypeVar
 
 from db.clock import Clock, SystemClock, to_epoch, utc_day
 from db.custom_ids import parse_custom_id
-from db.jobs import Claim, Job, NewJob, ProgressAck, check_new_job
+from db.jobs import Claim, Job, NewJob, ProgressAck
 from db.migrations import migrate
 from db.settings import AuditEntry, GuildSettings
 from db.sqlite import admission, guild_config, listings, scheduler, transitions
@@ -85,8 +85,10 @@ class SqliteStore:
         if conn is None:
             return
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, _close, conn)
-        self._executor.shutdown(wait=True)
+        try:
+            await loop.run_in_executor(self._executor, _close, conn)
+        finally:
+            self._executor.shutdown(wait=True)
 
     async def __aenter__(self) -> Self:
         return self
@@ -112,12 +114,11 @@ class SqliteStore:
     async def enqueue_many(
         self, news: Sequence[NewJob], *, enforce_limits: bool = True
     ) -> list[Job]:
-        checked = [check_new_job(new) for new in news]
-        if not checked:
+        if not news:
             return []
         return await self._run(
             admission.enqueue,
-            checked,
+            list(news),
             defaults=self.defaults,
             enforce_limits=enforce_limits,
             now=self._now(),
