@@ -41,7 +41,7 @@ def enqueue(
     """Validate and insert ``news``, all or none, in one transaction; returns them in order.
 
     With ``enforce_limits`` each job is checked against its guild's settings
-    and usage (counting the jobs before it in ``jobs``), raising
+    and usage (counting the jobs before it in ``news``), raising
     LimitExceeded; without, the rows go in with one executemany (imports,
     benchmarks).
     """
