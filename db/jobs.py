@@ -21,6 +21,8 @@ MAX_PARAMS_BYTES = 64 * 1024
 MAX_MODEL_CHARS = 100
 MAX_ERROR_CHARS = 2000
 MAX_WORKER_CHARS = 200
+MAX_LEASE_S = 86_400.0
+MAX_BATCH = 64
 MAX_PREVIEW_BYTES = 2 * 1024 * 1024
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 MAX_SNOWFLAKE = 2**63 - 1
@@ -191,6 +193,18 @@ def check_bytes(name: str, value: object, limit: int) -> bytes:
     if not data or len(data) > limit:
         raise InvalidInput(name, f"{name} must be 1 to {limit} bytes, got {len(data)}.")
     return data
+
+
+def check_lease(lease_seconds: object) -> float:
+    return check_seconds("lease_seconds", lease_seconds, positive=True, most=MAX_LEASE_S)
+
+
+def check_worker(worker: object) -> str:
+    if not isinstance(worker, str) or not 0 < len(worker) <= MAX_WORKER_CHARS:
+        raise InvalidInput(
+            "worker", f"worker must be a name of 1 to {MAX_WORKER_CHARS} characters."
+        )
+    return worker
 
 
 def check_id(name: str, value: object) -> int:

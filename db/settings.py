@@ -8,7 +8,9 @@ suffix) live here too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,28 +81,17 @@ def _coerce_bool(key: str, value: object) -> bool:
 
 
 def _coerce_number(key: str, value: object, *, integer: bool) -> int | float:
-    if isinstance(value, bool):
-        raise InvalidInput(key, f"{key} must be a number, got {value!r}.")
-    try:
-        number = float(value.strip()) if isinstance(value, str) else value
-        if (
-            not isinstance(number, (int, float))
-            or number != number
-            or number
-            in (
-                float("inf"),
-                float("-inf"),
-            )
-        ):
-            raise ValueError
-        if integer:
-            if number != int(number):
-                raise ValueError
-            return int(number)
-        return float(number)
-    except (ValueError, OverflowError):
+    """A finite number (whole if ``integer``) from a number or its text."""
+    number = math.nan
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = value
+    if not math.isfinite(number) or (integer and number != int(number)):
         what = "a whole number" if integer else "a number"
-        raise InvalidInput(key, f"{key} must be {what}, got {value!r}.") from None
+        raise InvalidInput(key, f"{key} must be {what}, got {value!r}.")
+    return int(number) if integer else float(number)
 
 
 _ITEM_SPLIT = re.compile(r"[,\n]+")

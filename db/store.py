@@ -11,12 +11,13 @@ lease expired and another worker claimed it: such a call changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 from db.jobs import Claim, Job, NewJob, ProgressAck
 from db.settings import AuditEntry, GuildSettings
 
 
+@runtime_checkable
 class Store(Protocol):
     async def close(self) -> None: ...
     async def __aenter__(self) -> Self: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 from collections import defaultdict
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 
 from db.clock import utc_day
 from db.errors import InvalidInput
-from db.jobs import CheckedJob, Job
+from db.jobs import CheckedJob, Job, NewJob, check_new_job
 from db.limits import QueueUsage, check_policy, check_quota
 from db.settings import GuildSettings
 from db.sqlite.connection import next_version, write
@@ -31,30 +32,39 @@ GPU_TODAY = """SELECT COALESCE(SUM(gpu_seconds), 0),
 
 def enqueue(
     conn: sqlite3.Connection,
-    jobs: Sequence[CheckedJob],
+    news: Sequence[NewJob],
     *,
     defaults: GuildSettings,
     enforce_limits: bool,
     now: float,
 ) -> list[Job]:
-    """Insert ``jobs``, all or none, in one transaction; returns them in order.
+    """Validate and insert ``news``, all or none, in one transaction; returns them in order.
 
     With ``enforce_limits`` each job is checked against its guild's settings
-    and usage (counting the jobs before it in ``jobs``), raising
+    and usage (counting the jobs before it in ``news``), raising
     LimitExceeded; without, the rows go in with one executemany (imports,
     benchmarks).
     """
+    jobs = [check_new_job(new) for new in news]  # InvalidInput before touching the database
     with write(conn):
         version = next_version(conn)
         _check_parents(conn, jobs)
         if enforce_limits:
             settings: dict[int, GuildSettings] = {}
+            # One call is one submission: the cooldown counts from the member's
+            # previous call, not from the job before in this one.
+            last_call: dict[tuple[int, int], float | None] = {}
             for job in jobs:
                 guild_id = job.new.guild_id
                 if guild_id not in settings:
                     settings[guild_id] = load_settings(conn, guild_id, defaults)
                 check_policy(settings[guild_id], job)
-                check_quota(settings[guild_id], _usage(conn, job, now), now)
+                usage = _usage(conn, job, now)
+                last = last_call.setdefault(
+                    (guild_id, job.new.user_id), usage.user_last_enqueued_at
+                )
+                usage = dataclasses.replace(usage, user_last_enqueued_at=last)
+                check_quota(settings[guild_id], usage, now)
                 conn.execute(INSERT_JOB, _values(job, now, version))
                 _count(conn, guild_id, job.new.user_id, [job], now)
         else:

@@ -8,6 +8,7 @@ import sqlite3
 
 from db.clock import from_epoch
 from db.errors import InvalidInput, NotFound, StoreError
+from db.jobs import check_id
 from db.settings import (
     DEFAULT_STYLES,
     MAX_STYLES,
@@ -50,6 +51,8 @@ def set_setting(
     now: float,
 ) -> GuildSettings:
     """Change one setting (None: back to the default) and record it in the audit trail."""
+    check_id("guild_id", guild_id)
+    check_id("by_user", by_user)
     spec = setting(key)
     new_value = None if value is None else spec.coerce(value)
     with write(conn):
@@ -90,6 +93,8 @@ def set_style(
     conn: sqlite3.Connection, guild_id: int, name: str, text: str, *, by_user: int, now: float
 ) -> dict[str, str]:
     """Add or change a style preset; audited."""
+    check_id("guild_id", guild_id)
+    check_id("by_user", by_user)
     name, text = check_style_name(name), check_style_text(text)
     with write(conn):
         styles = load_styles(conn, guild_id)
@@ -113,6 +118,8 @@ def delete_style(
     conn: sqlite3.Connection, guild_id: int, name: str, *, by_user: int, now: float
 ) -> dict[str, str]:
     """Remove a style preset (a default one is hidden in this guild); audited."""
+    check_id("guild_id", guild_id)
+    check_id("by_user", by_user)
     name = check_style_name(name)
     with write(conn):
         styles = load_styles(conn, guild_id)

@@ -22,7 +22,7 @@ import secrets
 import sqlite3
 
 from db.clock import utc_day
-from db.jobs import Claim, Shape
+from db.jobs import MAX_BATCH, Claim, Shape, check_int, check_lease, check_worker
 from db.sqlite.connection import next_version, write
 from db.sqlite.rows import JOB_COLUMNS, job_from_row
 
@@ -77,17 +77,20 @@ def claim(
     conn: sqlite3.Connection, worker: str, *, lease_s: float, max_jobs: int, now: float
 ) -> list[Claim]:
     """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one shape to ``worker``."""
+    check_worker(worker)
+    check_lease(lease_s)
+    check_int("max_jobs", max_jobs, 1, MAX_BATCH)
     with write(conn):
         reclaim_expired(conn, now)
         claims: list[Claim] = []
         shape: Shape | None = None
-        version = 0
+        version, rate = 0, seconds_per_cost(conn)
         while len(claims) < max_jobs:
             picked = _pick(conn, shape)
             if picked is None:
                 break
             version = version or next_version(conn)
-            claims.append(_take(conn, picked, worker, lease_s, now, version))
+            claims.append(_take(conn, picked, worker, lease_s, now, version, rate))
             shape = claims[0].job.shape
     for c in claims:
         log.info(
@@ -131,11 +134,12 @@ def _take(
     lease_s: float,
     now: float,
     version: int,
+    rate: float,
 ) -> Claim:
-    """Lease the picked job to ``worker`` and charge its estimated GPU seconds."""
+    """Lease the picked job to ``worker`` and charge its estimated GPU seconds
+    (``rate``: seconds per cost unit)."""
     guild, user, job = picked
     token = secrets.token_hex(16)
-    rate = seconds_per_cost(conn)
     row = conn.execute(
         TAKE, (worker, token, now + lease_s, now, rate, version, job["id"])
     ).fetchone()

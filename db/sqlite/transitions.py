@@ -18,6 +18,7 @@ from db.jobs import (
     ProgressAck,
     check_bytes,
     check_int,
+    check_lease,
     check_seconds,
     clip_error,
 )
@@ -43,7 +44,7 @@ def heartbeat(
     conn: sqlite3.Connection, job_id: int, token: str, *, lease_s: float, now: float
 ) -> bool:
     """Extend the lease; False if the worker no longer holds the job."""
-    check_seconds("lease_seconds", lease_s, positive=True)
+    check_lease(lease_s)
     cursor = conn.execute(
         "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? "
         "AND state IN ('running', 'cancelling')",
@@ -68,7 +69,7 @@ def report_progress(
     if steps_per_s is not None:
         check_seconds("steps_per_s", steps_per_s)
     if lease_s is not None:
-        check_seconds("lease_seconds", lease_s, positive=True)
+        check_lease(lease_s)
     image = None if preview is None else check_bytes("preview", preview, MAX_PREVIEW_BYTES)
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
@@ -249,11 +250,14 @@ def mark_delivered(conn: sqlite3.Connection, job_id: int) -> bool:
     """Record that the bot posted the finished job's outcome; False if not finished or done."""
     with write(conn):
         cursor = conn.execute(
-            "UPDATE jobs SET delivered = 1, version = ? WHERE id = ? AND delivered = 0 "
+            "UPDATE jobs SET delivered = 1 WHERE id = ? AND delivered = 0 "
             "AND state IN ('succeeded', 'failed', 'cancelled')",
-            (next_version(conn), job_id),
+            (job_id,),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount == 0:
+            return False
+        conn.execute("UPDATE jobs SET version = ? WHERE id = ?", (next_version(conn), job_id))
+    return True
 
 
 MESSAGE_COLUMNS = {"card": "message_id", "result": "result_message_id"}

@@ -127,6 +127,14 @@ async def test_a_bad_setting_value_changes_nothing(
     assert await store.settings(1) == before and await store.audit(1) == []
 
 
+async def test_settings_need_real_guild_and_member_ids(store: SqliteStore) -> None:
+    with pytest.raises(InvalidInput):
+        await store.set_setting("1; DROP TABLE jobs", "max_steps", 10, by_user=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        await store.set_style(1, "ok", "fine", by_user=0)
+    assert await store.audit(1) == []
+
+
 async def test_bad_worker_reports_are_refused_and_change_nothing(store: SqliteStore) -> None:
     job = await store.enqueue(new_job(steps=100))
     (claim,) = await store.claim("gpu-0", lease_seconds=30)

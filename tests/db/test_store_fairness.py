@@ -221,3 +221,17 @@ def assert_counters_match(path: Path) -> None:
             assert stored == derived, table
     finally:
         conn.close()
+
+
+async def test_claim_repairs_counters_that_disagree_with_the_jobs(
+    store: SqliteStore, db_path: Path
+) -> None:
+    job = await store.enqueue(new_job(guild=2))
+    conn = sqlite3.connect(db_path)
+    with conn:  # a guild that claims to wait, with no job behind it
+        conn.execute(
+            "INSERT INTO guild_queues (guild_id, vtime, queued, pending) VALUES (1, -5, 3, 3)"
+        )
+    conn.close()
+    assert [c.job.id for c in await store.claim("gpu-0", lease_seconds=60)] == [job.id]
+    assert_counters_match(db_path)

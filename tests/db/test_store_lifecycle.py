@@ -6,8 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from db import FakeClock, JobState, NotAllowed, NotFound, Relation, SqliteStore, custom_id
+from db import FakeClock, JobState, NotAllowed, NotFound, Relation, SqliteStore, Store, custom_id
 from tests.db.factories import PNG, new_job
+
+
+async def test_the_sqlite_store_is_a_store(store: SqliteStore) -> None:
+    assert isinstance(store, Store)
 
 
 async def test_enqueued_job_reads_back_with_cost_and_utc_times(

@@ -36,6 +36,15 @@ async def test_cooldown_refuses_until_it_has_passed(limited: SqliteStore, clock:
     await limited.enqueue(new_job())
 
 
+async def test_several_jobs_in_one_call_are_one_submission_for_the_cooldown(
+    limited: SqliteStore, clock: FakeClock
+) -> None:
+    await limited.set_setting(GUILD, "cooldown_s", 30, by_user=1)
+    assert len(await limited.enqueue_many([new_job(seed=i) for i in range(3)])) == 3
+    clock.advance(29)
+    assert (await refusal(limited)).limit == "cooldown_s"
+
+
 async def test_cooldown_is_per_member(limited: SqliteStore) -> None:
     await limited.enqueue(new_job(user=100))
     await limited.enqueue(new_job(user=200))

@@ -11,7 +11,6 @@ import pytest
 
 from db import SqliteStore
 from db.clock import SystemClock, to_epoch
-from db.jobs import check_new_job
 from db.migrations import migrate
 from db.settings import GuildSettings
 from db.sqlite import admission, scheduler
@@ -27,20 +26,18 @@ def build(path: Path, jobs: int) -> Path:
     conn = connect(path)
     try:
         migrate(conn)
-        checked = [
-            check_new_job(
-                new_job(
-                    guild=1 + i % GUILDS,
-                    user=1000 + (i % GUILDS) * USERS_PER_GUILD + (i // GUILDS) % USERS_PER_GUILD,
-                    seed=i,
-                    width=(256, 512)[i % 3 == 0],
-                )
+        news = [
+            new_job(
+                guild=1 + i % GUILDS,
+                user=1000 + (i % GUILDS) * USERS_PER_GUILD + (i // GUILDS) % USERS_PER_GUILD,
+                seed=i,
+                width=(256, 512)[i % 3 == 0],
             )
             for i in range(jobs)
         ]
         admission.enqueue(
             conn,
-            checked,
+            news,
             defaults=GuildSettings(),
             enforce_limits=False,
             now=to_epoch(SystemClock().now()),
