@@ -7,6 +7,7 @@ Discord or the database.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Callable, Hashable, Iterator
 import torch
 
 from engine.cutouts import Augment
+from engine.memory import BatchShape, max_batch
 from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.optimiser import COMPILE_MODES, JobRequest, StepReport, optimise
@@ -59,6 +61,10 @@ class Result:
     metadata: dict = field(default_factory=dict)
 
 
+class InsufficientMemoryError(RuntimeError):
+    """Not even one job of this size fits in the GPU's free memory now."""
+
+
 class Engine:
     """Holds the models and runs batches of jobs that share model, size and cutout count."""
 
@@ -75,6 +81,9 @@ class Engine:
             torch.backends.cudnn.benchmark = not config.deterministic
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        if config.compile != "none" and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+            # Compiled kernels kept beside the models, so a restarted worker skips most of the compiling.
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(config.model_dir) / "compile-cache")
 
     @property
     def precision_name(self) -> str:
@@ -84,6 +93,15 @@ class Engine:
         if self.config.vqgan_config and self.config.vqgan_checkpoint:
             return VQGANSource(name=name, config=self.config.vqgan_config, checkpoint=self.config.vqgan_checkpoint)
         return resolve_vqgan(name, self.config.model_dir)
+
+    def max_batch(self, params: JobParams, limit: int) -> int:
+        """How many jobs shaped like ``params`` fit in the GPU's free memory now (``limit`` on the CPU)."""
+        if self.device.type != "cuda":
+            return limit
+        free, _ = torch.cuda.mem_get_info(self.device)
+        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        shape = BatchShape(params.width, params.height, params.cutn, compiled=self.config.compile != "none")
+        return max_batch(free / 2**30, shape, limit=limit)
 
     def preload(self, params: JobParams) -> None:
         """Load the models a job needs (so the first job doesn't pay for it)."""
@@ -112,6 +130,20 @@ class Engine:
                 raise ValueError(f"job {key} differs in model, size or cutouts from the batch's first job")
         source = self.vqgan_source(first.model)
         vqgan = self.cache.vqgan(source)
+        fits = self.max_batch(first, len(jobs))
+        if fits == 0:
+            raise InsufficientMemoryError(
+                f"A {first.width}x{first.height} job with {first.cutn} cutouts does not fit in the GPU's free memory now; "
+                "try a smaller size or fewer cutouts, or wait for other work on the GPU to finish."
+            )
+        if fits < len(jobs):  # admission: run what fits together, the rest after it
+            log.info("jobs %s: %d fit in GPU memory together; running them in turns", [k for k, _ in jobs], fits)
+            for start in range(0, len(jobs), fits):
+                yield from self.run(jobs[start:start + fits], on_progress=on_progress, progress_every=progress_every,
+                                    is_cancelled=is_cancelled, frames_every=frames_every,
+                                    timelapse_format=timelapse_format, augment=augment,
+                                    progress_images=progress_images)
+            return
         clip = self.cache.clip(first.clip_model, first.clip_pretrained)
         requests = []
         for key, params in jobs:
