@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from engine.download import checkpoint_format
+from engine.model_files import checkpoint_format
 from engine.vqgan import INFERENCE_PREFIXES  # the weights inference needs: one definition
 
 logger = logging.getLogger(__name__)

@@ -28,20 +28,25 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from types import TracebackType
-from typing import Literal
 from urllib.parse import urlsplit
 
-import yaml
-from tqdm import tqdm
 
+from engine.download_progress import ByteProgress, ProgressCallback
+from engine.model_files import (  # noqa: F401  (re-exported: callers import these from here)
+    MAX_CONFIG_BYTES,
+    ChecksumMismatchError,
+    DownloadError,
+    FileCheckError,
+    check_checkpoint_file,
+    check_config_file,
+    checkpoint_format,
+    record_sha256,
+)
 from engine.catalog import (
     MODEL_DIR_ENV,
     ModelPaths,
@@ -57,31 +62,13 @@ from engine.catalog import (
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int | None], None]
-"""Called as ``callback(bytes_done, bytes_total_or_None)`` whenever the count changes."""
 
 CHUNK_SIZE = 1 << 20
 DEFAULT_TIMEOUT = 30.0
 MAX_RESUMES = 5
-MAX_CONFIG_BYTES = 1 << 20
 USER_AGENT = "vqbot-model-downloader/0.1"
 
-# torch.save's legacy (non-zip) format starts with the pickled magic number
-# 0x1950a86a20f9469cfc6c, which a LONG1 opcode encodes as these bytes.
-_LEGACY_TORCH_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)", re.IGNORECASE)
-
-
-class DownloadError(Exception):
-    """A download failed; ``str(error)`` is a one-line message for users."""
-
-
-class ChecksumMismatchError(DownloadError):
-    """A file differs from the SHA-256 recorded at its first download (and was deleted)."""
-
-
-class FileCheckError(DownloadError):
-    """A file does not have the expected structure; the message says what it is instead."""
 
 
 class _SourceFailed(Exception):
@@ -91,125 +78,6 @@ class _SourceFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.checksum = checksum
-
-
-# ---------------------------------------------------------------- structure checks
-
-
-def checkpoint_format(path: Path) -> Literal["zip", "legacy"] | None:
-    """``"zip"`` for a torch zip archive with a ``data.pkl``, ``"legacy"`` for
-    torch.save's old pickle format, None for anything else (or unreadable)."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-            if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-                return "zip"
-            return None
-        with path.open("rb") as f:
-            head = f.read(32)
-    except (OSError, zipfile.BadZipFile):
-        return None
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5 and _LEGACY_TORCH_MAGIC in head:
-        return "legacy"
-    return None
-
-
-def _looks_like_html(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            head = f.read(512).lstrip().lower()
-    except OSError:
-        return False
-    return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body"))
-
-
-def check_checkpoint_file(path: Path) -> None:
-    """Raise ``FileCheckError`` unless ``path`` is a torch checkpoint archive.
-
-    Cheap: reads the zip directory or the first bytes, never the weights.
-    """
-    if checkpoint_format(path) is not None:
-        return
-    if _looks_like_html(path):
-        raise FileCheckError(f"{path.name} is a web page, not a PyTorch checkpoint")
-    raise FileCheckError(
-        f"{path.name} is not a PyTorch checkpoint "
-        "(neither a zip archive with data.pkl nor a legacy torch pickle)"
-    )
-
-
-def check_config_file(path: Path, *, codebook_size: int | None = None) -> dict[str, object]:
-    """Parse a taming config and return it; raise ``FileCheckError`` unless it is
-    a mapping with ``model.params.ddconfig`` (and ``n_embed == codebook_size`` if given)."""
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise FileCheckError(f"{path.name} is {size} bytes, too big for a model config")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise FileCheckError(f"{path.name} is not valid YAML ({first_line})") from exc
-    params = config.get("model", {}).get("params") if isinstance(config, dict) else None
-    if not isinstance(params, dict) or not isinstance(params.get("ddconfig"), dict):
-        hint = " (it is a web page)" if _looks_like_html(path) else ""
-        raise FileCheckError(f"{path.name} is not a taming model config: no model.params.ddconfig{hint}")
-    if codebook_size is not None and params.get("n_embed") != codebook_size:
-        raise FileCheckError(
-            f"{path.name} is for a model with n_embed={params.get('n_embed')!r}, "
-            f"expected {codebook_size}"
-        )
-    return config
-
-
-# ---------------------------------------------------------------- progress
-
-
-class _Progress:
-    """Absolute byte counter shown as a tqdm bar or passed to a callback."""
-
-    def __init__(self, progress: bool | ProgressCallback, desc: str, total: int | None) -> None:
-        self._callback = progress if callable(progress) else None
-        self._bar: tqdm | None = None
-        if progress is True:
-            self._bar = tqdm(
-                total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                mininterval=0.5, leave=True,
-            )
-        self._total = total
-        self._done: int | None = None
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-    def set(self, done: int, total: int | None = None) -> None:
-        if total is not None:
-            self._total = total
-        if self._bar is not None:
-            if self._bar.total != self._total:
-                self._bar.total = self._total
-            self._bar.n = done
-            self._bar.refresh()
-        self._report(done)
-
-    def add(self, n: int) -> None:
-        done = (self._done or 0) + n
-        if self._bar is not None:
-            self._bar.update(n)
-        self._report(done)
-
-    def _report(self, done: int) -> None:
-        if done == self._done:
-            return
-        self._done = done
-        if self._callback is not None:
-            self._callback(done, self._total)
 
 
 # ---------------------------------------------------------------- one source
@@ -272,7 +140,7 @@ def _unwritable(path: Path, exc: OSError) -> DownloadError:
     )
 
 
-def _fetch(url: str, part: Path, *, expected_size: int | None, timeout: float, progress: _Progress) -> None:
+def _fetch(url: str, part: Path, *, expected_size: int | None, timeout: float, progress: ByteProgress) -> None:
     """Download ``url`` into ``part``, resuming what is there. Raises ``_SourceFailed``."""
     resumes = 0
     while True:
@@ -393,25 +261,6 @@ def _check_download(
     return digest
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def record_sha256(path: Path, digest: str) -> None:
-    """Write ``<path>.sha256`` in ``sha256sum`` format (replacing any old record)."""
-    _write_atomically(checksum_path(path), f"{digest}  {path.name}\n")
-    logger.info("Recorded SHA-256 %s for %s", digest, path)
-
-
 # ---------------------------------------------------------------- public API
 
 
@@ -492,7 +341,7 @@ def download_file(
     part = part_path(dest)
     failures: list[_SourceFailed] = []
     summary: list[str] = []
-    with _Progress(progress, dest.name, expected_size or approx_size) as bar:
+    with ByteProgress(progress, dest.name, expected_size or approx_size) as bar:
         for url in urls:
             try:
                 _fetch(url, part, expected_size=expected_size, timeout=timeout, progress=bar)

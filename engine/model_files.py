@@ -1,0 +1,124 @@
+"""Model files on disk: structure checks, recorded SHA-256 sums, and the errors users see.
+
+Shared by the downloader and ``vqbot models``; no network here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from engine.catalog import checksum_path
+
+logger = logging.getLogger(__name__)
+
+MAX_CONFIG_BYTES = 1 << 20
+# torch.save's legacy (non-zip) format starts with the pickled magic number
+# 0x1950a86a20f9469cfc6c, which a LONG1 opcode encodes as these bytes.
+_LEGACY_TORCH_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+class DownloadError(Exception):
+    """A download failed; ``str(error)`` is a one-line message for users."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """A file differs from the SHA-256 recorded at its first download (and was deleted)."""
+
+
+class FileCheckError(DownloadError):
+    """A file does not have the expected structure; the message says what it is instead."""
+
+
+# ---------------------------------------------------------------- structure checks
+
+
+def checkpoint_format(path: Path) -> Literal["zip", "legacy"] | None:
+    """``"zip"`` for a torch zip archive with a ``data.pkl``, ``"legacy"`` for
+    torch.save's old pickle format, None for anything else (or unreadable)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+                return "zip"
+            return None
+        with path.open("rb") as f:
+            head = f.read(32)
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5 and _LEGACY_TORCH_MAGIC in head:
+        return "legacy"
+    return None
+
+
+def _looks_like_html(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(512).lstrip().lower()
+    except OSError:
+        return False
+    return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body"))
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Raise ``FileCheckError`` unless ``path`` is a torch checkpoint archive.
+
+    Cheap: reads the zip directory or the first bytes, never the weights.
+    """
+    if checkpoint_format(path) is not None:
+        return
+    if _looks_like_html(path):
+        raise FileCheckError(f"{path.name} is a web page, not a PyTorch checkpoint")
+    raise FileCheckError(
+        f"{path.name} is not a PyTorch checkpoint "
+        "(neither a zip archive with data.pkl nor a legacy torch pickle)"
+    )
+
+
+def check_config_file(path: Path, *, codebook_size: int | None = None) -> dict[str, object]:
+    """Parse a taming config and return it; raise ``FileCheckError`` unless it is
+    a mapping with ``model.params.ddconfig`` (and ``n_embed == codebook_size`` if given)."""
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise FileCheckError(f"{path.name} is {size} bytes, too big for a model config")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FileCheckError(f"{path.name} is not valid YAML ({first_line})") from exc
+    params = config.get("model", {}).get("params") if isinstance(config, dict) else None
+    if not isinstance(params, dict) or not isinstance(params.get("ddconfig"), dict):
+        hint = " (it is a web page)" if _looks_like_html(path) else ""
+        raise FileCheckError(f"{path.name} is not a taming model config: no model.params.ddconfig{hint}")
+    if codebook_size is not None and params.get("n_embed") != codebook_size:
+        raise FileCheckError(
+            f"{path.name} is for a model with n_embed={params.get('n_embed')!r}, "
+            f"expected {codebook_size}"
+        )
+    return config
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_sha256(path: Path, digest: str) -> None:
+    """Write ``<path>.sha256`` in ``sha256sum`` format (replacing any old record)."""
+    _write_atomically(checksum_path(path), f"{digest}  {path.name}\n")
+    logger.info("Recorded SHA-256 %s for %s", digest, path)
