@@ -23,7 +23,7 @@ import discord
 from db.jobs import Job
 from db.states import JobState
 
-from bot import cards
+from bot import cards, own_reactions
 from bot.pictures import fit_upload
 
 if TYPE_CHECKING:
@@ -233,6 +233,7 @@ class Delivery:
         message = await self._channel(job).send(**send)
         old = job.message_id
         await self.bot.store.set_message(job.id, message.id, kind="card")
+        own_reactions.add_controls(self.bot, job, message.id, own_reactions.card_actions(job))
         log.info("job %s: new card %s replaces %s", job.id, message.id, old)
         if delete_old and old is not None:
             try:
@@ -259,6 +260,9 @@ class Delivery:
                 )
             except discord.NotFound:
                 log.info("job %s: card %s is gone; the result stands alone", job.id, job.message_id)
+            else:
+                own_reactions.add_controls(self.bot, job, job.message_id, own_reactions.card_actions(job),
+                                           remove=own_reactions.PENDING_CARD)
         log.info("job %s: delivered (%s)", job.id, job.state)
         return True
 
@@ -281,6 +285,7 @@ class Delivery:
             kwargs["view"] = view
         message = await channel.send(cards.result_content(job), **kwargs)
         await self.bot.store.set_message(job.id, message.id, kind="result")
+        own_reactions.add_controls(self.bot, job, message.id, own_reactions.RESULT)
         return message
 
     async def _forbidden(self, job: Job) -> None:

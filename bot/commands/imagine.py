@@ -15,7 +15,7 @@ from db.jobs import Job, NewJob, check_new_job
 from db.limits import check_policy
 from jobspec import LIMITS, Prompt
 
-from bot import cards
+from bot import cards, own_reactions
 from bot.attachments import PictureCaps, check_announced, fetch_picture, save_picture
 from bot.errors import UserError
 from bot.options import ASPECTS, MAX_SEED, ImagineOptions, build_params
@@ -125,6 +125,7 @@ async def imagine(
     else:
         await bot.store.set_message(job.id, message.id, kind="card")
         bot.delivery.card_posted(job.id)
+        own_reactions.add_controls(bot, job, message.id, own_reactions.PENDING_CARD)
     bot.delivery.wake()
 
 
