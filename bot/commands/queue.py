@@ -14,6 +14,7 @@ from db.jobs import Job
 
 from bot import cards
 from bot.actions import Actor
+from bot.status import status_embed
 
 if TYPE_CHECKING:
     from bot.client import VQBot
@@ -104,17 +105,11 @@ async def history(interaction: discord.Interaction) -> None:
 async def status(interaction: discord.Interaction) -> None:
     bot: VQBot = interaction.client  # type: ignore[assignment]
     stats = await bot.store.stats()
-    worker = bot.worker_status()
-    lines = []
-    if worker is None:
-        lines.append("Worker: not in this process (separate workers take jobs from the queue)")
-    else:
-        rate = f", {worker.steps_per_s:.1f} steps/s" if worker.steps_per_s else ""
-        jobs = f", jobs {', '.join(f'#{j}' for j in worker.jobs)}" if worker.jobs else ""
-        lines.append(f"Worker `{worker.name}`: {worker.state} on {worker.device}{rate}{jobs}")
-    for key, value in (stats.items() if isinstance(stats, dict) else vars(stats).items()):
-        lines.append(f"{key.replace('_', ' ')}: {value}")
-    await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)
+    waiting = None
+    if interaction.guild_id is not None:
+        waiting = sum(1 for j in await bot.store.queue(interaction.guild_id, limit=500) if j.state == "queued")
+    embed = status_embed(bot.worker_status(), stats, guild_waiting=waiting)
+    await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
 COMMANDS = (queue, cancel, show, history, status)
