@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ from db.jobs import Job
 
 from bot import cards
 from bot.actions import Actor
+from bot.pictures import fit_upload
 from bot.status import status_embed
 
 if TYPE_CHECKING:
@@ -86,9 +86,10 @@ async def show(interaction: discord.Interaction, job: app_commands.Range[int, 1]
     if view is not None:
         kwargs["view"] = view
     png = await bot.store.result(found.id) if found.state == "succeeded" else None
-    if png is not None and len(png) <= bot.config.upload_limit_bytes:
-        kwargs["attachments"] = [discord.File(io.BytesIO(png), filename=f"vqbot-{found.id}.png")]
-        kwargs["embed"].set_image(url=f"attachment://vqbot-{found.id}.png")
+    if png is not None:  # as a JPEG when the PNG is over the upload limit
+        files = fit_upload(found.id, png, None, limit=bot.config.upload_limit_bytes)
+        kwargs["attachments"] = files
+        kwargs["embed"].set_image(url=f"attachment://{files[0].filename}")
     await interaction.edit_original_response(**kwargs)
 
 

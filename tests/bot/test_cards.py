@@ -91,3 +91,13 @@ async def test_a_result_over_the_upload_limit_arrives_as_jpeg(simcord_env, store
     assert [a.filename for a in final.attachments] == ["vqbot-1.jpg"]
     data = await final.attachments[0].read()
     assert data.startswith(b"\xff\xd8") and len(data) <= 4000
+
+
+async def test_show_sends_a_picture_over_the_upload_limit_as_jpeg(simcord_env, store, tiny_engine, bot_config):
+    await simcord_env.restart_bot(make_bot(store, replace(bot_config, upload_limit_bytes=4000)))
+    world = build_world(simcord_env, store, tiny_engine)
+    await world.alice.slash(world.channel, "imagine", prompt="a noisy cat", size="128x128")
+    await world.worker.run_once()
+    shown = await world.bob.slash(world.channel, "show", job=1)
+    assert [a.filename for a in shown.response.attachments] == ["vqbot-1.jpg"]
+    assert shown.response.embeds[0].image.url.endswith("vqbot-1.jpg")
