@@ -19,7 +19,7 @@ from db.limits import check_policy
 from db.jobs import check_new_job
 from db.states import JobState, Relation
 
-from bot import cards
+from bot import cards, own_reactions
 from bot.attachments import Picture, save_picture
 from bot.options import new_seed
 
@@ -138,6 +138,7 @@ class Actions:
             return None
         await self.bot.store.set_message(job.id, message.id, kind="card")
         self.bot.delivery.card_posted(job.id)
+        own_reactions.add_controls(self.bot, job, message.id, own_reactions.card_actions(job))
         return message
 
     # ---------------------------------------------------------------- entry points

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import discord
@@ -44,19 +44,22 @@ def relative(now: datetime, seconds: float) -> str:
 
 
 def state_line(job: Job, spot: QueueSpot | None = None, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    """One line of state. Times are the store's estimates of when the job should be *done*
+    (``store.position``: the running remainder, the jobs ahead and this job, over the measured
+    speed), so the card says "done ~<when>", never "starts"."""
+    now = now or discord.utils.utcnow()
     state = job.state
     if state is JobState.QUEUED:
         if spot is None:
             return "⏳ Queued"
         where = "next in line" if spot.ahead == 0 else f"{spot.ahead} ahead"
-        eta = f", done {relative(now, spot.eta_s)}" if spot.eta_s is not None else ""
+        eta = f", done ~{relative(now, spot.eta_s)}" if spot.eta_s is not None else ""
         return f"⏳ Queued ({where}{eta})"
     if state is JobState.RUNNING:
         rate = f" · {job.steps_per_s:.1f} steps/s" if job.steps_per_s else ""
         left = ""
         if job.steps_per_s and job.total_steps > job.step:
-            left = f" · done {relative(now, (job.total_steps - job.step) / job.steps_per_s)}"
+            left = f" · done ~{relative(now, (job.total_steps - job.step) / job.steps_per_s)}"
         return f"🎨 Running: step {job.step}/{job.total_steps}{rate}{left}"
     if state is JobState.CANCELLING:
         return f"🛑 Cancelling at step {job.step}/{job.total_steps}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Callable
 
@@ -49,6 +50,7 @@ class VQBot(discord.Client):
         self.actions = Actions(self)
         self.delivery = Delivery(self)
         self.synced: list[app_commands.AppCommand] = []
+        self.background: set[asyncio.Task[None]] = set()  # best-effort side work (own reactions)
         from bot.commands import register
 
         register(self.tree)
@@ -72,6 +74,8 @@ class VQBot(discord.Client):
 
     async def close(self) -> None:
         await self.delivery.stop()
+        for task in list(self.background):
+            task.cancel()
         await super().close()
 
     # ---------------------------------------------------------------- helpers

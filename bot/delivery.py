@@ -23,7 +23,7 @@ import discord
 from db.jobs import Job
 from db.states import JobState
 
-from bot import cards
+from bot import cards, own_reactions
 from bot.pictures import fit_upload
 
 if TYPE_CHECKING:
@@ -155,20 +155,20 @@ class Delivery:
                 done = await self._finish(job, state)
             else:
                 done = await self._update(job, state, now)
-        except discord.Forbidden as exc:
-            log.warning("job %s: no permission in channel %s (%s); giving up on its messages",
-                        job.id, job.channel_id, exc.text)
-            await self._forbidden(job)
-            done = True
         except discord.HTTPException as exc:
-            if not retryable(exc):
-                log.warning("job %s: Discord refused a card update (%s %s); skipping it", job.id, exc.status, exc.code)
-                done = not job.state.is_terminal
-            else:
+            if retryable(exc):
                 state.backoff = min(max(state.backoff * 2, self.config.backoff_initial_s), self.config.backoff_max_s)
                 state.blocked_until = discord_now() + state.backoff
                 log.info("job %s: Discord answered %s; waiting %.0f s", job.id, exc.status, state.backoff)
                 return
+            # Refused for good (no permission, channel gone, bad request): retrying the same
+            # call would only hammer Discord. Wait for the next change at the usual cadence and
+            # make sure a finished job's owner hears about it anyway.
+            log.warning("job %s: Discord refused a message in channel %s (%s %s: %s); giving up on it",
+                        job.id, job.channel_id, exc.status, exc.code, exc.text)
+            state.next_edit_at = discord_now() + self.config.edit_interval_s
+            await self._undeliverable(job, exc)
+            done = True
         if done:
             self.pending.pop(job.id, None)
             if job.state.is_terminal:
@@ -233,6 +233,7 @@ class Delivery:
         message = await self._channel(job).send(**send)
         old = job.message_id
         await self.bot.store.set_message(job.id, message.id, kind="card")
+        own_reactions.add_controls(self.bot, job, message.id, own_reactions.card_actions(job))
         log.info("job %s: new card %s replaces %s", job.id, message.id, old)
         if delete_old and old is not None:
             try:
@@ -259,6 +260,9 @@ class Delivery:
                 )
             except discord.NotFound:
                 log.info("job %s: card %s is gone; the result stands alone", job.id, job.message_id)
+            else:
+                own_reactions.add_controls(self.bot, job, job.message_id, own_reactions.card_actions(job),
+                                           remove=own_reactions.PENDING_CARD)
         log.info("job %s: delivered (%s)", job.id, job.state)
         return True
 
@@ -281,18 +285,24 @@ class Delivery:
             kwargs["view"] = view
         message = await channel.send(cards.result_content(job), **kwargs)
         await self.bot.store.set_message(job.id, message.id, kind="result")
+        own_reactions.add_controls(self.bot, job, message.id, own_reactions.RESULT)
         return message
 
-    async def _forbidden(self, job: Job) -> None:
-        """The channel refused us: tell the owner by DM where possible, and stop trying."""
-        if job.state.is_terminal and not job.delivered:
-            await self.bot.store.mark_delivered(job.id)
-            try:
-                user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-                await user.send(
-                    f"Job #{job.id} ended ({job.state}) but I may not post in <#{job.channel_id}>. "
-                    "Ask an admin to give me Send Messages, Embed Links and Attach Files there, "
-                    f"then use /show {job.id}."
-                )
-            except discord.HTTPException as exc:
-                log.info("job %s: could not DM the owner either (%s)", job.id, exc.status)
+    async def _undeliverable(self, job: Job, exc: discord.HTTPException) -> None:
+        """The channel refused a finished job's result: tell the owner by DM where possible."""
+        if not job.state.is_terminal or job.delivered:
+            return
+        await self.bot.store.mark_delivered(job.id)
+        self.pending[job.id] = dataclasses.replace(job, delivered=True)
+        if isinstance(exc, discord.Forbidden):
+            why = (f"I may not post in <#{job.channel_id}>. Ask an admin to give me Send Messages, Embed Links "
+                   f"and Attach Files there, then use /show {job.id}.")
+        elif isinstance(exc, discord.NotFound):
+            why = f"its channel is gone. Use /show {job.id} in another channel of the server to see it."
+        else:
+            why = f"Discord refused the message ({exc.status}). Use /show {job.id} to see it."
+        try:
+            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            await user.send(f"Job #{job.id} ended ({job.state}) but {why}")
+        except discord.HTTPException as dm_exc:
+            log.info("job %s: could not DM the owner either (%s)", job.id, dm_exc.status)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -44,6 +45,23 @@ class WorkerConfig:
     frames_every: int = 10
 
 
+def device_name(device: Any) -> str | None:
+    """The accelerator's name ("NVIDIA H100 80GB HBM3"), "CPU", or None when it can't be told."""
+    try:
+        import torch
+
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            return str(torch.cuda.get_device_name(dev))
+        if dev.type == "mps":
+            return "Apple GPU (MPS)"
+        if dev.type == "cpu":
+            return "CPU"
+    except Exception:  # a driver problem must not stop the worker; /status just says less
+        log.debug("no name for device %s", device, exc_info=True)
+    return None
+
+
 def batch_key(params: JobParams) -> tuple[Any, ...]:
     """What must be equal for jobs to share one ``Engine.run``."""
     return (params.model, params.clip_model, params.clip_pretrained, params.width, params.height, params.cutn,
@@ -61,12 +79,15 @@ class Worker:
         self._wake = asyncio.Event()
         self._state = "idle"
         self._jobs: tuple[int, ...] = ()
-        self._rate: float | None = None
+        self._rate: float | None = None  # the last measured speed, kept between batches for /status
+        self._rate_at: datetime | None = None
+        self._device_name = device_name(engine.device)
 
     # ---------------------------------------------------------------- control
     def status(self) -> WorkerStatus:
         return WorkerStatus(name=self.config.name, device=str(self.engine.device), state=self._state,
-                            steps_per_s=self._rate, jobs=self._jobs)
+                            steps_per_s=self._rate, jobs=self._jobs, device_name=self._device_name,
+                            measured_at=self._rate_at)
 
     def wake(self) -> None:
         """A job was queued: look at the queue now rather than at the next poll."""
@@ -127,7 +148,7 @@ class Worker:
                 await self._run_group(group)
         finally:
             heartbeat.cancel()
-            self._state, self._jobs, self._rate = ("stopping" if self._stopping.is_set() else "idle"), (), None
+            self._state, self._jobs = ("stopping" if self._stopping.is_set() else "idle"), ()
             await self._changed()
         return len(claims)
 
@@ -157,7 +178,8 @@ class Worker:
         def on_progress(progress: Progress) -> None:
             now = time.monotonic()
             job_id = int(progress.key)  # type: ignore[call-overload]
-            self._rate = progress.steps_per_s
+            if progress.steps_per_s:
+                self._rate, self._rate_at = progress.steps_per_s, datetime.now(timezone.utc)
             if now - last_report.get(job_id, float("-inf")) < self.config.progress_min_interval_s:
                 return
             last_report[job_id] = now

@@ -15,7 +15,7 @@ from db.jobs import Job, NewJob, check_new_job
 from db.limits import check_policy
 from jobspec import LIMITS, Prompt
 
-from bot import cards
+from bot import cards, own_reactions
 from bot.attachments import PictureCaps, check_announced, fetch_picture, save_picture
 from bot.errors import UserError
 from bot.options import ASPECTS, MAX_SEED, ImagineOptions, build_params
@@ -125,6 +125,7 @@ async def imagine(
     else:
         await bot.store.set_message(job.id, message.id, kind="card")
         bot.delivery.card_posted(job.id)
+        own_reactions.add_controls(bot, job, message.id, own_reactions.PENDING_CARD)
     bot.delivery.wake()
 
 
@@ -186,13 +187,27 @@ async def with_pictures(bot: "VQBot", new: NewJob, init_image: discord.Attachmen
 
 
 async def refuse_late(interaction: discord.Interaction, text: str) -> None:
-    """A refusal after the public defer (a slow download): drop the 'thinking' message and
-    answer privately."""
+    """A refusal after the public defer (a slow download): answer privately, leave nothing public.
+
+    Discord turns the first follow-up after a "thinking" defer into the public original
+    itself (whatever its ephemeral flag), and into an error once the original is deleted. So:
+    end the thinking with a neutral line, send the refusal as a private follow-up, then delete
+    the neutral line. Each step may fail on its own; the user always gets one of the two.
+    """
     try:
-        await interaction.delete_original_response()
-    except discord.HTTPException:
-        pass
+        await interaction.edit_original_response(content="Not queued; only you can see why.")
+    except discord.HTTPException as exc:
+        log.info("late refusal: placeholder not edited (%s %s)", exc.status, exc.code)
     try:
         await interaction.followup.send(text, ephemeral=True)
     except discord.HTTPException as exc:
-        log.info("refusal not delivered (%s %s): %s", exc.status, exc.code, text)
+        log.info("late refusal: private answer not sent (%s %s): %s", exc.status, exc.code, text)
+        try:
+            await interaction.edit_original_response(content=text)  # public, but an answer
+        except discord.HTTPException:
+            pass
+        return
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException as exc:
+        log.info("late refusal: placeholder not deleted (%s %s)", exc.status, exc.code)

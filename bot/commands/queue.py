@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,8 @@ from db.jobs import Job
 
 from bot import cards
 from bot.actions import Actor
+from bot.pictures import fit_upload
+from bot.status import status_embed
 
 if TYPE_CHECKING:
     from bot.client import VQBot
@@ -85,9 +86,10 @@ async def show(interaction: discord.Interaction, job: app_commands.Range[int, 1]
     if view is not None:
         kwargs["view"] = view
     png = await bot.store.result(found.id) if found.state == "succeeded" else None
-    if png is not None and len(png) <= bot.config.upload_limit_bytes:
-        kwargs["attachments"] = [discord.File(io.BytesIO(png), filename=f"vqbot-{found.id}.png")]
-        kwargs["embed"].set_image(url=f"attachment://vqbot-{found.id}.png")
+    if png is not None:  # as a JPEG when the PNG is over the upload limit
+        files = fit_upload(found.id, png, None, limit=bot.config.upload_limit_bytes)
+        kwargs["attachments"] = files
+        kwargs["embed"].set_image(url=f"attachment://{files[0].filename}")
     await interaction.edit_original_response(**kwargs)
 
 
@@ -104,17 +106,11 @@ async def history(interaction: discord.Interaction) -> None:
 async def status(interaction: discord.Interaction) -> None:
     bot: VQBot = interaction.client  # type: ignore[assignment]
     stats = await bot.store.stats()
-    worker = bot.worker_status()
-    lines = []
-    if worker is None:
-        lines.append("Worker: not in this process (separate workers take jobs from the queue)")
-    else:
-        rate = f", {worker.steps_per_s:.1f} steps/s" if worker.steps_per_s else ""
-        jobs = f", jobs {', '.join(f'#{j}' for j in worker.jobs)}" if worker.jobs else ""
-        lines.append(f"Worker `{worker.name}`: {worker.state} on {worker.device}{rate}{jobs}")
-    for key, value in (stats.items() if isinstance(stats, dict) else vars(stats).items()):
-        lines.append(f"{key.replace('_', ' ')}: {value}")
-    await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)
+    waiting = None
+    if interaction.guild_id is not None:
+        waiting = sum(1 for j in await bot.store.queue(interaction.guild_id, limit=500) if j.state == "queued")
+    embed = status_embed(bot.worker_status(), stats, guild_waiting=waiting)
+    await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
 COMMANDS = (queue, cancel, show, history, status)

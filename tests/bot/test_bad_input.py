@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from tests.bot.discord_spec import all_problems
 from tests.bot.pictures import huge_png, small_png
 from tests.bot.world import build_world
 
@@ -74,3 +77,24 @@ async def test_a_good_init_image_is_accepted_and_stored(world, bot_config):
     assert job is not None and result.response.embeds[0].footer.text == "Job #1"
     stored = job.params["init_image"]
     assert stored.startswith(str(bot_config.attachments_dir)) and stored.endswith(".png")  # type by content
+
+
+async def test_a_slow_download_is_still_refused_privately_and_leaves_no_public_trace(world):
+    """The download outlasts the 2 s the bot waits before deferring: the public 'thinking…'
+    message goes away and the refusal arrives as a private follow-up."""
+    http = world.env.bot.http
+    fast = http.get_from_cdn
+
+    async def slow_cdn(url: str) -> bytes:  # Discord's CDN having a bad day
+        await asyncio.sleep(3.0)
+        return await fast(url)
+
+    http.get_from_cdn = slow_cdn
+    result = await world.alice.slash(world.channel, "imagine", prompt="a cat",
+                                     init_image=("cat.png", b"this is not a picture at all"))
+    assert world.requests("POST", "/callback")[0].json["type"] == 5  # it had to defer
+    assert "not a picture" in answer(result)
+    assert result.response is None or not result.response.content  # the public placeholder is gone
+    assert [m for m in world.messages() if not m.flags.ephemeral] == []
+    assert await nothing_queued(world)
+    assert all_problems(world.env.http_requests) == []

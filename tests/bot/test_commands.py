@@ -22,7 +22,7 @@ async def test_queue_history_and_status_answer_privately(world):
     history = await world.alice.slash(world.channel, "history")
     assert history.ephemeral and "#1" in history.response.content and "a dog" not in history.response.content
     status = await world.alice.slash(world.channel, "status")
-    assert status.ephemeral and "Worker" in status.response.content
+    assert status.ephemeral and status.response.embeds[0].fields[0].name == "Worker"
 
 
 async def test_show_posts_the_card_and_picture_again(world):

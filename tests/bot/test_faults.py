@@ -118,3 +118,23 @@ async def test_a_restart_in_the_middle_of_a_queue_loses_nothing(world, store, bo
     await world.alice.react(world.message(rerun.message_id), REACT_CANCEL)
     assert (await store.get(3)).state is JobState.CANCELLED
     assert all_problems(env.http_requests) == []
+
+
+async def test_a_channel_deleted_before_the_result_is_not_retried_forever(world):
+    env = world.env
+    await world.alice.slash(world.channel, "imagine", prompt="a cat")
+    env.inject_error("POST", f"/channels/{world.channel.id}/messages", status=404, code=10003,
+                     message="Unknown Channel", times=None)
+    env.inject_error("PATCH", f"/channels/{world.channel.id}/messages/*", status=404, code=10003,
+                     message="Unknown Channel", times=None)
+    await world.worker.run_once()
+    await env.advance_time(60)
+    job = await world.store.get(1)
+    assert job.state is JobState.SUCCEEDED and job.delivered
+    tried = len([r for r in env.http_requests if f"/channels/{world.channel.id}/" in r.path])
+    await env.advance_time(600)
+    assert len([r for r in env.http_requests if f"/channels/{world.channel.id}/" in r.path]) == tried, \
+        "it kept trying"
+    told = [r.json.get("content") or "" for r in env.http_requests if r.method == "POST" and isinstance(r.json, dict)]
+    assert any("channel is gone" in t and "/show 1" in t for t in told), "the owner was not told"
+    assert all_problems(env.http_requests) == []

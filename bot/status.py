@@ -1,0 +1,75 @@
+"""/status as an embed: the worker, its device and speed, the queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+
+STATE_LINES = {
+    "idle": "💤 Idle, waiting for jobs",
+    "running": "🎨 Working",
+    "stopping": "🛑 Stopping (running jobs go back to the queue)",
+    "stopped": "⏹️ Stopped",
+}
+
+
+def _number(stats: dict[str, object], key: str) -> float:
+    value = stats.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _jobs(ids: tuple[int, ...]) -> str:
+    return ", ".join(f"#{i}" for i in ids)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def status_embed(worker: Any | None, stats: dict[str, object], *, guild_waiting: int | None = None) -> discord.Embed:
+    """``worker``: a worker.status.WorkerStatus of this process's worker, or None when workers run
+    elsewhere; ``stats``: ``store.stats()``; ``guild_waiting``: queued jobs of the asking server."""
+    queued, running = int(_number(stats, "queued")), int(_number(stats, "running"))
+    cancelling, busy = int(_number(stats, "cancelling")), int(_number(stats, "workers"))
+    if worker is None:
+        colour = discord.Colour.blurple() if busy else discord.Colour.light_grey()
+        who = f"{busy} worker{'s' if busy != 1 else ''} busy now" if busy else "none busy now"
+        worker_text = f"Separate worker processes take the jobs; {who}."
+        rate = _number(stats, "steps_per_s")
+        speed = f"{rate:.1f} steps/s across running jobs" if rate else "no job running"
+    else:
+        colour = {"idle": discord.Colour.green(), "running": discord.Colour.blurple()}.get(
+            worker.state, discord.Colour.orange())
+        worker_text = STATE_LINES.get(worker.state, worker.state)
+        if worker.state == "running" and worker.jobs:
+            worker_text += f" on job{'s' if len(worker.jobs) > 1 else ''} {_jobs(worker.jobs)}"
+        device = f"{worker.device_name} (`{worker.device}`)" if worker.device_name else f"`{worker.device}`"
+        worker_text += f"\nDevice: {device}"
+        if worker.steps_per_s:
+            when = "now" if worker.state == "running" else "last job"
+            if worker.state != "running" and worker.measured_at is not None:
+                when = f"last job, {discord.utils.format_dt(worker.measured_at, 'R')}"
+            speed = f"{worker.steps_per_s:.1f} steps/s ({when})"
+        else:
+            speed = "not measured yet (no job has run since the start)"
+    embed = discord.Embed(title="vqbot status", colour=colour)
+    embed.add_field(name="Worker", value=worker_text, inline=False)
+    embed.add_field(name="Speed", value=speed, inline=True)
+    waiting = f"{queued} waiting"
+    if guild_waiting is not None:
+        waiting += f" ({guild_waiting} from this server)"
+    servers = int(_number(stats, "guilds_waiting"))
+    if servers > 1:
+        waiting += f" across {servers} servers"
+    embed.add_field(name="Queue", value=waiting, inline=True)
+    active = f"{running} running" + (f", {cancelling} cancelling" if cancelling else "")
+    embed.add_field(name="Running", value=active, inline=True)
+    gpu_today = _number(stats, "gpu_seconds_today")
+    if gpu_today:
+        embed.set_footer(text=f"GPU time today: {_duration(gpu_today)}")
+    return embed
