@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -100,8 +101,8 @@ def imagine(folder: Path, model_args: list[str], compile_mode: str) -> dict:
                           "a wooden banana temple in an underwater kingdom | trending on artstation",
                           "--steps", "500", "--size", "512x512", "--seed", "7", "--out", str(folder / f"{compile_mode}.png"),
                           "--compile", compile_mode, *model_args],
-                         cwd=folder, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                          "PYTHONPATH": str(REPO)})
+                         cwd=folder, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
     seconds = time.perf_counter() - start
     summary = [line for line in out.stderr.splitlines() if line.startswith(("wrote", "vqbot: error"))]
     print(f"vqbot imagine 512x512 500 steps compile={compile_mode}: rc={out.returncode} {seconds:.1f} s wall; "
@@ -114,11 +115,13 @@ def imagine(folder: Path, model_args: list[str], compile_mode: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-imagine", action="store_true")
+    parser.add_argument("--skip-threads", action="store_true")
     args = parser.parse_args()
     results: dict = {"device": torch.cuda.get_device_name()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        results["compiled_paths"] = check_compiled_paths(folder / "tiny")
+        if not args.skip_threads:
+            results["compiled_paths"] = check_compiled_paths(folder / "tiny")
         if not args.skip_imagine:
             real = folder / "real"
             real.mkdir()
