@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Hashable, Iterator
 
@@ -33,7 +33,7 @@ class EngineConfig:
     model_dir: Path
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    compile: str = "none"  # none | default | reduce-overhead (CUDA graphs): faster steps, slower start
+    compile: str = "none"  # auto | none | default | reduce-overhead (CUDA graphs): faster steps, slower start
     vqgan_config: Path | None = None  # explicit taming files override the catalogue name
     vqgan_checkpoint: Path | None = None
     deterministic: bool = False
@@ -72,8 +72,12 @@ class Engine:
         self.config = config
         self.device = pick_device(config.device)
         weights_dtype, self.autocast_dtype = pick_precision(self.device, config.precision)
+        if config.compile == "auto":  # a long-running worker: compile on CUDA, where it pays
+            config = replace(config, compile="default" if self.device.type == "cuda" else "none")
+            self.config = config
         if config.compile not in COMPILE_MODES:
-            raise ValueError(f"compile mode {config.compile!r}; valid choices are {', '.join(map(repr, COMPILE_MODES))}")
+            raise ValueError(f"compile mode {config.compile!r}; valid choices are 'auto', "
+                             f"{', '.join(map(repr, COMPILE_MODES))}")
         self.cache = ModelCache(self.device, weights_dtype)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True

@@ -91,7 +91,7 @@ def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     params.validate(multiple_of=8)  # the model's own factor is checked once it is loaded
     engine = Engine(EngineConfig(
         model_dir=settings.model_dir, device=args.device or settings.device,
-        precision=args.precision or settings.precision, compile=args.compile or settings.compile,
+        precision=args.precision or settings.precision, compile=args.compile or (settings.compile if settings.compile != "auto" else "none"),
         vqgan_config=args.vqgan_config or settings.vqgan_config,
         vqgan_checkpoint=args.vqgan_checkpoint or settings.vqgan_checkpoint,
         deterministic=args.deterministic,

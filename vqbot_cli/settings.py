@@ -58,7 +58,7 @@ class Settings:
             model_dir=default_model_dir(),
             device=get("VQBOT_DEVICE") or "auto",
             precision=get("VQBOT_PRECISION") or "auto",
-            compile=get("VQBOT_COMPILE") or "none",
+            compile=get("VQBOT_COMPILE") or "auto",
             vqgan=get("VQBOT_VQGAN") or DEFAULT_VQGAN,
             vqgan_config=optional_path("VQBOT_VQGAN_CONFIG"),
             vqgan_checkpoint=optional_path("VQBOT_VQGAN_CHECKPOINT"),
