@@ -198,6 +198,8 @@ def main() -> None:
     parser.add_argument("--batches", default="1,2,4,8,16")
     parser.add_argument("--sizes", default="512,256")
     parser.add_argument("--cutn", type=int, default=32)
+    parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead"],
+                        help="torch.compile mode for our engine (the classic loop stays eager)")
     args = parser.parse_args()
 
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
@@ -216,7 +218,8 @@ def main() -> None:
         vqgan_fast, clip_fast.model = vqgan_fast.to(torch.bfloat16), clip_fast.model.to(torch.bfloat16)
     else:
         vqgan_fast, clip_fast = vqgan, clip
-    figures: dict = {"device": name, "cutn": args.cutn, "steps_timed": args.steps, "torch": torch.__version__}
+    figures: dict = {"device": name, "cutn": args.cutn, "steps_timed": args.steps, "torch": torch.__version__,
+                     "compile": args.compile}
     print(f"device {name}, torch {torch.__version__}, {args.cutn} cutouts, {args.steps} timed steps", flush=True)
 
     for size in sizes:
@@ -229,7 +232,7 @@ def main() -> None:
         for jobs in batches:
             reset_peak(device)
             rate, _ = engine_steps(vqgan_fast, clip_fast, target, jobs=jobs, width=size, height=size, cutn=args.cutn,
-                                   steps=args.steps, device=device, autocast=autocast)
+                                   steps=args.steps, device=device, autocast=autocast, compile_mode=args.compile)
             peak = peak_gib(device)
             print(f"{size}x{size} engine, {jobs:2d} job(s): {rate:7.1f} steps/s total  {500 * jobs / rate:6.1f} s for "
                   f"{jobs}x500 steps  peak {peak:.2f} GiB ({peak / jobs:.2f} a job)  {rate / classic:4.1f}x classic", flush=True)
