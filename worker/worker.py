@@ -244,6 +244,9 @@ class Worker:
         if isinstance(exc, USER_ERRORS):
             error, retry = str(exc), False
             log.warning("jobs %s: refused by the engine: %s", ids, exc)
+        elif type(exc).__name__ == "InsufficientMemoryError":  # the admission check: other work holds the GPU
+            error, retry = str(exc), True
+            log.warning("jobs %s: not enough free GPU memory now; back to the queue", ids)
         elif type(exc).__name__ == "OutOfMemoryError":
             error, retry = "The GPU ran out of memory; try a smaller size or fewer cutouts.", False
             log.error("jobs %s: out of GPU memory", ids)
