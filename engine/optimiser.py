@@ -307,9 +307,12 @@ def optimise(
         if report_now and on_progress is not None:
             on_progress(StepReport(keys=batch.keys, steps_done=[s.steps_done for s in batch.slots],
                                    losses=loss_list, images=images))
-        for slot in {id(s): s for s in done_now + cancelled}.values():
-            index = batch.keys.index(slot.key)
-            picture = images[index] if images is not None else batch.images()[index]
+        leaving = list({id(s): s for s in done_now + cancelled}.values())
+        if leaving and images is None:
+            images = batch.images()
+        row = {key: i for i, key in enumerate(batch.keys)}  # rows of ``images``, before anyone leaves
+        for slot in leaving:
+            picture = images[row[slot.key]]
             batch.remove(slot.key)
             log.debug("job %s left the batch after %d steps", slot.key, slot.steps_done)
             yield JobOutcome(key=slot.key, image=picture, steps_done=slot.steps_done, loss=slot.last_loss,

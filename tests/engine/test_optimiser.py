@@ -173,3 +173,12 @@ def test_cutouts_without_augmentation_are_plain_crops(vqgan: VQGAN, clip: Clip) 
     cuts = make_cutouts(picture, uniform, noise, size=32, cut_pow=torch.ones(1), aug=NO_AUGMENT.__class__(
         flip_p=0, affine_p=0, perspective_p=0, colour_p=0, noise=0, supersample=1))
     torch.testing.assert_close(cuts[0], picture[0, :, :32, :32], atol=1e-5, rtol=0)
+
+
+def test_jobs_that_finish_on_the_same_step_each_get_their_own_picture(vqgan: VQGAN, clip: Clip) -> None:
+    base = JobParams(prompts=parse_prompts("a lighthouse"), width=32, height=32, steps=4, cutn=2)
+    requests = [JobRequest(s, base.with_changes(seed=s), build_targets(clip, base, [])) for s in (1, 2, 3)]
+    together = {o.key: o.image for o in optimise(requests, vqgan, clip, device=CPU)}
+    for seed in (1, 2, 3):
+        alone = run_one(vqgan, clip, base.with_changes(seed=seed), [])
+        torch.testing.assert_close(together[seed], alone, atol=2e-3, rtol=0)
