@@ -76,8 +76,14 @@ def build_targets(clip: Clip, params: JobParams, image_prompts: list[torch.Tenso
 
 
 def stack_targets(targets: list[Targets]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad to the largest prompt count: embeds (B, P, D), weights (B, P), stops (B, P)."""
-    count = max(t.embeds.shape[0] for t in targets)
+    """Pad to a bucket of the largest prompt count: embeds (B, P, D), weights (B, P), stops (B, P).
+
+    P is a power of two (at least 4), so a compiled step sees few shapes: jobs
+    with 1 to 4 prompts share one compiled kernel set. Padding has weight 0.
+    """
+    count = 4
+    while count < max(t.embeds.shape[0] for t in targets):
+        count *= 2
     dim = targets[0].embeds.shape[1]
     device = targets[0].embeds.device
     embeds = torch.zeros(len(targets), count, dim, device=device)
