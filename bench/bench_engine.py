@@ -24,21 +24,19 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.clip import Clip  # noqa: E402
-from engine.cutouts import Augment  # noqa: E402
+from engine.clip import Clip, wrap_clip  # noqa: E402
 from engine.latents import clamp_with_grad, codebook_bounds, quantize, random_latent  # noqa: E402
 from engine.losses import prompt_loss  # noqa: E402
 from engine.optimiser import BatchOptimiser  # noqa: E402
 from engine.targets import Targets  # noqa: E402
 from engine.vqgan import VQGAN, VQGANConfig  # noqa: E402
 from jobspec import JobParams, Prompt  # noqa: E402
+from tests.tiny_models import TINY_CLIP_CONFIG, TINY_DDCONFIG  # noqa: E402
 
 F16_16384 = VQGANConfig(kind="vq", embed_dim=256, n_embed=16384, ddconfig={
     "double_z": False, "z_channels": 256, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
     "ch_mult": [1, 1, 2, 2, 4], "num_res_blocks": 2, "attn_resolutions": [16], "dropout": 0.0})
-TINY = VQGANConfig(kind="vq", embed_dim=32, n_embed=64, ddconfig={
-    "double_z": False, "z_channels": 32, "resolution": 64, "in_channels": 3, "out_ch": 3, "ch": 32,
-    "ch_mult": [1, 1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [4], "dropout": 0.0})
+TINY = VQGANConfig(kind="vq", embed_dim=32, n_embed=64, ddconfig=TINY_DDCONFIG)
 
 
 def build_models(device: torch.device, tiny: bool) -> tuple[VQGAN, Clip]:
@@ -50,19 +48,10 @@ def build_models(device: torch.device, tiny: bool) -> tuple[VQGAN, Clip]:
         vqgan.codebook.normal_()
     vqgan = vqgan.eval().requires_grad_(False).to(device)
     if tiny:
-        cfg = {"embed_dim": 64, "quick_gelu": True,
-               "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
-        model = open_clip.model.CLIP(**cfg)
+        model = open_clip.model.CLIP(**TINY_CLIP_CONFIG["model_cfg"])
     else:
         model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
-    model = model.eval().requires_grad_(False).to(device)
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else int(size)
-    clip = Clip(model=model, tokenize=open_clip.get_tokenizer("ViT-B-32-quickgelu"), input_size=size,
-                mean=torch.tensor([0.4815, 0.4578, 0.4082], device=device).view(1, 3, 1, 1),
-                std=torch.tensor([0.2686, 0.2613, 0.2758], device=device).view(1, 3, 1, 1), name="ViT-B-32")
-    return vqgan, clip
+    return vqgan, wrap_clip(model, open_clip.get_tokenizer("ViT-B-32-quickgelu"), "ViT-B-32", device=device)
 
 
 def sync(device: torch.device) -> None:

@@ -81,16 +81,20 @@ def load_clip(name: str, pretrained: str | None, *, device: torch.device, dtype:
             f"CLIP {name} ({pretrained or 'no pretrained tag'}) could not be loaded: {first}. "
             "Without network access the weights must already be in open_clip's cache (HF_HOME) or given as a file."
         ) from None
-    model.eval().requires_grad_(False)
-    model = model.to(device=device, dtype=dtype)
+    return wrap_clip(model, open_clip.get_tokenizer(name), name, device=device, dtype=dtype)
+
+
+def wrap_clip(model: nn.Module, tokenize: Callable[[list[str]], torch.Tensor], name: str, *,
+              device: torch.device, dtype: torch.dtype = torch.float32) -> Clip:
+    """An open_clip model, frozen on ``device`` in ``dtype``, with its input size and statistics."""
+    model = model.eval().requires_grad_(False).to(device=device, dtype=dtype)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     mean = getattr(model.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
     std = getattr(model.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
-    tokenizer = open_clip.get_tokenizer(name)
     return Clip(
         model=model,
-        tokenize=tokenizer,
+        tokenize=tokenize,
         input_size=int(size),
         mean=torch.tensor(mean, device=device).view(1, 3, 1, 1),
         std=torch.tensor(std, device=device).view(1, 3, 1, 1),
