@@ -1,6 +1,8 @@
 """What each speed lever gives at 512x512 with 32 cutouts (one job and a batch), and a profile.
 
-    python bench/profile_engine.py [--variants bf16,step_default,step_graphs] [--batches 1,8] [--profile VARIANT]
+    python bench/profile_engine.py [--variants bf16,step_default,step_graphs@8] [--batches 1,8] [--profile VARIANT]
+
+A variant may name its own batch sizes after '@', joined by '+': ``step_default_nolayout@1+8``.
 """
 
 from __future__ import annotations
@@ -18,14 +20,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import build_models, engine_steps  # noqa: E402
 
+from engine import optimiser  # noqa: E402
+
+LAYOUT = {"force_layout_optimization": True}  # the engine's default (engine.optimiser.INDUCTOR_OPTIONS)
 VARIANTS = {
-    # name: (weights dtype, autocast dtype, compile mode, channels_last)
-    "autocast": (torch.float32, torch.bfloat16, "none", False),
-    "bf16": (torch.bfloat16, None, "none", False),
-    "step_default": (torch.bfloat16, None, "default", False),
-    "step_graphs": (torch.bfloat16, None, "reduce-overhead", False),
-    "step_default_cl": (torch.bfloat16, None, "default", True),
-    "step_graphs_cl": (torch.bfloat16, None, "reduce-overhead", True),
+    # name: (weights dtype, autocast dtype, compile mode, channels_last weights, inductor options)
+    "autocast": (torch.float32, torch.bfloat16, "none", False, {}),
+    "bf16": (torch.bfloat16, None, "none", False, {}),
+    "step_default_nolayout": (torch.bfloat16, None, "default", False, {}),
+    "step_graphs_nolayout": (torch.bfloat16, None, "reduce-overhead", False, {}),
+    "step_default": (torch.bfloat16, None, "default", False, LAYOUT),
+    "step_graphs": (torch.bfloat16, None, "reduce-overhead", False, LAYOUT),
+    "step_default_cdt": (torch.bfloat16, None, "default", False, {**LAYOUT, "coordinate_descent_tuning": True}),
+    "step_graphs_cdt": (torch.bfloat16, None, "reduce-overhead", False, {**LAYOUT, "coordinate_descent_tuning": True}),
+    "step_default_cl": (torch.bfloat16, None, "default", True, {}),
+    "step_graphs_cl": (torch.bfloat16, None, "reduce-overhead", True, {}),
 }
 
 
@@ -35,9 +44,13 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--dynamic", choices=["auto", "static", "dynamic"], default="auto",
+                        help="batch sizes: dynamo's automatic dynamic shapes, one graph per size, or dynamic from the start")
+    parser.add_argument("--profile-out", default="", help="write the whole profile table to this file")
     parser.add_argument("--profile", default="", help="variant to profile (3 steps at the largest batch)")
     args = parser.parse_args()
     device = torch.device("cuda")
+    optimiser.COMPILE_DYNAMIC = {"auto": None, "static": False, "dynamic": True}[args.dynamic]
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
@@ -46,14 +59,17 @@ def main() -> None:
         target = clip32.encode_text(["a wooden banana temple"])[0]
     results = {}
     size = args.size
-    for variant in args.variants.split(","):
-        dtype, autocast, mode, channels_last = VARIANTS[variant]
+    for spec in args.variants.split(","):
+        variant, _, own_batches = spec.partition("@")
+        batches = [int(b) for b in (own_batches.replace("+", ",") or args.batches).split(",")]
+        dtype, autocast, mode, channels_last, options = VARIANTS[variant]
+        optimiser.INDUCTOR_OPTIONS = dict(options)
         vqgan, clip = build_models(device, tiny=False)
         vqgan, clip.model = vqgan.to(dtype), clip.model.to(dtype)
         if channels_last:
             vqgan = vqgan.to(memory_format=torch.channels_last)
         start = time.perf_counter()
-        for jobs in [int(b) for b in args.batches.split(",")]:
+        for jobs in batches:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             first = time.perf_counter()
@@ -67,11 +83,14 @@ def main() -> None:
         if variant == args.profile:
             from torch.profiler import ProfilerActivity, profile
 
-            jobs = max(int(b) for b in args.batches.split(","))
+            jobs = max(batches)
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 engine_steps(vqgan, clip, target, jobs=jobs, width=size, height=size, cutn=32, steps=3,
                              device=device, autocast=autocast, compile_mode=mode)
-            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
+            print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=40, max_name_column_width=90))
+            if args.profile_out:
+                table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=-1, max_name_column_width=160)
+                Path(args.profile_out).write_text(table)
         print(f"{variant}: {time.perf_counter() - start:.0f} s in all", flush=True)
     print(json.dumps({"device": torch.cuda.get_device_name(), "size": size, **results}))
 

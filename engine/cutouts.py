@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from engine.layers import grid_sample
+
 N_RANDOM = 23  # random numbers per cutout, see _draw
 
 
@@ -137,7 +139,7 @@ def make_cutouts(
     out = grid.shape[1]
     # All cutouts of a job as one tall grid: no copy of the picture per cutout.
     tall = grid.view(b, cutn * out, out, 2)
-    cut = F.grid_sample(images, tall, mode="bilinear", padding_mode="zeros", align_corners=False)
+    cut = grid_sample(images, tall)
     cut = cut.view(b, 3, cutn, out, out).transpose(1, 2).reshape(b * cutn, 3, out, out)
     if aug.supersample > 1:
         cut = F.avg_pool2d(cut, aug.supersample)

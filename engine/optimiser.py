@@ -217,6 +217,17 @@ def _adam_update(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
 
 COMPILE_MODES = ("none", "default", "reduce-overhead")
 
+# Inductor settings for every compiled step. Layout optimisation keeps the decoder's
+# activations channels-last (NHWC) from conv to conv, so cuDNN's Hopper kernels get
+# their layout without a transpose before and after each convolution (those
+# transposes were ~23% of GPU time). Inductor's own heuristic skips it for any graph
+# with a conv whose output has half the input's channels (the decoder's 256->128 and
+# 128->3 convs), hence "force"; bench/profile_engine.py measures it both ways.
+INDUCTOR_OPTIONS: dict[str, object] = {"force_layout_optimization": True}
+# None: dynamo's automatic dynamic shapes (one graph for all batch sizes after the
+# second size); False: one specialised graph per batch size.
+COMPILE_DYNAMIC: bool | None = None
+
 
 def compiled(fn: Callable, mode: str) -> Callable:
     """``fn`` through torch.compile (``reduce-overhead`` adds CUDA graphs), or as it is for ``none``.
@@ -231,7 +242,10 @@ def compiled(fn: Callable, mode: str) -> Callable:
     import torch._dynamo
 
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    return torch.compile(fn, mode=mode)
+    options = dict(INDUCTOR_OPTIONS)
+    if mode == "reduce-overhead":
+        options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets; mode and options don't mix
+    return torch.compile(fn, options=options, dynamic=COMPILE_DYNAMIC)
 
 
 @dataclass

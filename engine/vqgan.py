@@ -24,6 +24,8 @@ from taming.modules.diffusionmodules.model import Decoder, Encoder
 from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
 from torch import nn
 
+from engine.layers import use_fast_layers
+
 log = logging.getLogger(__name__)
 
 # Prefixes of the weights inference needs; anything else (loss.*, ...) is training state.
@@ -102,6 +104,7 @@ class VQGAN(nn.Module):
             self.quantize = VectorQuantizer2(config.n_embed, config.embed_dim, beta=0.25)
         self.quant_conv = nn.Conv2d(z_channels, config.embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(config.embed_dim, z_channels, 1)
+        use_fast_layers(self)
 
     @property
     def codebook(self) -> torch.Tensor:
