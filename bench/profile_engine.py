@@ -44,13 +44,14 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--dynamic", choices=["auto", "static", "dynamic"], default="auto",
-                        help="batch sizes: dynamo's automatic dynamic shapes, one graph per size, or dynamic from the start")
+    parser.add_argument("--dynamic", choices=["auto", "static"], default="auto",
+                        help="batch sizes: one graph for 1 job and one for larger batches (the engine's way), "
+                             "or one graph per batch size")
     parser.add_argument("--profile-out", default="", help="write the whole profile table to this file")
     parser.add_argument("--profile", default="", help="variant to profile (3 steps at the largest batch)")
     args = parser.parse_args()
     device = torch.device("cuda")
-    optimiser.COMPILE_DYNAMIC = {"auto": None, "static": False, "dynamic": True}[args.dynamic]
+    optimiser.COMPILE_DYNAMIC = {"auto": None, "static": False}[args.dynamic]
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True

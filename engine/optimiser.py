@@ -179,8 +179,10 @@ class BatchOptimiser:
                                      device=self.device)
         if self.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        return self._loss_fn(z, uniform, noise, self.cut_pow, self.z_init, self.alpha, self.init_weight,
-                             *self.targets())
+        args = (z, uniform, noise, self.cut_pow, self.z_init, self.alpha, self.init_weight, *self.targets())
+        if self.compile_mode != "none":
+            batch_dim_dynamic(args, len(self.slots))
+        return self._loss_fn(*args)
 
     def step(self) -> torch.Tensor:
         """One Adam step for every job. Returns the losses (B,) before the step."""
@@ -192,7 +194,10 @@ class BatchOptimiser:
         losses = losses.detach().clone()  # a CUDA-graph output is overwritten by the next replay
         with torch.no_grad():
             self.t += 1
-            self.z = self._adam_fn(z.detach(), grad, self.m, self.v, self.t, self.lr, self.z_min, self.z_max)
+            args = (z.detach(), grad, self.m, self.v, self.t, self.lr, self.z_min, self.z_max)
+            if self.compile_mode != "none":
+                batch_dim_dynamic(args, len(self.slots))
+            self.z = self._adam_fn(*args)
         for slot in self.slots:
             slot.steps_done += 1
         return losses
@@ -224,9 +229,24 @@ COMPILE_MODES = ("none", "default", "reduce-overhead")
 # with a conv whose output has half the input's channels (the decoder's 256->128 and
 # 128->3 convs), hence "force"; bench/profile_engine.py measures it both ways.
 INDUCTOR_OPTIONS: dict[str, object] = {"force_layout_optimization": True}
-# None: dynamo's automatic dynamic shapes (one graph for all batch sizes after the
-# second size); False: one specialised graph per batch size.
+# None: one graph for a single job and one for any larger batch (batch_dim_dynamic), per
+# picture size; False: one specialised graph per batch size as well.
 COMPILE_DYNAMIC: bool | None = None
+
+
+def batch_dim_dynamic(tensors: tuple[torch.Tensor, ...], batch: int) -> None:
+    """Mark dim 0 of the batch's tensors dynamic, so batches of 2 jobs and more share one compiled graph.
+
+    A single job keeps its own static graph (dynamo specialises size 1). Every other
+    dimension (picture size, cutouts, prompts) stays static: with dynamic picture sizes
+    Inductor's channels-last layout fails to compile, and each picture size is worth
+    its own kernels anyway.
+    """
+    if batch < 2 or COMPILE_DYNAMIC is False:
+        return
+    for t in tensors:
+        if t.dim() and t.shape[0] == batch:
+            torch._dynamo.maybe_mark_dynamic(t, 0)
 
 
 def compiled(fn: Callable, mode: str) -> Callable:
@@ -242,6 +262,8 @@ def compiled(fn: Callable, mode: str) -> Callable:
     import torch._dynamo
 
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    # Only the batch dimension may become dynamic, and only where batch_dim_dynamic says so.
+    torch._dynamo.config.automatic_dynamic_shapes = False
     options = dict(INDUCTOR_OPTIONS)
     if mode == "reduce-overhead":
         options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets; mode and options don't mix

@@ -51,3 +51,20 @@ def test_bf16_weights_give_the_same_loss_and_gradient_within_bf16_tolerance(vqga
     # fp32 and bf16 loss trajectories over 100 steps on the real architectures.)
     cosine = torch.nn.functional.cosine_similarity(grad.flatten(), plain_grad.flatten(), dim=0)
     assert cosine > 0.5, cosine
+
+
+def test_a_compiled_worker_takes_new_batch_and_picture_sizes_and_reuses_seen_ones(vqgan: VQGAN, clip: Clip) -> None:
+    """A worker sees 32x32 jobs alone and in batches of 2 and 3, then a 16x16 pair: every step runs
+    (a picture size after another used to crash Inductor), and a batch of 3 reuses the graph of 2."""
+    from torch._dynamo.utils import counters
+
+    base = JobParams(prompts=parse_prompts("a lighthouse"), width=32, height=32, steps=2, cutn=2, seed=1)
+    graphs = []
+    for size, count in [(32, 1), (32, 2), (32, 3), (16, 2)]:
+        batch_jobs = [base.with_changes(width=size, height=size, seed=s) for s in range(count)]
+        losses, grad, z = one_step(vqgan, clip, batch_jobs, compile_mode="default")
+        assert losses.shape == (count,) and torch.isfinite(losses).all() and torch.isfinite(grad).all()
+        assert z.shape[0] == count and z.shape[-1] == size // vqgan.factor
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[2] == graphs[1], "a batch of 3 compiled again after a batch of 2"
+    assert graphs[3] > graphs[2]
