@@ -72,8 +72,8 @@ class Engine:
         self.config = config
         self.device = pick_device(config.device)
         weights_dtype, self.autocast_dtype = pick_precision(self.device, config.precision)
-        if config.compile == "auto":  # a long-running worker: compile on CUDA, where it pays
-            config = replace(config, compile="default" if self.device.type == "cuda" else "none")
+        if config.compile == "auto":  # a long-running worker: compile with CUDA graphs on CUDA, where it pays
+            config = replace(config, compile="reduce-overhead" if self.device.type == "cuda" else "none")
             self.config = config
         if config.compile not in COMPILE_MODES:
             raise ValueError(f"compile mode {config.compile!r}; valid choices are 'auto', "
