@@ -311,12 +311,15 @@ def optimise(
     incoming: Callable[[], list[JobRequest]] | None = None,
     progress_images: bool = True,
     compile_mode: str = "none",
+    report_filter: Callable[[Hashable], bool] | None = None,
 ) -> Iterator[JobOutcome]:
     """Optimise all requests (one size and cutout count) together; yield each job as it ends.
 
     ``on_progress`` gets a StepReport every ``progress_every`` steps (with
     pictures). ``is_cancelled(key)`` is checked between steps. ``incoming()``
-    is called between steps and may return more jobs to join.
+    is called between steps and may return more jobs to join. ``report_filter(key)``,
+    when given, says whether a job wants a report now; a due report that no job wants
+    is skipped, so no picture is decoded for it.
     """
     first = requests[0].params
     batch = BatchOptimiser(vqgan, clip, width=first.width, height=first.height, cutn=first.cutn,
@@ -330,6 +333,8 @@ def optimise(
         pending = []
         losses = batch.step()
         report_now = progress_every and any(s.steps_done % progress_every == 0 for s in batch.slots)
+        if report_now and report_filter is not None:
+            report_now = any(report_filter(s.key) for s in batch.slots)
         frame_now = frames_every and any(s.steps_done % frames_every == 0 for s in batch.slots)
         done_now = [s for s in batch.slots if s.steps_done >= s.params.steps]
         cancelled = [s for s in batch.slots if is_cancelled is not None and is_cancelled(s.key)]

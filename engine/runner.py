@@ -123,8 +123,14 @@ class Engine:
         timelapse_format: str | None = None,
         augment: Augment = Augment(),
         progress_images: bool = True,
+        progress_filter: Callable[[Hashable], bool] | None = None,
     ) -> Iterator[Result]:
-        """Optimise the jobs together; yield each Result as its job ends."""
+        """Optimise the jobs together; yield each Result as its job ends.
+
+        ``progress_filter(key)`` says whether a job wants a progress report now (the
+        worker's time gate): others get none, and their preview is not encoded, so
+        the GPU thread doesn't spend time on pictures nobody will see.
+        """
         if not jobs:
             return
         first = jobs[0][1]
@@ -146,7 +152,7 @@ class Engine:
                 yield from self.run(jobs[start:start + fits], on_progress=on_progress, progress_every=progress_every,
                                     is_cancelled=is_cancelled, frames_every=frames_every,
                                     timelapse_format=timelapse_format, augment=augment,
-                                    progress_images=progress_images)
+                                    progress_images=progress_images, progress_filter=progress_filter)
             return
         clip = self.cache.clip(first.clip_model, first.clip_pretrained)
         requests = []
@@ -166,6 +172,8 @@ class Engine:
             if on_progress is None:
                 return
             for i, key in enumerate(step.keys):
+                if progress_filter is not None and not progress_filter(key):
+                    continue
                 preview = preview_bytes(step.images[i]) if step.images is not None else None
                 on_progress(Progress(key=key, step=step.steps_done[i], total=by_key[key].steps,
                                      loss=step.losses[i], preview=preview, steps_per_s=rate))
@@ -173,7 +181,7 @@ class Engine:
         for outcome in optimise(
             requests, vqgan, clip, device=self.device, autocast_dtype=self.autocast_dtype, augment=augment,
             progress_every=progress_every, on_progress=report, is_cancelled=is_cancelled, frames_every=frames_every,
-            progress_images=progress_images, compile_mode=self.config.compile,
+            progress_images=progress_images, compile_mode=self.config.compile, report_filter=progress_filter,
         ):
             params = by_key[outcome.key]
             metadata = {

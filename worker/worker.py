@@ -188,6 +188,9 @@ class Worker:
             except Exception:
                 log.exception("job %s: progress not recorded", job_id)
 
+        def wants_progress(key: Any) -> bool:  # the engine asks first, so it encodes only previews we keep
+            return time.monotonic() - last_report.get(int(key), float("-inf")) >= self.config.progress_min_interval_s
+
         def is_cancelled(key: Any) -> bool:
             return self._stopping.is_set() or key in cancelled or key in lost
 
@@ -195,7 +198,7 @@ class Worker:
             results = self.engine.run(
                 [(claim.job.id, params) for claim, params in group],
                 on_progress=on_progress, progress_every=self.config.progress_every, is_cancelled=is_cancelled,
-                frames_every=self.config.frames_every if timelapse else 0,
+                progress_filter=wants_progress, frames_every=self.config.frames_every if timelapse else 0,
                 timelapse_format=self.config.timelapse_format if timelapse else None,
             )
             for result in results:

@@ -58,3 +58,24 @@ def test_a_job_that_never_fits_is_refused_with_a_reason(vqgan_files, clip_dir) -
     TightEngine.room = 0
     with pytest.raises(InsufficientMemoryError, match="does not fit in the GPU's free memory"):
         list(tight.run(jobs(clip_dir, 1)))
+
+
+def test_progress_goes_only_to_jobs_that_want_it_now_and_the_pictures_still_come(vqgan_files, clip_dir) -> None:
+    """The worker's time gate: a job that doesn't want a report gets none (no preview is made for it)."""
+    plain = engine(Engine, vqgan_files, clip_dir)
+    reports = []
+    calls = {0: 0, 1: 0}
+
+    def first_two_for_job_0(key) -> bool:  # job 1 never wants one; job 0 its first two
+        calls[key] += 1
+        return key == 0 and reports.count(0) < 2
+
+    def on_progress(p) -> None:
+        assert p.preview and p.preview[:4] == b"RIFF"  # a WebP preview came with it
+        reports.append(p.key)
+
+    results = list(plain.run(jobs(clip_dir, 2), progress_every=1, on_progress=on_progress,
+                             progress_filter=first_two_for_job_0))
+    assert reports == [0, 0]
+    assert calls[1] > 0  # asked, and refused
+    assert sorted(r.key for r in results) == [0, 1] and all(r.steps_done == 4 and r.png for r in results)
