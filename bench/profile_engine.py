@@ -47,11 +47,17 @@ def main() -> None:
     parser.add_argument("--dynamic", choices=["auto", "static"], default="auto",
                         help="batch sizes: one graph for 1 job and one for larger batches (the engine's way), "
                              "or one graph per batch size")
+    parser.add_argument("--memory-budget", type=float, default=1.0,
+                        help="torch._functorch.config.activation_memory_budget: below 1 recomputes activations "
+                             "in the backward pass to save memory")
     parser.add_argument("--profile-out", default="", help="write the whole profile table to this file")
     parser.add_argument("--profile", default="", help="variant to profile (3 steps at the largest batch)")
     args = parser.parse_args()
     device = torch.device("cuda")
     optimiser.COMPILE_DYNAMIC = {"auto": None, "static": False}[args.dynamic]
+    import torch._functorch.config
+
+    torch._functorch.config.activation_memory_budget = args.memory_budget
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
