@@ -19,24 +19,33 @@ def quantize(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return z + (nearest - z).detach()
 
 
-class _ClampWithGrad(torch.autograd.Function):
-    """Clamp whose gradient still flows where it would move the value back into range."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, low: float, high: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.low, ctx.high = low, high
-        ctx.save_for_backward(x)
-        return x.clamp(low, high)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        inward = grad * (x - x.clamp(ctx.low, ctx.high)) >= 0
-        return grad * inward, None, None
-
-
+@torch.library.custom_op("vqbot::clamp_with_grad", mutates_args=())
 def clamp_with_grad(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    return _ClampWithGrad.apply(x, low, high)
+    """Clamp whose gradient still flows where it would move the value back into range.
+
+    A custom op rather than an autograd.Function: a compiled step holding it can
+    be kept in the AOTAutograd cache, so a restarted worker skips retracing it.
+    """
+    return x.clamp(low, high)
+
+
+@clamp_with_grad.register_fake
+def _clamp_shape(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _clamp_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, ctx.low, ctx.high = inputs
+    ctx.save_for_backward(x)
+
+
+def _clamp_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
+    (x,) = ctx.saved_tensors
+    inward = grad * (x - x.clamp(ctx.low, ctx.high)) >= 0
+    return grad * inward, None, None
+
+
+clamp_with_grad.register_autograd(_clamp_backward, setup_context=_clamp_setup)
 
 
 def random_latent(codebook: torch.Tensor, tokens_h: int, tokens_w: int, generator: torch.Generator) -> torch.Tensor:

@@ -55,7 +55,8 @@ def test_bf16_weights_give_the_same_loss_and_gradient_within_bf16_tolerance(vqga
 
 def test_a_compiled_worker_takes_new_batch_and_picture_sizes_and_reuses_seen_ones(vqgan: VQGAN, clip: Clip) -> None:
     """A worker sees 32x32 jobs alone and in batches of 2 and 3, then a 16x16 pair: every step runs
-    (a picture size after another used to crash Inductor), and a batch of 3 reuses the graph of 2."""
+    (a picture size after another used to crash Inductor), a batch of 3 reuses the graph of 2, and
+    the graphs are cacheable on disk."""
     from torch._dynamo.utils import counters
 
     base = JobParams(prompts=parse_prompts("a lighthouse"), width=32, height=32, steps=2, cutn=2, seed=1)
@@ -68,3 +69,5 @@ def test_a_compiled_worker_takes_new_batch_and_picture_sizes_and_reuses_seen_one
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[2] == graphs[1], "a batch of 3 compiled again after a batch of 2"
     assert graphs[3] > graphs[2]
+    # Every compiled graph can go into the AOTAutograd cache, so a restarted worker doesn't retrace it.
+    assert counters["aot_autograd"]["autograd_cache_bypass"] == 0, dict(counters["aot_autograd"])
