@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import build_models, engine_steps  # noqa: E402
 
-from engine import optimiser  # noqa: E402
+from engine import compiling  # noqa: E402
 
-LAYOUT = {"force_layout_optimization": True}  # the engine's default (engine.optimiser.INDUCTOR_OPTIONS)
+LAYOUT = {"force_layout_optimization": True}  # the engine's default (engine.compiling.INDUCTOR_OPTIONS)
 VARIANTS = {
     # name: (weights dtype, autocast dtype, compile mode, channels_last weights, inductor options)
     "autocast": (torch.float32, torch.bfloat16, "none", False, {}),
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="variant to profile (3 steps at the largest batch)")
     args = parser.parse_args()
     device = torch.device("cuda")
-    optimiser.COMPILE_DYNAMIC = {"auto": None, "static": False}[args.dynamic]
+    compiling.COMPILE_DYNAMIC = {"auto": None, "static": False}[args.dynamic]
     import torch._functorch.config
 
     torch._functorch.config.activation_memory_budget = args.memory_budget
@@ -70,7 +70,7 @@ def main() -> None:
         variant, _, own_batches = spec.partition("@")
         batches = [int(b) for b in (own_batches.replace("+", ",") or args.batches).split(",")]
         dtype, autocast, mode, channels_last, options = VARIANTS[variant]
-        optimiser.INDUCTOR_OPTIONS = dict(options)
+        compiling.INDUCTOR_OPTIONS = dict(options)
         vqgan, clip = build_models(device, tiny=False)
         vqgan, clip.model = vqgan.to(dtype), clip.model.to(dtype)
         if channels_last:

@@ -15,6 +15,7 @@ from typing import Callable, Hashable, Iterator
 import torch
 
 from engine.clip import Clip
+from engine.compiling import batch_dim_dynamic, compiled
 from engine.cutouts import Augment, draw_random, make_cutouts
 from engine.latents import clamp_with_grad, codebook_bounds, quantize, random_latent, resize_cover
 from engine.losses import prompt_loss
@@ -218,56 +219,6 @@ def _adam_update(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
     v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
     update = (m / bias1) / ((v / bias2).sqrt() + EPS)
     return torch.maximum(torch.minimum(z - lr.view(-1, 1, 1, 1) * update, z_max), z_min)
-
-
-COMPILE_MODES = ("none", "default", "reduce-overhead")
-
-# Inductor settings for every compiled step. Layout optimisation keeps the decoder's
-# activations channels-last (NHWC) from conv to conv, so cuDNN's Hopper kernels get
-# their layout without a transpose before and after each convolution (those
-# transposes were ~23% of GPU time). Inductor's own heuristic skips it for any graph
-# with a conv whose output has half the input's channels (the decoder's 256->128 and
-# 128->3 convs), hence "force"; bench/profile_engine.py measures it both ways.
-INDUCTOR_OPTIONS: dict[str, object] = {"force_layout_optimization": True}
-# None: one graph for a single job and one for any larger batch (batch_dim_dynamic), per
-# picture size; False: one specialised graph per batch size as well.
-COMPILE_DYNAMIC: bool | None = None
-
-
-def batch_dim_dynamic(tensors: tuple[torch.Tensor, ...], batch: int) -> None:
-    """Mark dim 0 of the batch's tensors dynamic, so batches of 2 jobs and more share one compiled graph.
-
-    A single job keeps its own static graph (dynamo specialises size 1). Every other
-    dimension (picture size, cutouts, prompts) stays static: with dynamic picture sizes
-    Inductor's channels-last layout fails to compile, and each picture size is worth
-    its own kernels anyway.
-    """
-    if batch < 2 or COMPILE_DYNAMIC is False:
-        return
-    for t in tensors:
-        if t.dim() and t.shape[0] == batch:
-            torch._dynamo.maybe_mark_dynamic(t, 0)
-
-
-def compiled(fn: Callable, mode: str) -> Callable:
-    """``fn`` through torch.compile (``reduce-overhead`` adds CUDA graphs), or as it is for ``none``.
-
-    Each batch size compiles once; sizes seen before are reused, so jobs
-    joining and leaving don't recompile once the sizes have been seen.
-    """
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compile mode {mode!r}; valid choices are {', '.join(map(repr, COMPILE_MODES))}")
-    if mode == "none":
-        return fn
-    import torch._dynamo
-
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    # Only the batch dimension may become dynamic, and only where batch_dim_dynamic says so.
-    torch._dynamo.config.automatic_dynamic_shapes = False
-    options = dict(INDUCTOR_OPTIONS)
-    if mode == "reduce-overhead":
-        options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets; mode and options don't mix
-    return torch.compile(fn, options=options, dynamic=COMPILE_DYNAMIC)
 
 
 @dataclass

@@ -19,7 +19,8 @@ from engine.cutouts import Augment
 from engine.memory import BatchShape, max_batch
 from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
-from engine.optimiser import COMPILE_MODES, JobRequest, StepReport, optimise
+from engine.compiling import COMPILE_MODES
+from engine.optimiser import JobRequest, StepReport, optimise
 from engine.targets import build_targets
 from jobspec import JobParams
 
