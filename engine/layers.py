@@ -34,6 +34,8 @@ def group_norm_by_channels(x: torch.Tensor, groups: int, weight: torch.Tensor | 
     y = centred * torch.rsqrt(var + eps).view(b, groups, 1).expand(b, groups, per).reshape(b, c, 1, 1)
     if weight is not None:
         y = y * weight.float().view(1, c, 1, 1) + bias.float().view(1, c, 1, 1)
+    if x.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+        return y  # CUDA autocast runs group_norm in float32 and returns float32; so do we
     return y.to(x.dtype)
 
 

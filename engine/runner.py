@@ -80,7 +80,7 @@ class Engine:
             raise ValueError(f"compile mode {config.compile!r}; valid choices are 'auto', "
                              f"{', '.join(map(repr, COMPILE_MODES))}")
         self.cache = ModelCache(self.device, weights_dtype)
-        self._compiled_shapes: set[tuple[int, int, int, bool]] = set()  # (width, height, cutn, batch of 2+)
+        self._compiled_shapes: set[tuple] = set()  # (models, width, height, cutn, batch of 2+) seen compiled
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -164,7 +164,7 @@ class Engine:
             init = load_image(params.init_image, what="init image") if params.init_image else None
             requests.append(JobRequest(key=key, params=params, targets=build_targets(clip, params, pictures), init_image=init))
         by_key = {key: params for key, params in jobs}
-        shape = (first.width, first.height, first.cutn, len(jobs) > 1)
+        shape = (first.model, first.clip_model, first.width, first.height, first.cutn, len(jobs) > 1)
         if self.config.compile != "none" and shape not in self._compiled_shapes:
             self._compiled_shapes.add(shape)
             log.info("compiling the step for %dx%d, %d cutouts, %s (about a minute, less with the compile cache)",

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,6 +83,9 @@ class Worker:
         self._rate: float | None = None  # the last measured speed, kept between batches for /status
         self._rate_at: datetime | None = None
         self._device_name = device_name(engine.device)
+        # One thread runs every batch: compiled steps with CUDA graphs keep their graphs and memory
+        # pool per thread, so batches hopping between pool threads would each record their own.
+        self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqbot-engine")
 
     # ---------------------------------------------------------------- control
     def status(self) -> WorkerStatus:
@@ -206,7 +210,7 @@ class Worker:
                 call(self._end(by_id[int(result.key)], result, len(group), cancelled, lost))  # type: ignore[call-overload]
 
         try:
-            await asyncio.to_thread(run_batch)
+            await loop.run_in_executor(self._engine_thread, run_batch)
         except Exception as exc:
             await self._fail_rest([by_id[i] for i in by_id if i not in ended], exc)
 

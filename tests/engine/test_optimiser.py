@@ -131,6 +131,20 @@ def test_progress_reports_come_every_n_steps_with_pictures(vqgan: VQGAN, clip: C
     assert reports[0].images is not None and reports[0].images.shape == (1, 3, 32, 32)
 
 
+def test_a_report_no_job_wants_is_skipped_without_decoding_a_picture(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:
+    """The worker's time gate says no: no report, and the decoder isn't run for a picture nobody sees."""
+    params = JobParams(prompts=parse_prompts("a boat"), width=32, height=32, steps=9, cutn=4)
+    decoded = []
+    images = BatchOptimiser.images
+    monkeypatch.setattr(BatchOptimiser, "images", lambda self: decoded.append(len(self)) or images(self))
+    reports = []
+    request = JobRequest(1, params, build_targets(clip, params, []))
+    (outcome,) = list(optimise([request], vqgan, clip, device=CPU, progress_every=1, on_progress=reports.append,
+                               report_filter=lambda key: False))
+    assert reports == [] and decoded == [1]  # the finished picture only
+    assert outcome.steps_done == 9 and outcome.image.shape == (3, 32, 32) and outcome.loss == outcome.loss
+
+
 def test_an_init_image_of_any_size_and_mode_starts_from_its_encoding(vqgan: VQGAN, clip: Clip) -> None:
     params = JobParams(prompts=parse_prompts("a boat"), width=64, height=32, steps=1, cutn=4, init_image="x.png")
     batch = BatchOptimiser(vqgan, clip, width=64, height=32, cutn=4, device=CPU)

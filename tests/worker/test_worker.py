@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,37 @@ async def test_a_timelapse_is_written_when_asked_for(store, tiny_engine, tiny_mo
     path = tmp_path / "timelapses" / f"{job.id}.webp"
     assert (await store.get(job.id)).state is JobState.SUCCEEDED
     assert Image.open(path).format == "WEBP"
+
+
+class ThreadRecorder:
+    """The real engine, noting which thread runs each batch."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self.threads: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def run(self, *args, **kwargs):
+        self.threads.append(threading.get_ident())
+        return self._engine.run(*args, **kwargs)
+
+
+async def test_every_batch_runs_on_the_same_engine_thread(store, tiny_engine, tiny_models, tmp_path):
+    """CUDA graphs and their memory pool belong to the thread that recorded them, so batches must not
+    wander between threads, even while other blocking work holds the event loop's threads."""
+    engine = ThreadRecorder(tiny_engine)
+    worker = worker_for(store, engine, tmp_path)
+    await enqueue(store, tiny_models, "a red apple")
+    assert await worker.run_once() == 1
+    release = threading.Event()
+    busy = asyncio.gather(*(asyncio.to_thread(release.wait) for _ in range(4)))  # the loop's pool threads
+    try:
+        await enqueue(store, tiny_models, "a blue pear", user=USER + 1)
+        assert await worker.run_once() == 1
+    finally:
+        release.set()
+        await busy
+    assert len(engine.threads) == 2 and engine.threads[0] == engine.threads[1]
+    assert threading.get_ident() not in engine.threads  # and never on the event loop's own thread
