@@ -9,6 +9,7 @@ to the queue (``release``) so that they are picked up again.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 import threading
@@ -210,7 +211,8 @@ class Worker:
                 call(self._end(by_id[int(result.key)], result, len(group), cancelled, lost))  # type: ignore[call-overload]
 
         try:
-            await loop.run_in_executor(self._engine_thread, run_batch)
+            context = contextvars.copy_context()  # as asyncio.to_thread does: the batch sees the caller's context
+            await loop.run_in_executor(self._engine_thread, context.run, run_batch)
         except Exception as exc:
             await self._fail_rest([by_id[i] for i in by_id if i not in ended], exc)
 
