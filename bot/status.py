@@ -7,6 +7,7 @@ from typing import Any
 import discord
 
 STATE_LINES = {
+    "warming up": "🔥 Getting ready (compiling the engine; jobs wait in the queue meanwhile)",
     "idle": "💤 Idle, waiting for jobs",
     "running": "🎨 Working",
     "stopping": "🛑 Stopping (running jobs go back to the queue)",

@@ -62,6 +62,9 @@ class Result:
     metadata: dict = field(default_factory=dict)
 
 
+WARM_UP_STEPS = 3  # CUDA graphs are recorded on a compiled step's third call
+
+
 class InsufficientMemoryError(RuntimeError):
     """Not even one job of this size fits in the GPU's free memory now."""
 
@@ -113,6 +116,15 @@ class Engine:
         """Load the models a job needs (so the first job doesn't pay for it)."""
         self.cache.vqgan(self.vqgan_source(params.model))
         self.cache.clip(params.clip_model, params.clip_pretrained)
+
+    def warm_up(self, params: JobParams, *, is_cancelled: Callable[[Hashable], bool] | None = None) -> float:
+        """Run a throwaway job shaped like ``params`` for a few steps, so that its step is compiled
+        (and its CUDA graphs recorded) before real jobs come. Returns the seconds it took."""
+        started = time.perf_counter()
+        for _ in self.run([("warm-up", params.with_changes(steps=WARM_UP_STEPS))], progress_every=0,
+                          is_cancelled=is_cancelled):
+            pass
+        return time.perf_counter() - started
 
     def run(
         self,

@@ -38,6 +38,7 @@ class RunOptions:
     worker_name: str
     max_batch: int
     models: tuple[str, ...]
+    warm_up: bool = True
 
     @classmethod
     def from_env(cls, settings: Settings) -> "RunOptions":
@@ -55,6 +56,7 @@ class RunOptions:
             worker_name=get("VQBOT_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             max_batch=int(batch),
             models=models or (settings.vqgan,),
+            warm_up=(get("VQBOT_WARM_UP") or "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 
@@ -149,6 +151,16 @@ async def _load_engine(settings: Settings, models: tuple[str, ...]) -> Any:
     return engine
 
 
+def _warm_up_shape(settings: Settings, options: RunOptions, engine: Any) -> Any:
+    """The job shape a compiling worker prepares before taking jobs: the default one (VQBOT_WARM_UP=0: none)."""
+    from jobspec import JobParams, Prompt
+
+    if engine.config.compile == "none" or options.warm_up is False:
+        return None
+    return JobParams(prompts=(Prompt("warm-up"),), model=options.models[0], clip_model=settings.clip,
+                     clip_pretrained=settings.clip_pretrained)
+
+
 # ---------------------------------------------------------------- serving
 async def _serve(settings: Settings, *, with_bot: bool, with_worker: bool, sync: bool) -> int:
     import discord
@@ -182,7 +194,7 @@ async def _serve(settings: Settings, *, with_bot: bool, with_worker: bool, sync:
 
             worker = Worker(store, engine, WorkerConfig(name=options.worker_name, max_batch=options.max_batch,
                                                         timelapse_dir=options.data_dir / "timelapses"),
-                            on_change=changed)
+                            on_change=changed, warm_up=_warm_up_shape(settings, options, engine))
             tasks.append(asyncio.create_task(worker.run_forever(), name="vqbot-worker"))
         if with_bot:
             bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models, clip_model=settings.clip,

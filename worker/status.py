@@ -18,7 +18,7 @@ class WorkerStatus:
 
     name: str
     device: str
-    state: str  # "idle", "running", "stopping", "stopped"
+    state: str  # "warming up", "idle", "running", "stopping", "stopped"
     steps_per_s: float | None = None
     jobs: tuple[int, ...] = ()
     device_name: str | None = None

@@ -72,11 +72,13 @@ def batch_key(params: JobParams) -> tuple[Any, ...]:
 
 class Worker:
     def __init__(self, store: Store, engine: Engine, config: WorkerConfig, *,
-                 on_change: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_change: Callable[[], Awaitable[None]] | None = None, warm_up: JobParams | None = None) -> None:
+        """``warm_up``: a job shape to compile before taking jobs (the usual one), or None."""
         self.store = store
         self.engine = engine
         self.config = config
         self.on_change = on_change
+        self.warm_up = warm_up
         self._stopping = threading.Event()
         self._wake = asyncio.Event()
         self._state = "idle"
@@ -104,8 +106,29 @@ class Worker:
         self._stopping.set()
         self._wake.set()
 
+    async def _in_engine_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` on the engine's own thread, in the caller's context (as asyncio.to_thread would)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._engine_thread, context.run, fn, *args)
+
+    async def _warm_up(self, params: JobParams) -> None:
+        self._state = "warming up"
+        log.info("worker %s: preparing the step for %dx%d, %d cutouts before taking jobs (compiling: about a "
+                 "minute or two the first time, less with the compile cache)", self.config.name, params.width,
+                 params.height, params.cutn)
+        try:
+            seconds = await self._in_engine_thread(
+                lambda: self.engine.warm_up(params, is_cancelled=lambda _: self._stopping.is_set()))
+            log.info("worker %s: ready after %.0f s", self.config.name, seconds)
+        except Exception:  # a failed warm-up costs speed, not service: real jobs will compile as they come
+            log.exception("worker %s: warm-up failed; going on without it", self.config.name)
+        if not self._stopping.is_set():
+            self._state = "idle"
+
     async def run_forever(self) -> None:
         log.info("worker %s started on %s", self.config.name, self.engine.device)
+        if self.warm_up is not None and not self._stopping.is_set():
+            await self._warm_up(self.warm_up)
         while not self._stopping.is_set():
             try:
                 done = await self.run_once()
@@ -211,8 +234,7 @@ class Worker:
                 call(self._end(by_id[int(result.key)], result, len(group), cancelled, lost))  # type: ignore[call-overload]
 
         try:
-            context = contextvars.copy_context()  # as asyncio.to_thread does: the batch sees the caller's context
-            await loop.run_in_executor(self._engine_thread, context.run, run_batch)
+            await self._in_engine_thread(run_batch)
         except Exception as exc:
             await self._fail_rest([by_id[i] for i in by_id if i not in ended], exc)
 

@@ -153,3 +153,34 @@ async def test_every_batch_runs_on_the_same_engine_thread(store, tiny_engine, ti
         await busy
     assert len(engine.threads) == 2 and engine.threads[0] == engine.threads[1]
     assert threading.get_ident() not in engine.threads  # and never on the event loop's own thread
+
+
+async def test_a_warming_worker_prepares_the_usual_shape_before_it_takes_jobs(store, tiny_engine, tiny_models,
+                                                                            tmp_path):
+    from jobspec import JobParams
+
+    class Recorder(ThreadRecorder):
+        def run(self, jobs, **kwargs):
+            runs.append(([key for key, _ in jobs], worker.status().state))
+            return super().run(jobs, **kwargs)
+
+        def warm_up(self, params, **kwargs):
+            runs.append((["warm-up"], worker.status().state))
+            seconds = self._engine.warm_up(params, **kwargs)  # the real engine runs the throwaway job
+            assert seconds > 0
+            return seconds
+
+    runs: list[tuple[list, str]] = []
+    job = await enqueue(store, tiny_models)  # already waiting when the worker starts
+
+    async def changed():
+        if (await store.get(job.id)).state is JobState.SUCCEEDED:
+            worker.stop()
+
+    shape = JobParams.from_json(tiny_params(tiny_models))
+    worker = worker_for(store, Recorder(tiny_engine), tmp_path, on_change=changed)
+    worker.warm_up = shape
+    await asyncio.wait_for(worker.run_forever(), timeout=120)
+    assert runs == [(["warm-up"], "warming up"), ([job.id], "running")]
+    assert (await store.get(job.id)).state is JobState.SUCCEEDED
+    assert worker.status().state == "stopped"

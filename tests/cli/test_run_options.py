@@ -1,0 +1,34 @@
+"""What a starting worker prepares before it takes jobs (VQBOT_WARM_UP, VQBOT_COMPILE)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from jobspec import JobParams, Prompt
+from vqbot_cli.run import RunOptions, _warm_up_shape
+from vqbot_cli.settings import Settings
+
+
+def options_and_settings(monkeypatch, tmp_path, **env: str):
+    monkeypatch.setenv("VQBOT_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("VQBOT_DATABASE", str(tmp_path / "vqbot.sqlite3"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings.from_env(None)
+    return RunOptions.from_env(settings), settings
+
+
+def test_a_compiling_worker_warms_up_the_default_model_and_size(monkeypatch, tmp_path) -> None:
+    options, settings = options_and_settings(monkeypatch, tmp_path, VQBOT_MODELS="wikiart_16384,vqgan_imagenet_f16_1024")
+    shape = _warm_up_shape(settings, options, SimpleNamespace(config=SimpleNamespace(compile="reduce-overhead")))
+    assert shape.model == "wikiart_16384" and shape.clip_model == settings.clip
+    default = JobParams(prompts=(Prompt("x"),))  # the size and cutouts a plain /imagine asks for
+    assert (shape.width, shape.height, shape.cutn) == (default.width, default.height, default.cutn)
+
+
+@pytest.mark.parametrize("env, compile_mode", [({"VQBOT_WARM_UP": "0"}, "reduce-overhead"), ({}, "none")])
+def test_no_warm_up_when_turned_off_or_not_compiling(monkeypatch, tmp_path, env, compile_mode) -> None:
+    options, settings = options_and_settings(monkeypatch, tmp_path, **env)
+    assert _warm_up_shape(settings, options, SimpleNamespace(config=SimpleNamespace(compile=compile_mode))) is None
