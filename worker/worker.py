@@ -113,9 +113,8 @@ class Worker:
 
     async def _warm_up(self, params: JobParams) -> None:
         self._state = "warming up"
-        log.info("worker %s: preparing the step for %dx%d, %d cutouts before taking jobs (compiling: about a "
-                 "minute or two the first time, less with the compile cache)", self.config.name, params.width,
-                 params.height, params.cutn)
+        log.info("worker %s: preparing %dx%d jobs with %d cutouts before taking any", self.config.name,
+                 params.width, params.height, params.cutn)
         try:
             seconds = await self._in_engine_thread(
                 lambda: self.engine.warm_up(params, is_cancelled=lambda _: self._stopping.is_set()))
