@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch._functorch.config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,7 +23,7 @@ from bench_engine import build_models, engine_steps  # noqa: E402
 
 from engine import compiling  # noqa: E402
 
-LAYOUT = {"force_layout_optimization": True}  # the engine's default (engine.compiling.INDUCTOR_OPTIONS)
+LAYOUT = dict(compiling.INDUCTOR_OPTIONS)  # the engine's default, before the variants below change it
 VARIANTS = {
     # name: (weights dtype, autocast dtype, compile mode, channels_last weights, inductor options)
     "autocast": (torch.float32, torch.bfloat16, "none", False, {}),
@@ -55,8 +56,6 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda")
     compiling.COMPILE_DYNAMIC = {"auto": None, "static": False}[args.dynamic]
-    import torch._functorch.config
-
     torch._functorch.config.activation_memory_budget = args.memory_budget
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
