@@ -157,17 +157,25 @@ def classic_steps(vqgan: VQGAN, clip: Clip, target: torch.Tensor, *, width: int,
 # ---------------------------------------------------------------- our engine
 
 
-def engine_steps(vqgan: VQGAN, clip: Clip, target: torch.Tensor, *, jobs: int, width: int, height: int, cutn: int,
-                 steps: int, device: torch.device, autocast: torch.dtype | None,
-                 compile_mode: str = "none") -> tuple[float, list[float]]:
-    """Total steps per second (summed over jobs) of our batched optimiser, and the loss trajectory of job 0."""
+def make_batch(vqgan: VQGAN, clip: Clip, target: torch.Tensor, *, jobs: int, width: int, height: int, cutn: int,
+               device: torch.device, autocast: torch.dtype | None = None,
+               compile_mode: str = "none") -> BatchOptimiser:
+    """A batch of ``jobs`` one-prompt jobs (seeds 0, 1, ...) all pulled towards ``target``."""
     batch = BatchOptimiser(vqgan, clip, width=width, height=height, cutn=cutn, device=device, autocast_dtype=autocast,
                            compile_mode=compile_mode)
     targets = Targets(embeds=target.view(1, -1), weights=torch.ones(1, device=device),
                       stops=torch.full((1,), math.nan, device=device))
     for j in range(jobs):
-        params = JobParams(prompts=(Prompt("x"),), width=width, height=height, cutn=cutn, seed=j)
-        batch.add(j, params, targets)
+        batch.add(j, JobParams(prompts=(Prompt("x"),), width=width, height=height, cutn=cutn, seed=j), targets)
+    return batch
+
+
+def engine_steps(vqgan: VQGAN, clip: Clip, target: torch.Tensor, *, jobs: int, width: int, height: int, cutn: int,
+                 steps: int, device: torch.device, autocast: torch.dtype | None,
+                 compile_mode: str = "none") -> tuple[float, list[float]]:
+    """Total steps per second (summed over jobs) of our batched optimiser, and the loss trajectory of job 0."""
+    batch = make_batch(vqgan, clip, target, jobs=jobs, width=width, height=height, cutn=cutn, device=device,
+                       autocast=autocast, compile_mode=compile_mode)
     for _ in range(3):
         batch.step()
     sync(device)

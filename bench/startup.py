@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -24,11 +23,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import build_models  # noqa: E402
-
-from engine.optimiser import BatchOptimiser  # noqa: E402
-from engine.targets import Targets  # noqa: E402
-from jobspec import JobParams, Prompt  # noqa: E402
+from bench_engine import build_models, make_batch  # noqa: E402
 
 
 def main() -> None:
@@ -44,11 +39,8 @@ def main() -> None:
     with torch.no_grad():
         target = clip.encode_text(["a wooden banana temple"])[0]
     built = time.time() - T0
-    batch = BatchOptimiser(vqgan, clip, width=args.size, height=args.size, cutn=32, device=device,
-                           compile_mode=args.compile)
-    targets = Targets(embeds=target.view(1, -1), weights=torch.ones(1, device=device),
-                      stops=torch.full((1,), math.nan, device=device))
-    batch.add(0, JobParams(prompts=(Prompt("x"),), width=args.size, height=args.size, cutn=32, seed=0), targets)
+    batch = make_batch(vqgan, clip, target, jobs=1, width=args.size, height=args.size, cutn=32, device=device,
+                       compile_mode=args.compile)
     batch.step()
     torch.cuda.synchronize()
     first = time.time() - T0

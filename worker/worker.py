@@ -202,21 +202,23 @@ class Worker:
         def call(coro: Awaitable[Any]) -> Any:  # from the engine thread onto the loop, and wait
             return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=REPORT_TIMEOUT_S)  # type: ignore[arg-type]
 
+        def wants_progress(key: Any, now: float | None = None) -> bool:
+            """The time gate; the engine asks it first, so it encodes only previews we keep."""
+            now = time.monotonic() if now is None else now
+            return now - last_report.get(int(key), float("-inf")) >= self.config.progress_min_interval_s
+
         def on_progress(progress: Progress) -> None:
             now = time.monotonic()
             job_id = int(progress.key)  # type: ignore[call-overload]
             if progress.steps_per_s:
                 self._rate, self._rate_at = progress.steps_per_s, datetime.now(timezone.utc)
-            if now - last_report.get(job_id, float("-inf")) < self.config.progress_min_interval_s:
+            if not wants_progress(job_id, now):
                 return
             last_report[job_id] = now
             try:
                 call(self._report(by_id[job_id], progress, cancelled, lost))
             except Exception:
                 log.exception("job %s: progress not recorded", job_id)
-
-        def wants_progress(key: Any) -> bool:  # the engine asks first, so it encodes only previews we keep
-            return time.monotonic() - last_report.get(int(key), float("-inf")) >= self.config.progress_min_interval_s
 
         def is_cancelled(key: Any) -> bool:
             return self._stopping.is_set() or key in cancelled or key in lost
