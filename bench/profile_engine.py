@@ -3,6 +3,7 @@
     python bench/profile_engine.py [--variants bf16,step_default,step_graphs@8] [--batches 1,8] [--profile VARIANT]
 
 A variant may name its own batch sizes after '@', joined by '+': ``step_default_nolayout@1+8``.
+A ``_nofused`` suffix turns off engine/fused_norm.py's group norm + SiLU kernels: ``step_graphs_nofused``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import build_models, engine_steps  # noqa: E402
 
-from engine import compiling  # noqa: E402
+from engine import compiling, layers  # noqa: E402
 
 LAYOUT = dict(compiling.INDUCTOR_OPTIONS)  # the engine's default, before the variants below change it
 VARIANTS = {
@@ -53,6 +54,8 @@ def main() -> None:
                              "in the backward pass to save memory")
     parser.add_argument("--profile-out", default="", help="write the whole profile table to this file")
     parser.add_argument("--profile", default="", help="variant to profile (3 steps at the largest batch)")
+    parser.add_argument("--profile-copies", action="store_true",
+                        help="with --profile: also list the copy operations by tensor shape")
     args = parser.parse_args()
     device = torch.device("cuda")
     compiling.COMPILE_DYNAMIC = {"auto": None, "static": False}[args.dynamic]
@@ -68,7 +71,10 @@ def main() -> None:
     for spec in args.variants.split(","):
         variant, _, own_batches = spec.partition("@")
         batches = [int(b) for b in (own_batches.replace("+", ",") or args.batches).split(",")]
-        dtype, autocast, mode, channels_last, options = VARIANTS[variant]
+        dtype, autocast, mode, channels_last, options = VARIANTS[variant.removesuffix("_nofused")]
+        layers.FUSED_NORM_DEVICES.clear()
+        if not variant.endswith("_nofused"):
+            layers.FUSED_NORM_DEVICES.add("cuda")
         compiling.INDUCTOR_OPTIONS = dict(options)
         vqgan, clip = build_models(device, tiny=False)
         vqgan, clip.model = vqgan.to(dtype), clip.model.to(dtype)
@@ -90,10 +96,16 @@ def main() -> None:
             from torch.profiler import ProfilerActivity, profile
 
             jobs = max(batches)
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                         record_shapes=args.profile_copies) as prof:
                 engine_steps(vqgan, clip, target, jobs=jobs, width=size, height=size, cutn=32, steps=3,
                              device=device, autocast=autocast, compile_mode=mode)
             print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=40, max_name_column_width=90))
+            if args.profile_copies:
+                for event in prof.key_averages(group_by_input_shape=True):
+                    if event.key in ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy"):
+                        print(f"{event.key:16s} {event.count:4d} calls {event.device_time_total / 1e3:8.2f} ms "
+                              f"shapes {event.input_shapes}")
             if args.profile_out:
                 table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=-1, max_name_column_width=160)
                 Path(args.profile_out).write_text(table)

@@ -10,6 +10,9 @@ layout transposes); run eagerly, they call the original fused kernels.
   channels-last activations (profile in bench/results/).
 - Nearest 2x upsampling as a broadcast: its gradient is a sum over each 2x2
   block, where the interpolate kernel's gradient is a scatter with atomics.
+- Group norm followed by SiLU (the decoder's ResnetBlocks and its last layers)
+  as one operation with hand-written kernels on CUDA (engine/fused_norm.py):
+  fewer passes over the activations and only the input kept for the backward.
 - grid_sample as one opaque operation: the aten CUDA kernel reads any layout;
   Inductor's decomposition of it is 7x slower on a channels-last picture.
 """
@@ -18,8 +21,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from taming.modules.diffusionmodules.model import Upsample
+from taming.modules.diffusionmodules.model import Decoder, ResnetBlock, Upsample, nonlinearity
 from torch import nn
+
+from engine import fused_norm
+
+# Devices whose compiled steps use engine/fused_norm.py's kernels for group norm + SiLU
+# (bench/profile_engine.py empties it to measure what they give; the CPU tests add "cpu",
+# where the kernels run in Triton's interpreter).
+FUSED_NORM_DEVICES: set[str] = {"cuda"}
 
 
 def group_norm_by_channels(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
@@ -60,18 +70,148 @@ class NearestUpsample(Upsample):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling():
             x = upsample_nearest_2x(x)
+            if fast_path(x, self.conv.weight if self.with_conv else None):
+                # written channels-last at once, not copied to it by the convolution
+                x = x.contiguous(memory_format=torch.channels_last)
         else:
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         return self.conv(x) if self.with_conv else x
 
 
+def fast_path(x: torch.Tensor, *frozen: torch.Tensor | None) -> bool:
+    """Whether this compiled step may use the fused kernels: a listed device and frozen parameters."""
+    return (x.device.type in FUSED_NORM_DEVICES and x.dim() == 4 and torch.compiler.is_compiling()
+            and fused_norm.available() and not any(p is not None and p.requires_grad for p in frozen))
+
+
+def norm_silu(norm: nn.GroupNorm, x: torch.Tensor, pre_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """nonlinearity(norm(x + pre_bias)); one fused operation in a compiled CUDA step (frozen weights)."""
+    if fast_path(x, norm.weight, norm.bias, pre_bias):
+        kind = x.device.type
+        out_dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+        return fused_norm.group_norm_silu(x, norm.weight, norm.bias, norm.num_groups, norm.eps, True, out_dtype,
+                                          pre_bias=pre_bias)
+    if pre_bias is not None:
+        x = x + pre_bias.view(1, -1, 1, 1)
+    return nonlinearity(norm(x))
+
+
+@torch.library.custom_op("vqbot::frozen_conv2d", mutates_args=(), tags=(torch.Tag.flexible_layout,))
+def frozen_conv2d(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
+    """F.conv2d(x, weight, padding=padding) (stride 1, no bias) whose backward keeps only the weight.
+
+    Autograd's own convolution keeps its input for the backward pass even when the
+    weight is frozen and only the input's gradient is wanted; for the decoder that
+    is every SiLU output at full resolution. The input's gradient of a stride-1
+    convolution is the transposed convolution of the gradient, which needs only
+    the weight.
+    """
+    return F.conv2d(x, weight, None, 1, padding)
+
+
+@frozen_conv2d.register_fake
+def _frozen_conv2d_shape(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
+    return F.conv2d(x, weight, None, 1, padding)  # on fake tensors: the shape and strides the real one has
+
+
+def _frozen_conv2d_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    _x, weight, padding = inputs
+    ctx.save_for_backward(weight)
+    ctx.padding = padding
+
+
+def _frozen_conv2d_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
+    (weight,) = ctx.saved_tensors
+    if ctx.needs_input_grad[1]:
+        raise NotImplementedError("frozen_conv2d has no gradient for its weight")
+    return F.conv_transpose2d(grad, weight, None, 1, ctx.padding), None, None
+
+
+frozen_conv2d.register_autograd(_frozen_conv2d_backward, setup_context=_frozen_conv2d_setup)
+
+
+class FrozenConv2d(nn.Conv2d):
+    """nn.Conv2d that, in a compiled step with frozen weights, keeps only its weight for the backward pass."""
+
+    def _frozen(self, x: torch.Tensor) -> bool:
+        return (fast_path(x, self.weight, self.bias) and self.stride == (1, 1) and self.dilation == (1, 1)
+                and self.groups == 1 and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
+                and self.padding[0] == self.padding[1])
+
+    def without_bias(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution before its bias is added."""
+        if self._frozen(x):
+            return frozen_conv2d(x, self.weight, self.padding[0])
+        return self._conv_forward(x, self.weight, None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._frozen(x):
+            return super().forward(x)
+        c = self.out_channels
+        if c % 8:
+            # cuDNN's channels-last kernels want a multiple of 8 output channels; with the
+            # decoder's 3 (conv_out) it picks kernels ~10x slower than the padded conv
+            # (bench/results/2026-11-27-h100-fused.log). Zero filters, sliced off again.
+            weight = F.pad(self.weight, (0, 0, 0, 0, 0, 0, 0, -c % 8)).contiguous(memory_format=torch.channels_last)
+            out = frozen_conv2d(x, weight, self.padding[0])[:, :c]
+        else:
+            out = frozen_conv2d(x, self.weight, self.padding[0])
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+
+class FusedResnetBlock(ResnetBlock):
+    """taming's ResnetBlock with group norm + SiLU as one operation in compiled CUDA steps (same weights)."""
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+        if temb is not None or not fast_path(x, self.norm1.weight) or not isinstance(self.conv1, FrozenConv2d):
+            return super().forward(x, temb)
+        # conv1's bias goes into the second group norm instead of a pass of its own
+        h = self.conv1.without_bias(norm_silu(self.norm1, x))
+        h = self.conv2(self.dropout(norm_silu(self.norm2, h, pre_bias=self.conv1.bias)))
+        if self.in_channels != self.out_channels:
+            x = self.conv_shortcut(x) if self.use_conv_shortcut else self.nin_shortcut(x)
+        return x + h
+
+
+class FusedDecoder(Decoder):
+    """taming's Decoder whose last group norm + SiLU is one operation (same weights, same result)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.last_z_shape = z.shape
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(self.conv_in(z), None)), None)
+        for i_level in reversed(range(self.num_resolutions)):
+            level = self.up[i_level]
+            for i_block in range(self.num_res_blocks + 1):
+                h = level.block[i_block](h, None)
+                if len(level.attn) > 0:
+                    h = level.attn[i_block](h)
+            if i_level != 0:
+                h = level.upsample(h)
+        if self.give_pre_end:
+            return h
+        h = self.conv_out(norm_silu(self.norm_out, h))
+        return torch.tanh(h) if getattr(self, "tanh_out", False) else h
+
+
+def prepare_for_compile(model: nn.Module, device: torch.device) -> None:
+    """Channels-last convolution weights where the fused kernels run, so activations stay channels-last.
+
+    The frozen convolutions are opaque to Inductor, which therefore no longer picks
+    their layout: cuDNN follows the weights' layout, and channels-last is what its
+    Hopper kernels want. Eager runs keep the weights as they are (eager bf16 is
+    faster on contiguous weights, bench/results/2026-11-27-h200-profile.log).
+    """
+    if device.type in FUSED_NORM_DEVICES and fused_norm.available():
+        model.to(memory_format=torch.channels_last)
+
+
 def use_fast_layers(model: nn.Module) -> nn.Module:
-    """Swap the GroupNorm and taming Upsample modules of ``model`` for the versions above (same weights)."""
+    """Swap taming's modules in ``model`` for the versions above (same weights, same state_dict keys)."""
+    swaps = {nn.GroupNorm: GroupNorm, Upsample: NearestUpsample, ResnetBlock: FusedResnetBlock, Decoder: FusedDecoder,
+             nn.Conv2d: FrozenConv2d}
     for module in model.modules():
-        if type(module) is nn.GroupNorm:
-            module.__class__ = GroupNorm
-        elif type(module) is Upsample:
-            module.__class__ = NearestUpsample
+        if type(module) in swaps:
+            module.__class__ = swaps[type(module)]
     return model
 
 

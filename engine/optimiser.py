@@ -16,6 +16,7 @@ import torch
 
 from engine.clip import Clip
 from engine.compiling import batch_dim_dynamic, compiled
+from engine.layers import prepare_for_compile
 from engine.cutouts import Augment, draw_random, make_cutouts
 from engine.latents import clamp_with_grad, codebook_bounds, quantize, random_latent, resize_cover
 from engine.losses import prompt_loss
@@ -86,6 +87,8 @@ class BatchOptimiser:
         self.lr = self.init_weight = self.alpha = self.cut_pow = torch.empty(0, device=device)
         self._targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.compile_mode = compile_mode
+        if compile_mode != "none":
+            prepare_for_compile(vqgan, device)
         self._loss_fn = compiled(self._loss_from, compile_mode)
         self._adam_fn = compiled(_adam_update, "default" if compile_mode != "none" else "none")
 

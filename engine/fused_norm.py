@@ -1,0 +1,358 @@
+"""Group norm + SiLU as one operation with hand-written Triton kernels (forward and backward).
+
+The decoder spends most of its memory-bound time in group norm followed by SiLU
+at 256x256 and 512x512 (profile in bench/results/). Inductor's code for it reads
+the activations several more times than needed in the backward pass and saves
+extra full-resolution tensors. These kernels read ``x`` once for the statistics
+and once to write the output, and in the backward pass read ``x`` and the
+incoming gradient twice (once for the two group sums, once to write the
+gradient); only ``x`` and the per-group mean and 1/std are kept for the backward.
+
+What is computed is torch's group norm (float32 statistics, float32 arithmetic)
+then x * sigmoid(x), rounded once to ``out_dtype``: what CUDA autocast's float32
+group norm followed by a bf16 convolution computes. Any memory layout works
+(strides are passed in); channels-last is the fast one.
+
+Statistics are exact to float32: each tile sums (x - k) and (x - k)^2 per
+channel with k the channel's first pixel, and the per-channel sums are combined
+per group with Chan's formula, so a large mean does not cancel the variance.
+
+On CPU the same kernels run in Triton's interpreter (slow; the tests use it);
+the engine uses the operation only for CUDA tensors under torch.compile.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # a CPU-only torch without triton: the decoder keeps the plain layers
+    triton = None
+
+# Launch shapes (bench/gpu_fused_norm.py sweeps them): elements of one (pixels x channels) tile
+# and warps per program, for the two reductions and for the two elementwise passes, and how
+# many reduction programs a launch aims for (split over the batch; enough to fill an H100).
+REDUCE_TILE, REDUCE_WARPS = 2048, 4
+ELEMENTWISE_TILE, ELEMENTWISE_WARPS = 4096, 4
+TARGET_PROGRAMS = 1024
+
+
+def available() -> bool:
+    return triton is not None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _stats_kernel(x_ptr, part_ptr, C, P, W, sxn, sxc, sxh, sxw, rows_per_program,
+                      BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        n = tl.program_id(0)
+        s = tl.program_id(1)
+        splits = tl.num_programs(1)
+        cs = tl.arange(0, BLOCK_C)
+        cmask = cs < C
+        base = n.to(tl.int64) * sxn
+        k = tl.load(x_ptr + base + cs * sxc, mask=cmask, other=0.0).to(tl.float32)
+        acc1 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
+        acc2 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
+        start = s * rows_per_program
+        end = tl.minimum(start + rows_per_program, P)
+        for p0 in range(start, end, BLOCK_P):
+            ps = p0 + tl.arange(0, BLOCK_P)
+            rows = (ps // W) * sxh + (ps % W) * sxw
+            mask = (ps < end)[:, None] & cmask[None, :]
+            v = tl.load(x_ptr + base + rows[:, None] + (cs * sxc)[None, :], mask=mask, other=0.0).to(tl.float32)
+            v = tl.where(mask, v - k[None, :], 0.0)
+            acc1 += v
+            acc2 += v * v
+        out = part_ptr + ((n * splits + s) * 2) * C + cs
+        tl.store(out, tl.sum(acc1, axis=0), mask=cmask)
+        tl.store(out + C, tl.sum(acc2, axis=0), mask=cmask)
+
+    @triton.jit
+    def _stats_finalize_kernel(x_ptr, part_ptr, w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, scale_ptr, shift_ptr,
+                               C, P, G, splits, sxn, sxc, eps,
+                               HAS_PB: tl.constexpr, CPG: tl.constexpr, BLOCK_CPG: tl.constexpr, BLOCK_S: tl.constexpr):
+        pid = tl.program_id(0)
+        n = pid // G
+        g = pid % G
+        j = tl.arange(0, BLOCK_CPG)
+        jmask = j < CPG
+        cs = g * CPG + j
+        s1 = tl.zeros([BLOCK_CPG], dtype=tl.float32)
+        s2 = tl.zeros([BLOCK_CPG], dtype=tl.float32)
+        for s0 in range(0, splits, BLOCK_S):
+            ss = s0 + tl.arange(0, BLOCK_S)
+            mask = (ss < splits)[:, None] & jmask[None, :]
+            at = part_ptr + ((n * splits + ss) * 2 * C)[:, None] + cs[None, :]
+            s1 += tl.sum(tl.load(at, mask=mask, other=0.0), axis=0)
+            s2 += tl.sum(tl.load(at + C, mask=mask, other=0.0), axis=0)
+        k = tl.load(x_ptr + n.to(tl.int64) * sxn + cs * sxc, mask=jmask, other=0.0).to(tl.float32)
+        pb = tl.zeros([BLOCK_CPG], dtype=tl.float32)
+        if HAS_PB:
+            pb = tl.load(pb_ptr + cs, mask=jmask, other=0.0).to(tl.float32)
+        k += pb
+        count = P.to(tl.float32)
+        mean_c = k + s1 / count
+        m2_c = tl.maximum(s2 - s1 * s1 / count, 0.0)
+        mean = tl.sum(tl.where(jmask, mean_c, 0.0), axis=0) / CPG
+        d = tl.where(jmask, mean_c - mean, 0.0)
+        m2 = tl.sum(tl.where(jmask, m2_c, 0.0), axis=0) + count * tl.sum(d * d, axis=0)
+        rstd = 1.0 / tl.sqrt(m2 / (count * CPG) + eps)
+        tl.store(mean_ptr + pid, mean)
+        tl.store(rstd_ptr + pid, rstd)
+        w = tl.load(w_ptr + cs, mask=jmask, other=0.0).to(tl.float32)
+        b = tl.load(b_ptr + cs, mask=jmask, other=0.0).to(tl.float32)
+        tl.store(scale_ptr + n * C + cs, rstd * w, mask=jmask)
+        tl.store(shift_ptr + n * C + cs, b + (pb - mean) * rstd * w, mask=jmask)
+
+    @triton.jit
+    def _apply_kernel(x_ptr, y_ptr, scale_ptr, shift_ptr, C, P, W, sxn, sxc, sxh, sxw, syn, syc, syh, syw,
+                      SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        n = tl.program_id(0)
+        ps = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        cs = tl.arange(0, BLOCK_C)
+        cmask = cs < C
+        mask = (ps < P)[:, None] & cmask[None, :]
+        h = ps // W
+        w = ps % W
+        a = tl.load(scale_ptr + n * C + cs, mask=cmask, other=0.0)
+        b = tl.load(shift_ptr + n * C + cs, mask=cmask, other=0.0)
+        x = tl.load(x_ptr + n.to(tl.int64) * sxn + (h * sxh + w * sxw)[:, None] + (cs * sxc)[None, :],
+                    mask=mask, other=0.0).to(tl.float32)
+        z = x * a[None, :] + b[None, :]
+        if SILU:
+            z = z * tl.sigmoid(z)
+        tl.store(y_ptr + n.to(tl.int64) * syn + (h * syh + w * syw)[:, None] + (cs * syc)[None, :],
+                 z.to(y_ptr.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def _grad_terms(x, dy, w, b, centre, rstd, SILU: tl.constexpr):
+        """(d loss / d normalised x, normalised x) for one tile, in float32."""
+        xh = (x - centre[None, :]) * rstd[None, :]
+        if SILU:
+            z = xh * w[None, :] + b[None, :]
+            sig = tl.sigmoid(z)
+            dy = dy * sig * (1.0 + z * (1.0 - sig))
+        return dy * w[None, :], xh
+
+    @triton.jit
+    def _grad_sums_kernel(dy_ptr, x_ptr, w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, part_ptr,
+                          C, P, W, G, CPG, sxn, sxc, sxh, sxw, sdn, sdc, sdh, sdw, rows_per_program,
+                          SILU: tl.constexpr, HAS_PB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        n = tl.program_id(0)
+        s = tl.program_id(1)
+        splits = tl.num_programs(1)
+        cs = tl.arange(0, BLOCK_C)
+        cmask = cs < C
+        w = tl.load(w_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        b = tl.load(b_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        mean = tl.load(mean_ptr + n * G + cs // CPG, mask=cmask, other=0.0)
+        rstd = tl.load(rstd_ptr + n * G + cs // CPG, mask=cmask, other=0.0)
+        if HAS_PB:  # x + pre-bias is what is normalised
+            mean -= tl.load(pb_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        acc1 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
+        acc2 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
+        start = s * rows_per_program
+        end = tl.minimum(start + rows_per_program, P)
+        for p0 in range(start, end, BLOCK_P):
+            ps = p0 + tl.arange(0, BLOCK_P)
+            h = ps // W
+            ww = ps % W
+            mask = (ps < end)[:, None] & cmask[None, :]
+            x = tl.load(x_ptr + n.to(tl.int64) * sxn + (h * sxh + ww * sxw)[:, None] + (cs * sxc)[None, :],
+                        mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(dy_ptr + n.to(tl.int64) * sdn + (h * sdh + ww * sdw)[:, None] + (cs * sdc)[None, :],
+                         mask=mask, other=0.0).to(tl.float32)
+            dxh, xh = _grad_terms(x, dy, w, b, mean, rstd, SILU)
+            dxh = tl.where(mask, dxh, 0.0)
+            acc1 += dxh
+            acc2 += dxh * xh
+        out = part_ptr + ((n * splits + s) * 2) * C + cs
+        tl.store(out, tl.sum(acc1, axis=0), mask=cmask)
+        tl.store(out + C, tl.sum(acc2, axis=0), mask=cmask)
+
+    @triton.jit
+    def _grad_finalize_kernel(part_ptr, coef_ptr, C, P, G, splits,
+                              CPG: tl.constexpr, BLOCK_CPG: tl.constexpr, BLOCK_S: tl.constexpr):
+        pid = tl.program_id(0)
+        n = pid // G
+        g = pid % G
+        j = tl.arange(0, BLOCK_CPG)
+        jmask = j < CPG
+        cs = g * CPG + j
+        s1 = tl.zeros([BLOCK_CPG], dtype=tl.float32)
+        s2 = tl.zeros([BLOCK_CPG], dtype=tl.float32)
+        for s0 in range(0, splits, BLOCK_S):
+            ss = s0 + tl.arange(0, BLOCK_S)
+            mask = (ss < splits)[:, None] & jmask[None, :]
+            at = part_ptr + ((n * splits + ss) * 2 * C)[:, None] + cs[None, :]
+            s1 += tl.sum(tl.load(at, mask=mask, other=0.0), axis=0)
+            s2 += tl.sum(tl.load(at + C, mask=mask, other=0.0), axis=0)
+        count = P.to(tl.float32) * CPG
+        tl.store(coef_ptr + pid * 2, tl.sum(s1, axis=0) / count)
+        tl.store(coef_ptr + pid * 2 + 1, tl.sum(s2, axis=0) / count)
+
+    @triton.jit
+    def _grad_input_kernel(dy_ptr, x_ptr, dx_ptr, w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, coef_ptr,
+                           C, P, W, G, CPG, sxn, sxc, sxh, sxw, sdn, sdc, sdh, sdw, son, soc, soh, sow,
+                           SILU: tl.constexpr, HAS_PB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        n = tl.program_id(0)
+        ps = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        cs = tl.arange(0, BLOCK_C)
+        cmask = cs < C
+        mask = (ps < P)[:, None] & cmask[None, :]
+        h = ps // W
+        ww = ps % W
+        w = tl.load(w_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        b = tl.load(b_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        group = n * G + cs // CPG
+        mean = tl.load(mean_ptr + group, mask=cmask, other=0.0)
+        rstd = tl.load(rstd_ptr + group, mask=cmask, other=0.0)
+        if HAS_PB:
+            mean -= tl.load(pb_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        c1 = tl.load(coef_ptr + group * 2, mask=cmask, other=0.0)
+        c2 = tl.load(coef_ptr + group * 2 + 1, mask=cmask, other=0.0)
+        x = tl.load(x_ptr + n.to(tl.int64) * sxn + (h * sxh + ww * sxw)[:, None] + (cs * sxc)[None, :],
+                    mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(dy_ptr + n.to(tl.int64) * sdn + (h * sdh + ww * sdw)[:, None] + (cs * sdc)[None, :],
+                     mask=mask, other=0.0).to(tl.float32)
+        dxh, xh = _grad_terms(x, dy, w, b, mean, rstd, SILU)
+        dx = rstd[None, :] * (dxh - c1[None, :] - xh * c2[None, :])
+        tl.store(dx_ptr + n.to(tl.int64) * son + (h * soh + ww * sow)[:, None] + (cs * soc)[None, :],
+                 dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+def _launch(kernel, device: torch.device, grid: tuple[int, ...], *args, **meta) -> None:  # noqa: ANN001
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("group_norm_silu runs on CPU tensors only in Triton's interpreter "
+                           "(TRITON_INTERPRET=1 before triton is imported; the tests set it)")
+    kernel[grid](*args, **meta)
+
+
+def _tiles(c: int, p: int, n: int) -> tuple[int, int, int, int, int]:
+    """(BLOCK_C, reduction BLOCK_P, rows per reduction program, reduction programs per picture, elementwise BLOCK_P)."""
+    block_c = triton.next_power_of_2(c)
+    block_p = max(1, REDUCE_TILE // block_c)
+    tiles = triton.cdiv(p, block_p)
+    per_picture = max(1, min(tiles, triton.cdiv(TARGET_PROGRAMS, n)))
+    rows = triton.cdiv(tiles, per_picture) * block_p
+    return block_c, block_p, rows, triton.cdiv(p, rows), max(1, ELEMENTWISE_TILE // block_c)
+
+
+def _block_s(splits: int) -> int:
+    """Partial sums the finalising kernels read at once: all of them, up to 1024 (one program per group)."""
+    return min(1024, triton.next_power_of_2(splits))
+
+
+def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pre_bias: torch.Tensor | None,
+           groups: int) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"group_norm_silu wants (batch, channels, height, width), got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    vectors = [weight, bias] + ([] if pre_bias is None else [pre_bias])
+    if groups < 1 or c % groups or any(v.shape != (c,) for v in vectors):
+        raise ValueError(f"group_norm_silu: {c} channels in {groups} groups, with per-channel vectors of shapes "
+                         f"{[tuple(v.shape) for v in vectors]}")
+
+
+def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
+    return tuple(t.stride())  # type: ignore[return-value]
+
+
+@torch.library.custom_op("vqbot::group_norm_silu", mutates_args=(), tags=(torch.Tag.flexible_layout,))
+def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pre_bias: torch.Tensor | None, groups: int,
+             eps: float, silu: bool, out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _check(x, weight, bias, pre_bias, groups)
+    n, c, h, w = x.shape
+    p = h * w
+    y = torch.empty_like(x, dtype=out_dtype)
+    mean = x.new_empty((n, groups), dtype=torch.float32)
+    rstd = torch.empty_like(mean)
+    if x.numel() == 0:
+        return y, mean, rstd
+    block_c, block_p, rows, splits, block_e = _tiles(c, p, n)
+    part = x.new_empty((n, splits, 2, c), dtype=torch.float32)
+    scale = x.new_empty((n, c), dtype=torch.float32)
+    shift = torch.empty_like(scale)
+    sx = _strides(x)
+    cpg = c // groups
+    _launch(_stats_kernel, x.device, (n, splits), x, part, c, p, w, *sx, rows, BLOCK_P=block_p, BLOCK_C=block_c,
+            num_warps=REDUCE_WARPS)
+    _launch(_stats_finalize_kernel, x.device, (n * groups,), x, part, weight, bias,
+            weight if pre_bias is None else pre_bias, mean, rstd, scale, shift, c, p, groups, splits, sx[0], sx[1],
+            eps, HAS_PB=pre_bias is not None, CPG=cpg, BLOCK_CPG=triton.next_power_of_2(cpg), BLOCK_S=_block_s(splits))
+    _launch(_apply_kernel, x.device, (n, triton.cdiv(p, block_e)), x, y, scale, shift, c, p, w, *sx, *_strides(y),
+            SILU=silu, BLOCK_P=block_e, BLOCK_C=block_c, num_warps=ELEMENTWISE_WARPS)
+    return y, mean, rstd
+
+
+@_forward.register_fake
+def _forward_fake(x, weight, bias, pre_bias, groups, eps, silu, out_dtype):  # noqa: ANN001, ANN202
+    mean = x.new_empty((x.shape[0], groups), dtype=torch.float32)
+    return torch.empty_like(x, dtype=out_dtype), mean, torch.empty_like(mean)
+
+
+@torch.library.custom_op("vqbot::group_norm_silu_backward", mutates_args=(), tags=(torch.Tag.flexible_layout,))
+def _backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+              pre_bias: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor, silu: bool) -> torch.Tensor:
+    n, c, h, w = x.shape
+    groups = mean.shape[1]
+    p = h * w
+    dx = torch.empty_like(x)
+    if x.numel() == 0:
+        return dx
+    cpg = c // groups
+    block_c, block_p, rows, splits, block_e = _tiles(c, p, n)
+    part = x.new_empty((n, splits, 2, c), dtype=torch.float32)
+    coef = x.new_empty((n, groups, 2), dtype=torch.float32)
+    sx, sd = _strides(x), _strides(grad)
+    pb = weight if pre_bias is None else pre_bias
+    has_pb = pre_bias is not None
+    _launch(_grad_sums_kernel, x.device, (n, splits), grad, x, weight, bias, pb, mean, rstd, part,
+            c, p, w, groups, cpg, *sx, *sd, rows, SILU=silu, HAS_PB=has_pb, BLOCK_P=block_p, BLOCK_C=block_c,
+            num_warps=REDUCE_WARPS)
+    _launch(_grad_finalize_kernel, x.device, (n * groups,), part, coef, c, p, groups, splits,
+            CPG=cpg, BLOCK_CPG=triton.next_power_of_2(cpg), BLOCK_S=_block_s(splits))
+    _launch(_grad_input_kernel, x.device, (n, triton.cdiv(p, block_e)), grad, x, dx, weight, bias, pb, mean,
+            rstd, coef, c, p, w, groups, cpg, *sx, *sd, *_strides(dx), SILU=silu, HAS_PB=has_pb,
+            BLOCK_P=block_e, BLOCK_C=block_c, num_warps=ELEMENTWISE_WARPS)
+    return dx
+
+
+@_backward.register_fake
+def _backward_fake(grad, x, weight, bias, pre_bias, mean, rstd, silu):  # noqa: ANN001, ANN202
+    return torch.empty_like(x)
+
+
+def _setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, weight, bias, pre_bias, _groups, _eps, silu, _dtype = inputs
+    _y, mean, rstd = output
+    ctx.save_for_backward(x, weight, bias, pre_bias, mean, rstd)
+    ctx.silu = silu
+
+
+def _grad(ctx, grad_y, _grad_mean, _grad_rstd):  # noqa: ANN001, ANN202
+    x, weight, bias, pre_bias, mean, rstd = ctx.saved_tensors
+    if any(ctx.needs_input_grad[1:4]):
+        raise NotImplementedError("group_norm_silu has no gradient for its weight and biases (frozen models only)")
+    dx = _backward(grad_y, x, weight, bias, pre_bias, mean, rstd, ctx.silu) if ctx.needs_input_grad[0] else None
+    return dx, None, None, None, None, None, None, None
+
+
+_forward.register_autograd(_grad, setup_context=_setup)
+
+
+def group_norm_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float,
+                    silu: bool = True, out_dtype: torch.dtype | None = None,
+                    pre_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """silu(group_norm(x + pre_bias)) in float32 (no SiLU with ``silu=False``), returned as ``out_dtype``.
+
+    ``pre_bias`` (per channel) is the bias of the convolution that made ``x``, added
+    here instead of in a pass of its own.
+    """
+    return _forward(x, weight, bias, pre_bias, groups, eps, silu, out_dtype or x.dtype)[0]
