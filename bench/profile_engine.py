@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--profile-out", default="", help="write the whole profile table to this file")
     parser.add_argument("--profile", default="", help="variant to profile (3 steps at the largest batch)")
     parser.add_argument("--profile-copies", action="store_true",
-                        help="with --profile: also list the copy operations by tensor shape")
+                        help="with --profile: also list copies and the costliest operations by tensor shape")
     args = parser.parse_args()
     device = torch.device("cuda")
     compiling.COMPILE_DYNAMIC = {"auto": None, "static": False}[args.dynamic]
@@ -102,9 +102,13 @@ def main() -> None:
                              device=device, autocast=autocast, compile_mode=mode)
             print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=40, max_name_column_width=90))
             if args.profile_copies:
-                for event in prof.key_averages(group_by_input_shape=True):
-                    if event.key in ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy"):
-                        print(f"{event.key:16s} {event.count:4d} calls {event.device_time_total / 1e3:8.2f} ms "
+                # copies, and every operation that takes more than 0.3 ms of GPU time a step, by tensor shapes
+                events = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.device_time_total)
+                for event in events:
+                    per_step = event.device_time_total / 1e3 / 6  # 3 warm-up and 3 timed steps
+                    if event.key.startswith(("aten::", "vqbot::")) and (
+                            per_step > 0.3 or event.key in ("aten::copy_", "aten::contiguous")):
+                        print(f"{event.key:28s} {event.count / 6:5.1f} calls/step {per_step:7.2f} ms/step "
                               f"shapes {event.input_shapes}")
             if args.profile_out:
                 table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=-1, max_name_column_width=160)

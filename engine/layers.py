@@ -68,20 +68,24 @@ class NearestUpsample(Upsample):
     """taming's Upsample (nearest 2x, then an optional conv) with a compile-friendly gradient."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_conv and isinstance(self.conv, FrozenConv2d) and self.conv.frozen(x):
+            return self.conv.upsampled(x)
         if torch.compiler.is_compiling():
             x = upsample_nearest_2x(x)
-            if fast_path(x, self.conv.weight if self.with_conv else None):
-                # written channels-last at once, not copied to it by the convolution
-                x = x.contiguous(memory_format=torch.channels_last)
         else:
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         return self.conv(x) if self.with_conv else x
 
 
+def uses_fused_kernels(device: torch.device) -> bool:
+    """Whether compiled steps on ``device`` run the fused kernels (it changes their memory, engine/memory.py)."""
+    return device.type in FUSED_NORM_DEVICES and fused_norm.available()
+
+
 def fast_path(x: torch.Tensor, *frozen: torch.Tensor | None) -> bool:
     """Whether this compiled step may use the fused kernels: a listed device and frozen parameters."""
-    return (x.device.type in FUSED_NORM_DEVICES and x.dim() == 4 and torch.compiler.is_compiling()
-            and fused_norm.available() and not any(p is not None and p.requires_grad for p in frozen))
+    return (uses_fused_kernels(x.device) and x.dim() == 4 and torch.compiler.is_compiling()
+            and not any(p is not None and p.requires_grad for p in frozen))
 
 
 def norm_silu(norm: nn.GroupNorm, x: torch.Tensor, pre_bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -97,34 +101,44 @@ def norm_silu(norm: nn.GroupNorm, x: torch.Tensor, pre_bias: torch.Tensor | None
 
 
 @torch.library.custom_op("vqbot::frozen_conv2d", mutates_args=(), tags=(torch.Tag.flexible_layout,))
-def frozen_conv2d(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
+def frozen_conv2d(x: torch.Tensor, weight: torch.Tensor, padding: int, upsample: bool = False) -> torch.Tensor:
     """F.conv2d(x, weight, padding=padding) (stride 1, no bias) whose backward keeps only the weight.
 
     Autograd's own convolution keeps its input for the backward pass even when the
     weight is frozen and only the input's gradient is wanted; for the decoder that
     is every SiLU output at full resolution. The input's gradient of a stride-1
     convolution is the transposed convolution of the gradient, which needs only
-    the weight.
+    the weight. ``upsample`` first doubles x's size (nearest), inside the op: the
+    doubled activations are written in x's layout and never kept (Inductor wrote
+    them NCHW whatever was asked, and cuDNN copied them to channels-last again).
     """
+    if upsample:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
     return F.conv2d(x, weight, None, 1, padding)
 
 
 @frozen_conv2d.register_fake
-def _frozen_conv2d_shape(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
-    return F.conv2d(x, weight, None, 1, padding)  # on fake tensors: the shape and strides the real one has
+def _frozen_conv2d_shape(x: torch.Tensor, weight: torch.Tensor, padding: int, upsample: bool = False) -> torch.Tensor:
+    if upsample:  # on fake tensors: the shape and strides the real one has
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+    return F.conv2d(x, weight, None, 1, padding)
 
 
 def _frozen_conv2d_setup(ctx, inputs, output) -> None:  # noqa: ANN001
-    _x, weight, padding = inputs
+    _x, weight, padding, upsample = inputs
     ctx.save_for_backward(weight)
-    ctx.padding = padding
+    ctx.padding, ctx.upsample = padding, upsample
 
 
 def _frozen_conv2d_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
     (weight,) = ctx.saved_tensors
     if ctx.needs_input_grad[1]:
         raise NotImplementedError("frozen_conv2d has no gradient for its weight")
-    return F.conv_transpose2d(grad, weight, None, 1, ctx.padding), None, None
+    grad_x = F.conv_transpose2d(grad, weight, None, 1, ctx.padding)
+    if ctx.upsample:  # nearest 2x: each input pixel's gradient is the sum over its 2x2 block
+        n, c, h, w = grad_x.shape
+        grad_x = grad_x.view(n, c, h // 2, 2, w // 2, 2).sum((3, 5))
+    return grad_x, None, None, None
 
 
 frozen_conv2d.register_autograd(_frozen_conv2d_backward, setup_context=_frozen_conv2d_setup)
@@ -133,29 +147,36 @@ frozen_conv2d.register_autograd(_frozen_conv2d_backward, setup_context=_frozen_c
 class FrozenConv2d(nn.Conv2d):
     """nn.Conv2d that, in a compiled step with frozen weights, keeps only its weight for the backward pass."""
 
-    def _frozen(self, x: torch.Tensor) -> bool:
+    def frozen(self, x: torch.Tensor) -> bool:
+        """Whether this call may use frozen_conv2d (compiled fast path, a plain stride-1 convolution)."""
         return (fast_path(x, self.weight, self.bias) and self.stride == (1, 1) and self.dilation == (1, 1)
                 and self.groups == 1 and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
                 and self.padding[0] == self.padding[1])
 
     def without_bias(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution before its bias is added."""
-        if self._frozen(x):
+        if self.frozen(x):
             return frozen_conv2d(x, self.weight, self.padding[0])
         return self._conv_forward(x, self.weight, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._frozen(x):
+        if not self.frozen(x):
             return super().forward(x)
+        return self._frozen_forward(x, upsample=False)
+
+    def upsampled(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution of x doubled in size (nearest), in one frozen_conv2d (fast path only)."""
+        return self._frozen_forward(x, upsample=True)
+
+    def _frozen_forward(self, x: torch.Tensor, *, upsample: bool) -> torch.Tensor:
         c = self.out_channels
         if c % 8:
-            # cuDNN's channels-last kernels want a multiple of 8 output channels; with the
-            # decoder's 3 (conv_out) it picks kernels ~10x slower than the padded conv
-            # (bench/results/2026-11-27-h100-fused.log). Zero filters, sliced off again.
+            # cuDNN's channels-last kernels want a multiple of 8 output channels; zero
+            # filters up to the next multiple, sliced off again (the decoder's conv_out has 3)
             weight = F.pad(self.weight, (0, 0, 0, 0, 0, 0, 0, -c % 8)).contiguous(memory_format=torch.channels_last)
-            out = frozen_conv2d(x, weight, self.padding[0])[:, :c]
+            out = frozen_conv2d(x, weight, self.padding[0], upsample)[:, :c]
         else:
-            out = frozen_conv2d(x, self.weight, self.padding[0])
+            out = frozen_conv2d(x, self.weight, self.padding[0], upsample)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
@@ -201,7 +222,7 @@ def prepare_for_compile(model: nn.Module, device: torch.device) -> None:
     Hopper kernels want. Eager runs keep the weights as they are (eager bf16 is
     faster on contiguous weights, bench/results/2026-11-27-h200-profile.log).
     """
-    if device.type in FUSED_NORM_DEVICES and fused_norm.available():
+    if uses_fused_kernels(device):
         model.to(memory_format=torch.channels_last)
 
 

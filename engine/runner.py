@@ -18,6 +18,7 @@ import torch
 from engine.cutouts import Augment
 from engine.memory import BatchShape, max_batch
 from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
+from engine.layers import uses_fused_kernels
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.compiling import COMPILE_MODES
 from engine.optimiser import JobRequest, StepReport, optimise
@@ -109,7 +110,9 @@ class Engine:
             return limit
         free, _ = torch.cuda.mem_get_info(self.device)
         free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-        shape = BatchShape(params.width, params.height, params.cutn, compiled=self.config.compile != "none")
+        compiled = self.config.compile != "none"
+        shape = BatchShape(params.width, params.height, params.cutn, compiled=compiled,
+                           fused=compiled and uses_fused_kernels(self.device))
         return max_batch(free / 2**30, shape, limit=limit)
 
     def preload(self, params: JobParams) -> None:
