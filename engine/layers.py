@@ -113,15 +113,24 @@ def frozen_conv2d(x: torch.Tensor, weight: torch.Tensor, padding: int, upsample:
     them NCHW whatever was asked, and cuDNN copied them to channels-last again).
     """
     if upsample:
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = upsample_nearest_2x_channels_last(x)
     return F.conv2d(x, weight, None, 1, padding)
 
 
 @frozen_conv2d.register_fake
 def _frozen_conv2d_shape(x: torch.Tensor, weight: torch.Tensor, padding: int, upsample: bool = False) -> torch.Tensor:
     if upsample:  # on fake tensors: the shape and strides the real one has
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = upsample_nearest_2x_channels_last(x)
     return F.conv2d(x, weight, None, 1, padding)
+
+
+def upsample_nearest_2x_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Nearest 2x upsampling of (B, C, H, W), returned channels-last: one broadcasting copy with the
+    channels innermost (aten's channels-last nearest-upsampling kernel took 5x longer on an H100)."""
+    b, c, h, w = x.shape
+    pixels = x.permute(0, 2, 3, 1)
+    doubled = pixels[:, :, None, :, None, :].expand(b, h, 2, w, 2, c).reshape(b, 2 * h, 2 * w, c)
+    return doubled.permute(0, 3, 1, 2)
 
 
 def _frozen_conv2d_setup(ctx, inputs, output) -> None:  # noqa: ANN001

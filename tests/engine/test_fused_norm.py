@@ -95,7 +95,7 @@ def test_the_operations_pass_torch_library_checks() -> None:
     torch.library.opcheck(torch.ops.vqbot.group_norm_silu.default, (x, weight, bias, None, 8, 1e-6, True, torch.float32),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     conv_weight = torch.randn(16, 32, 3, 3)
-    torch.library.opcheck(torch.ops.vqbot.frozen_conv2d.default, (x, conv_weight, 1),
+    torch.library.opcheck(torch.ops.vqbot.frozen_conv2d.default, (x, conv_weight, 1, True),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
@@ -149,3 +149,17 @@ def test_a_compiled_decoder_step_with_the_fused_kernels_matches_the_plain_decode
     assert code.count("vqbot.frozen_conv2d.default(") >= 2 * blocks + 3
     # the SiLU outputs are not kept for the backward pass: no conv input is among the saved tensors
     assert "convolution_backward" not in code
+
+
+def test_the_frozen_convolution_of_an_upsampled_input_matches_upsample_then_conv() -> None:
+    x = torch.randn(2, 4, 5, 3, generator=torch.Generator().manual_seed(4)).to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    weight = torch.randn(6, 4, 3, 3, generator=torch.Generator().manual_seed(5))
+    upstream = torch.randn(2, 6, 10, 6, generator=torch.Generator().manual_seed(6))
+    expected = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, None, 1, 1)
+    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
+    got = layers.frozen_conv2d(x, weight, 1, True)
+    (got_grad,) = torch.autograd.grad(got, x, upstream)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_grad, expected_grad, atol=1e-4, rtol=1e-4)
+    assert layers.upsample_nearest_2x_channels_last(x.detach()).is_contiguous(memory_format=torch.channels_last)
