@@ -40,6 +40,29 @@ def test_a_compiled_step_matches_the_plain_step(vqgan: VQGAN, clip: Clip) -> Non
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3)
 
 
+def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:  # noqa: ANN001
+    """What a CUDA worker runs (fused group norm kernels, frozen convolutions, channels-last weights),
+    here on the CPU with the kernels in Triton's interpreter."""
+    from engine import fused_norm, layers
+
+    launches: list[str] = []
+    launch = fused_norm._launch
+
+    def counted(kernel, *args, **kwargs) -> None:  # noqa: ANN001
+        launches.append(kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel))
+        launch(kernel, *args, **kwargs)
+
+    plain = one_step(vqgan, clip, jobs())
+    monkeypatch.setattr(layers, "FUSED_NORM_DEVICES", {"cpu"})
+    monkeypatch.setattr(fused_norm, "_launch", counted)
+    torch._dynamo.reset()
+    fast = one_step(copy.deepcopy(vqgan), clip, jobs(), compile_mode="default")
+    torch._dynamo.reset()
+    assert launches, "the fused kernels did not run"
+    for a, b in zip(plain, fast):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3)
+
+
 def test_bf16_weights_give_the_same_loss_and_gradient_within_bf16_tolerance(vqgan: VQGAN, clip: Clip) -> None:
     plain_losses, plain_grad, _ = one_step(vqgan, clip, jobs())
     vq16, clip16 = copy.deepcopy(vqgan).to(torch.bfloat16), copy.copy(clip)
