@@ -18,6 +18,7 @@ import torch
 from engine.cutouts import Augment
 from engine.memory import BatchShape, max_batch
 from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
+from engine import layers
 from engine.layers import uses_fused_kernels
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.compiling import COMPILE_MODES
@@ -36,6 +37,7 @@ class EngineConfig:
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     compile: str = "none"  # auto | none | default | reduce-overhead (CUDA graphs): faster steps, slower start
+    fused_kernels: bool = True  # compiled CUDA steps use engine/fused_norm.py's Triton kernels
     vqgan_config: Path | None = None  # explicit taming files override the catalogue name
     vqgan_checkpoint: Path | None = None
     deterministic: bool = False
@@ -83,6 +85,8 @@ class Engine:
         if config.compile not in COMPILE_MODES:
             raise ValueError(f"compile mode {config.compile!r}; valid choices are 'auto', "
                              f"{', '.join(map(repr, COMPILE_MODES))}")
+        if not config.fused_kernels:
+            layers.FUSED_NORM_DEVICES.discard(self.device.type)
         self.cache = ModelCache(self.device, weights_dtype)
         self._compiled_shapes: set[tuple] = set()  # (models, width, height, cutn, batch of 2+) seen compiled
         if self.device.type == "cuda":

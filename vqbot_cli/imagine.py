@@ -94,7 +94,7 @@ def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
         precision=args.precision or settings.precision, compile=args.compile or (settings.compile if settings.compile != "auto" else "none"),
         vqgan_config=args.vqgan_config or settings.vqgan_config,
         vqgan_checkpoint=args.vqgan_checkpoint or settings.vqgan_checkpoint,
-        deterministic=args.deterministic,
+        deterministic=args.deterministic, fused_kernels=settings.fused_kernels,
     ))
     print(f"seed {params.seed} · {params.width}x{params.height} · {params.steps} steps · "
           f"{engine.device} · loading models…", file=sys.stderr)

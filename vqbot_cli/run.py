@@ -136,7 +136,8 @@ async def _load_engine(settings: Settings, models: tuple[str, ...]) -> Any:
 
     _check_weights(settings, models)
     engine = Engine(EngineConfig(model_dir=settings.model_dir, device=settings.device, precision=settings.precision,
-                                 compile=settings.compile, vqgan_config=settings.vqgan_config, vqgan_checkpoint=settings.vqgan_checkpoint))
+                                 compile=settings.compile, fused_kernels=settings.fused_kernels,
+                                 vqgan_config=settings.vqgan_config, vqgan_checkpoint=settings.vqgan_checkpoint))
     log.info("loading models on %s", engine.device)
     for name in models:
         probe = JobParams(prompts=(Prompt("probe"),), model=name, clip_model=settings.clip,

@@ -36,6 +36,7 @@ class Settings:
     device: str
     precision: str
     compile: str
+    fused_kernels: bool
     vqgan: str
     vqgan_config: Path | None
     vqgan_checkpoint: Path | None
@@ -59,6 +60,7 @@ class Settings:
             device=get("VQBOT_DEVICE") or "auto",
             precision=get("VQBOT_PRECISION") or "auto",
             compile=get("VQBOT_COMPILE") or "auto",
+            fused_kernels=(get("VQBOT_FUSED_KERNELS") or "1").strip().lower() not in ("0", "false", "no", "off"),
             vqgan=get("VQBOT_VQGAN") or DEFAULT_VQGAN,
             vqgan_config=optional_path("VQBOT_VQGAN_CONFIG"),
             vqgan_checkpoint=optional_path("VQBOT_VQGAN_CHECKPOINT"),

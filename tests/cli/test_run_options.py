@@ -1,4 +1,4 @@
-"""What a starting worker prepares before it takes jobs (VQBOT_WARM_UP, VQBOT_COMPILE)."""
+"""What a starting worker prepares before it takes jobs (VQBOT_WARM_UP, VQBOT_COMPILE), and VQBOT_FUSED_KERNELS."""
 
 from __future__ import annotations
 
@@ -32,3 +32,17 @@ def test_a_compiling_worker_warms_up_the_default_model_and_size(monkeypatch, tmp
 def test_no_warm_up_when_turned_off_or_not_compiling(monkeypatch, tmp_path, env, compile_mode) -> None:
     options, settings = options_and_settings(monkeypatch, tmp_path, **env)
     assert _warm_up_shape(settings, options, SimpleNamespace(config=SimpleNamespace(compile=compile_mode))) is None
+
+
+@pytest.mark.parametrize("value, fused", [(None, True), ("0", False), ("off", False), ("1", True)])
+def test_vqbot_fused_kernels_turns_the_triton_kernels_off(monkeypatch, tmp_path, value, fused) -> None:
+    from engine import layers
+    from engine.runner import Engine, EngineConfig
+
+    monkeypatch.delenv("VQBOT_FUSED_KERNELS", raising=False)
+    _, settings = options_and_settings(monkeypatch, tmp_path, **({} if value is None else {"VQBOT_FUSED_KERNELS": value}))
+    assert settings.fused_kernels is fused
+    # an engine told so stops using them on its device (the CPU stands in for CUDA here)
+    monkeypatch.setattr(layers, "FUSED_NORM_DEVICES", {"cpu"})
+    Engine(EngineConfig(model_dir=tmp_path / "models", device="cpu", fused_kernels=settings.fused_kernels))
+    assert ("cpu" in layers.FUSED_NORM_DEVICES) is fused
