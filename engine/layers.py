@@ -13,6 +13,8 @@ layout transposes); run eagerly, they call the original fused kernels.
 - Group norm followed by SiLU (the decoder's ResnetBlocks and its last layers)
   as one operation with hand-written kernels on CUDA (engine/fused_norm.py):
   fewer passes over the activations and only the input kept for the backward.
+- Frozen convolutions (frozen_conv2d): the backward pass keeps only the weight,
+  not the input; the upsampling conv doubles its input inside the operation.
 - grid_sample as one opaque operation: the aten CUDA kernel reads any layout;
   Inductor's decomposition of it is 7x slower on a channels-last picture.
 """
@@ -83,17 +85,17 @@ def uses_fused_kernels(device: torch.device) -> bool:
 
 
 def fast_path(x: torch.Tensor, *frozen: torch.Tensor | None) -> bool:
-    """Whether this compiled step may use the fused kernels: a listed device and frozen parameters."""
+    """Whether this compiled step may use the fused kernels and frozen convolutions: a listed device,
+    frozen parameters, and no autocast (the engine runs bf16 weights; the kernels were measured so)."""
     return (uses_fused_kernels(x.device) and x.dim() == 4 and torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled(x.device.type)
             and not any(p is not None and p.requires_grad for p in frozen))
 
 
 def norm_silu(norm: nn.GroupNorm, x: torch.Tensor, pre_bias: torch.Tensor | None = None) -> torch.Tensor:
     """nonlinearity(norm(x + pre_bias)); one fused operation in a compiled CUDA step (frozen weights)."""
     if fast_path(x, norm.weight, norm.bias, pre_bias):
-        kind = x.device.type
-        out_dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
-        return fused_norm.group_norm_silu(x, norm.weight, norm.bias, norm.num_groups, norm.eps, True, out_dtype,
+        return fused_norm.group_norm_silu(x, norm.weight, norm.bias, norm.num_groups, norm.eps, True, x.dtype,
                                           pre_bias=pre_bias)
     if pre_bias is not None:
         x = x + pre_bias.view(1, -1, 1, 1)

@@ -163,3 +163,20 @@ def test_the_frozen_convolution_of_an_upsampled_input_matches_upsample_then_conv
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_grad, expected_grad, atol=1e-4, rtol=1e-4)
     assert layers.upsample_nearest_2x_channels_last(x.detach()).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_under_autocast_the_decoder_keeps_the_plain_layers(monkeypatch) -> None:  # noqa: ANN001
+    """The fused kernels are measured and used with bf16 weights; autocast runs (fp16 precision) keep Inductor's code."""
+    from torch._inductor.utils import run_and_get_code
+
+    fused = _decoder()
+    monkeypatch.setattr(layers, "FUSED_NORM_DEVICES", {"cpu"})
+    z = torch.randn(1, 8, 8, 8)
+
+    def step(z: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fused(z).float().mean()
+
+    torch._dynamo.reset()
+    _, code = run_and_get_code(torch.compile(step), z)
+    assert "vqbot.group_norm_silu" not in "\n".join(code) and "vqbot.frozen_conv2d" not in "\n".join(code)
