@@ -8,6 +8,10 @@ ENV PYTHONUNBUFFERED=1 \
     VQBOT_DATABASE=/data/vqbot.sqlite3 \
     HF_HOME=/models/hf
 
+# A C compiler: torch.compile's Triton kernels (the worker compiles on CUDA by default) build their
+# launchers with it at run time, and the runtime image has none.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot

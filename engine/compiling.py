@@ -57,3 +57,16 @@ def compiled(fn: Callable, mode: str) -> Callable:
     if mode == "reduce-overhead":
         options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets; mode and options don't mix
     return torch.compile(fn, options=options, dynamic=COMPILE_DYNAMIC)
+
+
+def custom_op(name: str, *, flexible_layout: bool = False) -> Callable:
+    """torch.library.custom_op with no mutated arguments; ``flexible_layout`` lets Inductor hand the op
+    its inputs in whatever layout it has (the op reads strides) instead of copying them to the traced
+    layout. Torch versions without custom-op tags get the op without it (slower, same values)."""
+    tag = getattr(torch.Tag, "flexible_layout", None) if flexible_layout else None
+    if tag is not None:
+        try:
+            return torch.library.custom_op(name, mutates_args=(), tags=(tag,))
+        except TypeError:  # torch.library.custom_op without ``tags`` (before torch 2.6)
+            pass
+    return torch.library.custom_op(name, mutates_args=())

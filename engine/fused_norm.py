@@ -27,6 +27,8 @@ import os
 
 import torch
 
+from engine.compiling import custom_op
+
 try:
     import triton
     import triton.language as tl
@@ -264,7 +266,7 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
     return tuple(t.stride())  # type: ignore[return-value]
 
 
-@torch.library.custom_op("vqbot::group_norm_silu", mutates_args=(), tags=(torch.Tag.flexible_layout,))
+@custom_op("vqbot::group_norm_silu", flexible_layout=True)
 def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pre_bias: torch.Tensor | None, groups: int,
              eps: float, silu: bool, out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     _check(x, weight, bias, pre_bias, groups)
@@ -297,7 +299,7 @@ def _forward_fake(x, weight, bias, pre_bias, groups, eps, silu, out_dtype):  # n
     return torch.empty_like(x, dtype=out_dtype), mean, torch.empty_like(mean)
 
 
-@torch.library.custom_op("vqbot::group_norm_silu_backward", mutates_args=(), tags=(torch.Tag.flexible_layout,))
+@custom_op("vqbot::group_norm_silu_backward", flexible_layout=True)
 def _backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
               pre_bias: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor, silu: bool) -> torch.Tensor:
     n, c, h, w = x.shape

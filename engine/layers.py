@@ -27,6 +27,7 @@ from taming.modules.diffusionmodules.model import Decoder, ResnetBlock, Upsample
 from torch import nn
 
 from engine import fused_norm
+from engine.compiling import custom_op
 
 # Devices whose compiled steps use engine/fused_norm.py's kernels for group norm + SiLU
 # (bench/profile_engine.py empties it to measure what they give; the CPU tests add "cpu",
@@ -102,7 +103,7 @@ def norm_silu(norm: nn.GroupNorm, x: torch.Tensor, pre_bias: torch.Tensor | None
     return nonlinearity(norm(x))
 
 
-@torch.library.custom_op("vqbot::frozen_conv2d", mutates_args=(), tags=(torch.Tag.flexible_layout,))
+@custom_op("vqbot::frozen_conv2d", flexible_layout=True)
 def frozen_conv2d(x: torch.Tensor, weight: torch.Tensor, padding: int, upsample: bool = False) -> torch.Tensor:
     """F.conv2d(x, weight, padding=padding) (stride 1, no bias) whose backward keeps only the weight.
 

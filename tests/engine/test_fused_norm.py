@@ -180,3 +180,23 @@ def test_under_autocast_the_decoder_keeps_the_plain_layers(monkeypatch) -> None:
     torch._dynamo.reset()
     _, code = run_and_get_code(torch.compile(step), z)
     assert "vqbot.group_norm_silu" not in "\n".join(code) and "vqbot.frozen_conv2d" not in "\n".join(code)
+
+
+def test_on_a_torch_without_custom_op_tags_the_ops_register_without_them(monkeypatch) -> None:  # noqa: ANN001
+    from engine import compiling
+
+    real = torch.library.custom_op
+
+    def without_tags(name, fn=None, /, *, mutates_args, tags=None, **kwargs):  # noqa: ANN001, ANN202
+        if tags is not None:
+            raise TypeError("custom_op() got an unexpected keyword argument 'tags'")
+        return real(name, fn, mutates_args=mutates_args, **kwargs)
+
+    monkeypatch.setattr(torch.library, "custom_op", without_tags)
+
+    @compiling.custom_op("vqbot_test::twice", flexible_layout=True)
+    def twice(x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+    assert torch.equal(twice(torch.ones(3)), torch.full((3,), 2.0))
+    assert torch.Tag.flexible_layout not in torch.ops.vqbot_test.twice.default.tags
