@@ -13,9 +13,10 @@ then x * sigmoid(x), rounded once to ``out_dtype``: what CUDA autocast's float32
 group norm followed by a bf16 convolution computes. Any memory layout works
 (strides are passed in); channels-last is the fast one.
 
-Statistics are exact to float32: each tile sums (x - k) and (x - k)^2 per
-channel with k the channel's first pixel, and the per-channel sums are combined
-per group with Chan's formula, so a large mean does not cancel the variance.
+Statistics: each program sums (x - k) and (x - k)^2 per channel over a run of
+pixels, with k the mean of its first tile, and the programs' and then the
+channels' (mean, squared deviations) are merged with Chan's formula, so a large
+mean or an outlying pixel does not cancel the variance.
 
 On CPU the same kernels run in Triton's interpreter (slow; the tests use it);
 the engine uses the operation only for CUDA tensors under torch.compile.
@@ -52,17 +53,23 @@ if triton is not None:
     @triton.jit
     def _stats_kernel(x_ptr, part_ptr, C, P, W, sxn, sxc, sxh, sxw, rows_per_program,
                       BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        """Per program (a run of pixels of one picture) and channel: the mean and the sum of squared deviations."""
         n = tl.program_id(0)
         s = tl.program_id(1)
         splits = tl.num_programs(1)
         cs = tl.arange(0, BLOCK_C)
         cmask = cs < C
         base = n.to(tl.int64) * sxn
-        k = tl.load(x_ptr + base + cs * sxc, mask=cmask, other=0.0).to(tl.float32)
-        acc1 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
-        acc2 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
         start = s * rows_per_program
         end = tl.minimum(start + rows_per_program, P)
+        # shift: the mean of the program's first tile, so that the sums below don't cancel
+        ps = start + tl.arange(0, BLOCK_P)
+        first = (ps < end)[:, None] & cmask[None, :]
+        v = tl.load(x_ptr + base + ((ps // W) * sxh + (ps % W) * sxw)[:, None] + (cs * sxc)[None, :],
+                    mask=first, other=0.0).to(tl.float32)
+        k = tl.sum(v, axis=0) / tl.sum((ps < end).to(tl.float32), axis=0)
+        acc1 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
+        acc2 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
         for p0 in range(start, end, BLOCK_P):
             ps = p0 + tl.arange(0, BLOCK_P)
             rows = (ps // W) * sxh + (ps % W) * sxw
@@ -71,36 +78,44 @@ if triton is not None:
             v = tl.where(mask, v - k[None, :], 0.0)
             acc1 += v
             acc2 += v * v
+        count = (end - start) * 1.0
+        s1 = tl.sum(acc1, axis=0)
         out = part_ptr + ((n * splits + s) * 2) * C + cs
-        tl.store(out, tl.sum(acc1, axis=0), mask=cmask)
-        tl.store(out + C, tl.sum(acc2, axis=0), mask=cmask)
+        tl.store(out, k + s1 / count, mask=cmask)
+        tl.store(out + C, tl.maximum(tl.sum(acc2, axis=0) - s1 * s1 / count, 0.0), mask=cmask)
 
     @triton.jit
-    def _stats_finalize_kernel(x_ptr, part_ptr, w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, scale_ptr, shift_ptr,
-                               C, P, G, splits, sxn, sxc, eps,
+    def _stats_finalize_kernel(part_ptr, w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, scale_ptr, shift_ptr,
+                               C, P, G, splits, rows_per_program, eps,
                                HAS_PB: tl.constexpr, CPG: tl.constexpr, BLOCK_CPG: tl.constexpr, BLOCK_S: tl.constexpr):
+        """Per picture and group: Chan's merge of the programs' (mean, squared deviations), then of the channels'."""
         pid = tl.program_id(0)
         n = pid // G
         g = pid % G
         j = tl.arange(0, BLOCK_CPG)
         jmask = j < CPG
         cs = g * CPG + j
-        s1 = tl.zeros([BLOCK_CPG], dtype=tl.float32)
-        s2 = tl.zeros([BLOCK_CPG], dtype=tl.float32)
+        count = P * 1.0  # P * 1.0, not P.to(): Triton makes an argument equal to 1 a plain int
+        total = tl.zeros([BLOCK_CPG], dtype=tl.float32)
         for s0 in range(0, splits, BLOCK_S):
             ss = s0 + tl.arange(0, BLOCK_S)
             mask = (ss < splits)[:, None] & jmask[None, :]
+            counts = tl.minimum(tl.maximum(P - ss * rows_per_program, 0), rows_per_program) * 1.0
             at = part_ptr + ((n * splits + ss) * 2 * C)[:, None] + cs[None, :]
-            s1 += tl.sum(tl.load(at, mask=mask, other=0.0), axis=0)
-            s2 += tl.sum(tl.load(at + C, mask=mask, other=0.0), axis=0)
-        k = tl.load(x_ptr + n.to(tl.int64) * sxn + cs * sxc, mask=jmask, other=0.0).to(tl.float32)
+            total += tl.sum(tl.load(at, mask=mask, other=0.0) * counts[:, None], axis=0)
+        mean_c = total / count
+        m2_c = tl.zeros([BLOCK_CPG], dtype=tl.float32)
+        for s0 in range(0, splits, BLOCK_S):
+            ss = s0 + tl.arange(0, BLOCK_S)
+            mask = (ss < splits)[:, None] & jmask[None, :]
+            counts = tl.minimum(tl.maximum(P - ss * rows_per_program, 0), rows_per_program) * 1.0
+            at = part_ptr + ((n * splits + ss) * 2 * C)[:, None] + cs[None, :]
+            d = tl.where(mask, tl.load(at, mask=mask, other=0.0) - mean_c[None, :], 0.0)
+            m2_c += tl.sum(tl.load(at + C, mask=mask, other=0.0) + counts[:, None] * d * d, axis=0)
         pb = tl.zeros([BLOCK_CPG], dtype=tl.float32)
         if HAS_PB:
             pb = tl.load(pb_ptr + cs, mask=jmask, other=0.0).to(tl.float32)
-        k += pb
-        count = P.to(tl.float32)
-        mean_c = k + s1 / count
-        m2_c = tl.maximum(s2 - s1 * s1 / count, 0.0)
+        mean_c += pb
         mean = tl.sum(tl.where(jmask, mean_c, 0.0), axis=0) / CPG
         d = tl.where(jmask, mean_c - mean, 0.0)
         m2 = tl.sum(tl.where(jmask, m2_c, 0.0), axis=0) + count * tl.sum(d * d, axis=0)
@@ -115,8 +130,8 @@ if triton is not None:
     @triton.jit
     def _apply_kernel(x_ptr, y_ptr, scale_ptr, shift_ptr, C, P, W, sxn, sxc, sxh, sxw, syn, syc, syh, syw,
                       SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-        n = tl.program_id(0)
-        ps = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        n = tl.program_id(1)  # pixel tiles on axis 0: axis 1 allows only 65535 programs
+        ps = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
         cs = tl.arange(0, BLOCK_C)
         cmask = cs < C
         mask = (ps < P)[:, None] & cmask[None, :]
@@ -195,7 +210,7 @@ if triton is not None:
             at = part_ptr + ((n * splits + ss) * 2 * C)[:, None] + cs[None, :]
             s1 += tl.sum(tl.load(at, mask=mask, other=0.0), axis=0)
             s2 += tl.sum(tl.load(at + C, mask=mask, other=0.0), axis=0)
-        count = P.to(tl.float32) * CPG
+        count = P * 1.0 * CPG
         tl.store(coef_ptr + pid * 2, tl.sum(s1, axis=0) / count)
         tl.store(coef_ptr + pid * 2 + 1, tl.sum(s2, axis=0) / count)
 
@@ -203,8 +218,8 @@ if triton is not None:
     def _grad_input_kernel(dy_ptr, x_ptr, dx_ptr, w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, coef_ptr,
                            C, P, W, G, CPG, sxn, sxc, sxh, sxw, sdn, sdc, sdh, sdw, son, soc, soh, sow,
                            SILU: tl.constexpr, HAS_PB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-        n = tl.program_id(0)
-        ps = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        n = tl.program_id(1)  # pixel tiles on axis 0: axis 1 allows only 65535 programs
+        ps = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
         cs = tl.arange(0, BLOCK_C)
         cmask = cs < C
         mask = (ps < P)[:, None] & cmask[None, :]
@@ -285,10 +300,9 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pre_bias
     cpg = c // groups
     _launch(_stats_kernel, x.device, (n, splits), x, part, c, p, w, *sx, rows, BLOCK_P=block_p, BLOCK_C=block_c,
             num_warps=REDUCE_WARPS)
-    _launch(_stats_finalize_kernel, x.device, (n * groups,), x, part, weight, bias,
-            weight if pre_bias is None else pre_bias, mean, rstd, scale, shift, c, p, groups, splits, sx[0], sx[1],
-            eps, HAS_PB=pre_bias is not None, CPG=cpg, BLOCK_CPG=triton.next_power_of_2(cpg), BLOCK_S=_block_s(splits))
-    _launch(_apply_kernel, x.device, (n, triton.cdiv(p, block_e)), x, y, scale, shift, c, p, w, *sx, *_strides(y),
+    _launch(_stats_finalize_kernel, x.device, (n * groups,), part, weight, bias,
+            weight if pre_bias is None else pre_bias, mean, rstd, scale, shift, c, p, groups, splits, rows, eps, HAS_PB=pre_bias is not None, CPG=cpg, BLOCK_CPG=triton.next_power_of_2(cpg), BLOCK_S=_block_s(splits))
+    _launch(_apply_kernel, x.device, (triton.cdiv(p, block_e), n), x, y, scale, shift, c, p, w, *sx, *_strides(y),
             SILU=silu, BLOCK_P=block_e, BLOCK_C=block_c, num_warps=ELEMENTWISE_WARPS)
     return y, mean, rstd
 
@@ -320,7 +334,7 @@ def _backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: t
             num_warps=REDUCE_WARPS)
     _launch(_grad_finalize_kernel, x.device, (n * groups,), part, coef, c, p, groups, splits,
             CPG=cpg, BLOCK_CPG=triton.next_power_of_2(cpg), BLOCK_S=_block_s(splits))
-    _launch(_grad_input_kernel, x.device, (n, triton.cdiv(p, block_e)), grad, x, dx, weight, bias, pb, mean,
+    _launch(_grad_input_kernel, x.device, (triton.cdiv(p, block_e), n), grad, x, dx, weight, bias, pb, mean,
             rstd, coef, c, p, w, groups, cpg, *sx, *sd, *_strides(dx), SILU=silu, HAS_PB=has_pb,
             BLOCK_P=block_e, BLOCK_C=block_c, num_warps=ELEMENTWISE_WARPS)
     return dx

@@ -37,7 +37,7 @@ class EngineConfig:
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     compile: str = "none"  # auto | none | default | reduce-overhead (CUDA graphs): faster steps, slower start
-    fused_kernels: bool = True  # compiled CUDA steps use engine/fused_norm.py's Triton kernels
+    fused_kernels: bool = True  # compiled CUDA steps use engine/fused_norm.py's Triton kernels (False: process-wide)
     vqgan_config: Path | None = None  # explicit taming files override the catalogue name
     vqgan_checkpoint: Path | None = None
     deterministic: bool = False
@@ -116,7 +116,7 @@ class Engine:
         free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
         compiled = self.config.compile != "none"
         shape = BatchShape(params.width, params.height, params.cutn, compiled=compiled,
-                           fused=compiled and uses_fused_kernels(self.device))
+                           fused=compiled and uses_fused_kernels(self.device) and self.autocast_dtype is None)
         return max_batch(free / 2**30, shape, limit=limit)
 
     def preload(self, params: JobParams) -> None:

@@ -72,6 +72,56 @@ def test_a_pre_bias_is_added_before_normalising() -> None:
     torch.testing.assert_close(x.grad.double(), xr.grad, atol=2e-4, rtol=1e-3)
 
 
+def test_an_outlying_first_pixel_does_not_cost_the_variance_its_precision() -> None:
+    x, weight, bias, upstream = _case((1, 32, 64, 64), torch.channels_last, seed=7)
+    x[:, :, 0, 0] += 100 * 0.5  # 100 standard deviations off
+    y = group_norm_silu(x, weight, bias, 8, 1e-6, True)
+    exact = _reference(x.double(), weight, bias, 8, True)
+    theirs = F.silu(F.group_norm(x, 8, weight, bias, 1e-6))
+    error = (y.double() - exact).abs().max().item()
+    assert error <= max(3 * (theirs.double() - exact).abs().max().item(), 1e-5), error
+
+
+@pytest.mark.parametrize("silu", [True, False])
+def test_channel_counts_that_are_not_powers_of_two_nchw_and_a_pre_bias(silu: bool) -> None:
+    x, weight, bias, upstream = _case((2, 48, 5, 7), torch.contiguous_format, seed=8)  # 12 channels a group
+    pre_bias = torch.randn(48, generator=torch.Generator().manual_seed(9))
+    x.requires_grad_(True)
+    y = group_norm_silu(x, weight, bias, 4, 1e-6, silu, pre_bias=pre_bias)
+    y.backward(upstream)
+    xr = x.detach().double().requires_grad_(True)
+    expected = _reference(xr, weight, bias, 4, silu, pre_bias)
+    expected.backward(upstream.double())
+    torch.testing.assert_close(y.double(), expected, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(x.grad.double(), xr.grad, atol=2e-4, rtol=1e-3)
+
+
+def test_a_gradient_in_another_layout_than_the_input() -> None:
+    x, weight, bias, upstream = _case((2, 64, 6, 6), torch.channels_last, seed=10)
+    x.requires_grad_(True)
+    group_norm_silu(x, weight, bias, 32, 1e-6).backward(upstream.contiguous())  # NCHW gradient, NHWC input
+    xr = x.detach().double().requires_grad_(True)
+    _reference(xr, weight, bias, 32, True).backward(upstream.double())
+    assert x.grad.stride() == x.stride()
+    torch.testing.assert_close(x.grad.double(), xr.grad, atol=2e-4, rtol=1e-3)
+
+
+def test_the_kernels_build_for_an_h100_even_with_a_size_of_one() -> None:
+    """A 16x16 picture has 1x1 latents; on a GPU Triton turns such a 1 into a constant (the interpreter doesn't)."""
+    import os
+    import subprocess
+    import sys
+
+    import triton.backends
+
+    if "nvidia" not in getattr(triton.backends, "backends", {}):
+        pytest.skip("this triton has no CUDA backend to compile with")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-m", "tests.engine.kernel_build_check"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_bf16_input_gives_bf16_rounded_once_from_float32() -> None:
     x, weight, bias, upstream = _case((2, 64, 8, 8), torch.channels_last, torch.bfloat16, seed=2)
     y = group_norm_silu(x, weight, bias, 32, 1e-6, True, torch.bfloat16)
