@@ -51,6 +51,23 @@ def available() -> bool:
 if triton is not None:
 
     @triton.jit
+    def _tile(n, ps, cs, W, sn, sc, sh, sw):
+        """Element offsets of the (pixels ps x channels cs) tile of picture n, for a tensor's four strides."""
+        return n.to(tl.int64) * sn + ((ps // W) * sh + (ps % W) * sw)[:, None] + (cs * sc)[None, :]
+
+    @triton.jit
+    def _channel_terms(w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, n, cs, cmask, G, CPG, HAS_PB: tl.constexpr):
+        """Per channel: weight, bias, the centre normalised around (the group mean less any pre-bias), 1/std."""
+        w = tl.load(w_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        b = tl.load(b_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        group = n * G + cs // CPG
+        centre = tl.load(mean_ptr + group, mask=cmask, other=0.0)
+        rstd = tl.load(rstd_ptr + group, mask=cmask, other=0.0)
+        if HAS_PB:  # x + pre-bias is what is normalised
+            centre -= tl.load(pb_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        return w, b, centre, rstd
+
+    @triton.jit
     def _stats_kernel(x_ptr, part_ptr, C, P, W, sxn, sxc, sxh, sxw, rows_per_program,
                       BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
         """Per program (a run of pixels of one picture) and channel: the mean and the sum of squared deviations."""
@@ -59,22 +76,19 @@ if triton is not None:
         splits = tl.num_programs(1)
         cs = tl.arange(0, BLOCK_C)
         cmask = cs < C
-        base = n.to(tl.int64) * sxn
         start = s * rows_per_program
         end = tl.minimum(start + rows_per_program, P)
         # shift: the mean of the program's first tile, so that the sums below don't cancel
         ps = start + tl.arange(0, BLOCK_P)
         first = (ps < end)[:, None] & cmask[None, :]
-        v = tl.load(x_ptr + base + ((ps // W) * sxh + (ps % W) * sxw)[:, None] + (cs * sxc)[None, :],
-                    mask=first, other=0.0).to(tl.float32)
+        v = tl.load(x_ptr + _tile(n, ps, cs, W, sxn, sxc, sxh, sxw), mask=first, other=0.0).to(tl.float32)
         k = tl.sum(v, axis=0) / tl.sum((ps < end).to(tl.float32), axis=0)
         acc1 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
         acc2 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
         for p0 in range(start, end, BLOCK_P):
             ps = p0 + tl.arange(0, BLOCK_P)
-            rows = (ps // W) * sxh + (ps % W) * sxw
             mask = (ps < end)[:, None] & cmask[None, :]
-            v = tl.load(x_ptr + base + rows[:, None] + (cs * sxc)[None, :], mask=mask, other=0.0).to(tl.float32)
+            v = tl.load(x_ptr + _tile(n, ps, cs, W, sxn, sxc, sxh, sxw), mask=mask, other=0.0).to(tl.float32)
             v = tl.where(mask, v - k[None, :], 0.0)
             acc1 += v
             acc2 += v * v
@@ -135,17 +149,13 @@ if triton is not None:
         cs = tl.arange(0, BLOCK_C)
         cmask = cs < C
         mask = (ps < P)[:, None] & cmask[None, :]
-        h = ps // W
-        w = ps % W
         a = tl.load(scale_ptr + n * C + cs, mask=cmask, other=0.0)
         b = tl.load(shift_ptr + n * C + cs, mask=cmask, other=0.0)
-        x = tl.load(x_ptr + n.to(tl.int64) * sxn + (h * sxh + w * sxw)[:, None] + (cs * sxc)[None, :],
-                    mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + _tile(n, ps, cs, W, sxn, sxc, sxh, sxw), mask=mask, other=0.0).to(tl.float32)
         z = x * a[None, :] + b[None, :]
         if SILU:
             z = z * tl.sigmoid(z)
-        tl.store(y_ptr + n.to(tl.int64) * syn + (h * syh + w * syw)[:, None] + (cs * syc)[None, :],
-                 z.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.store(y_ptr + _tile(n, ps, cs, W, syn, syc, syh, syw), z.to(y_ptr.dtype.element_ty), mask=mask)
 
     @triton.jit
     def _grad_terms(x, dy, w, b, centre, rstd, SILU: tl.constexpr):
@@ -166,26 +176,17 @@ if triton is not None:
         splits = tl.num_programs(1)
         cs = tl.arange(0, BLOCK_C)
         cmask = cs < C
-        w = tl.load(w_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
-        b = tl.load(b_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
-        mean = tl.load(mean_ptr + n * G + cs // CPG, mask=cmask, other=0.0)
-        rstd = tl.load(rstd_ptr + n * G + cs // CPG, mask=cmask, other=0.0)
-        if HAS_PB:  # x + pre-bias is what is normalised
-            mean -= tl.load(pb_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        w, b, centre, rstd = _channel_terms(w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, n, cs, cmask, G, CPG, HAS_PB)
         acc1 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
         acc2 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
         start = s * rows_per_program
         end = tl.minimum(start + rows_per_program, P)
         for p0 in range(start, end, BLOCK_P):
             ps = p0 + tl.arange(0, BLOCK_P)
-            h = ps // W
-            ww = ps % W
             mask = (ps < end)[:, None] & cmask[None, :]
-            x = tl.load(x_ptr + n.to(tl.int64) * sxn + (h * sxh + ww * sxw)[:, None] + (cs * sxc)[None, :],
-                        mask=mask, other=0.0).to(tl.float32)
-            dy = tl.load(dy_ptr + n.to(tl.int64) * sdn + (h * sdh + ww * sdw)[:, None] + (cs * sdc)[None, :],
-                         mask=mask, other=0.0).to(tl.float32)
-            dxh, xh = _grad_terms(x, dy, w, b, mean, rstd, SILU)
+            x = tl.load(x_ptr + _tile(n, ps, cs, W, sxn, sxc, sxh, sxw), mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(dy_ptr + _tile(n, ps, cs, W, sdn, sdc, sdh, sdw), mask=mask, other=0.0).to(tl.float32)
+            dxh, xh = _grad_terms(x, dy, w, b, centre, rstd, SILU)
             dxh = tl.where(mask, dxh, 0.0)
             acc1 += dxh
             acc2 += dxh * xh
@@ -223,25 +224,15 @@ if triton is not None:
         cs = tl.arange(0, BLOCK_C)
         cmask = cs < C
         mask = (ps < P)[:, None] & cmask[None, :]
-        h = ps // W
-        ww = ps % W
-        w = tl.load(w_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
-        b = tl.load(b_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
+        w, b, centre, rstd = _channel_terms(w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, n, cs, cmask, G, CPG, HAS_PB)
         group = n * G + cs // CPG
-        mean = tl.load(mean_ptr + group, mask=cmask, other=0.0)
-        rstd = tl.load(rstd_ptr + group, mask=cmask, other=0.0)
-        if HAS_PB:
-            mean -= tl.load(pb_ptr + cs, mask=cmask, other=0.0).to(tl.float32)
         c1 = tl.load(coef_ptr + group * 2, mask=cmask, other=0.0)
         c2 = tl.load(coef_ptr + group * 2 + 1, mask=cmask, other=0.0)
-        x = tl.load(x_ptr + n.to(tl.int64) * sxn + (h * sxh + ww * sxw)[:, None] + (cs * sxc)[None, :],
-                    mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + n.to(tl.int64) * sdn + (h * sdh + ww * sdw)[:, None] + (cs * sdc)[None, :],
-                     mask=mask, other=0.0).to(tl.float32)
-        dxh, xh = _grad_terms(x, dy, w, b, mean, rstd, SILU)
+        x = tl.load(x_ptr + _tile(n, ps, cs, W, sxn, sxc, sxh, sxw), mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(dy_ptr + _tile(n, ps, cs, W, sdn, sdc, sdh, sdw), mask=mask, other=0.0).to(tl.float32)
+        dxh, xh = _grad_terms(x, dy, w, b, centre, rstd, SILU)
         dx = rstd[None, :] * (dxh - c1[None, :] - xh * c2[None, :])
-        tl.store(dx_ptr + n.to(tl.int64) * son + (h * soh + ww * sow)[:, None] + (cs * soc)[None, :],
-                 dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        tl.store(dx_ptr + _tile(n, ps, cs, W, son, soc, soh, sow), dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
 def _launch(kernel, device: torch.device, grid: tuple[int, ...], *args, **meta) -> None:  # noqa: ANN001
