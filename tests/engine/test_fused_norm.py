@@ -33,6 +33,18 @@ def _case(shape: tuple[int, ...], layout, dtype=torch.float32, seed: int = 0):  
     return x, torch.randn(c, generator=g), torch.randn(c, generator=g), torch.randn(shape, generator=g).to(dtype)
 
 
+def _fused_and_exact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, silu: bool,
+                     upstream: torch.Tensor, pre_bias: torch.Tensor | None = None):  # noqa: ANN202
+    """(output, input gradient) of the fused op and of the float64 reference, for the same upstream gradient."""
+    x = x.detach().requires_grad_(True)
+    y = group_norm_silu(x, weight, bias, groups, 1e-6, silu, pre_bias=pre_bias)
+    y.backward(upstream)
+    xr = x.detach().double().requires_grad_(True)
+    expected = _reference(xr, weight, bias, groups, silu, pre_bias)
+    expected.backward(upstream.double())
+    return y, x.grad, expected, xr.grad
+
+
 def _torch_float32(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, silu: bool,
                    upstream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.detach().float().requires_grad_(True)
@@ -46,15 +58,10 @@ def _torch_float32(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gr
 @pytest.mark.parametrize("silu", [True, False])
 def test_values_and_input_gradient_are_as_accurate_as_torch_float32(layout, silu: bool) -> None:
     x, weight, bias, upstream = _case((2, 64, 7, 5), layout)
-    x.requires_grad_(True)
-    y = group_norm_silu(x, weight, bias, 32, 1e-6, silu)
-    y.backward(upstream)
-    xr = x.detach().double().requires_grad_(True)
-    expected = _reference(xr, weight, bias, 32, silu)
-    expected.backward(upstream.double())
+    y, grad, expected, expected_grad = _fused_and_exact(x, weight, bias, 32, silu, upstream)
     torch_y, torch_grad = _torch_float32(x, weight, bias, 32, silu, upstream)
     assert y.dtype == torch.float32 and y.stride() == x.stride()
-    for got, theirs, exact in [(y, torch_y, expected), (x.grad, torch_grad, xr.grad)]:
+    for got, theirs, exact in [(y, torch_y, expected), (grad, torch_grad, expected_grad)]:
         error = (got.double() - exact).abs().max().item()
         assert error <= max(3 * (theirs.double() - exact).abs().max().item(), 1e-5), error
 
@@ -62,14 +69,9 @@ def test_values_and_input_gradient_are_as_accurate_as_torch_float32(layout, silu
 def test_a_pre_bias_is_added_before_normalising() -> None:
     x, weight, bias, upstream = _case((3, 32, 6, 6), torch.channels_last, seed=1)
     pre_bias = torch.randn(32, generator=torch.Generator().manual_seed(5)) * 3  # differs inside each group
-    x.requires_grad_(True)
-    y = group_norm_silu(x, weight, bias, 8, 1e-6, True, pre_bias=pre_bias)
-    y.backward(upstream)
-    xr = x.detach().double().requires_grad_(True)
-    expected = _reference(xr, weight, bias, 8, True, pre_bias)
-    expected.backward(upstream.double())
+    y, grad, expected, expected_grad = _fused_and_exact(x, weight, bias, 8, True, upstream, pre_bias)
     torch.testing.assert_close(y.double(), expected, atol=2e-4, rtol=1e-4)
-    torch.testing.assert_close(x.grad.double(), xr.grad, atol=2e-4, rtol=1e-3)
+    torch.testing.assert_close(grad.double(), expected_grad, atol=2e-4, rtol=1e-3)
 
 
 def test_an_outlying_first_pixel_does_not_cost_the_variance_its_precision() -> None:
@@ -86,24 +88,16 @@ def test_an_outlying_first_pixel_does_not_cost_the_variance_its_precision() -> N
 def test_channel_counts_that_are_not_powers_of_two_nchw_and_a_pre_bias(silu: bool) -> None:
     x, weight, bias, upstream = _case((2, 48, 5, 7), torch.contiguous_format, seed=8)  # 12 channels a group
     pre_bias = torch.randn(48, generator=torch.Generator().manual_seed(9))
-    x.requires_grad_(True)
-    y = group_norm_silu(x, weight, bias, 4, 1e-6, silu, pre_bias=pre_bias)
-    y.backward(upstream)
-    xr = x.detach().double().requires_grad_(True)
-    expected = _reference(xr, weight, bias, 4, silu, pre_bias)
-    expected.backward(upstream.double())
+    y, grad, expected, expected_grad = _fused_and_exact(x, weight, bias, 4, silu, upstream, pre_bias)
     torch.testing.assert_close(y.double(), expected, atol=2e-4, rtol=1e-4)
-    torch.testing.assert_close(x.grad.double(), xr.grad, atol=2e-4, rtol=1e-3)
+    torch.testing.assert_close(grad.double(), expected_grad, atol=2e-4, rtol=1e-3)
 
 
 def test_a_gradient_in_another_layout_than_the_input() -> None:
     x, weight, bias, upstream = _case((2, 64, 6, 6), torch.channels_last, seed=10)
-    x.requires_grad_(True)
-    group_norm_silu(x, weight, bias, 32, 1e-6).backward(upstream.contiguous())  # NCHW gradient, NHWC input
-    xr = x.detach().double().requires_grad_(True)
-    _reference(xr, weight, bias, 32, True).backward(upstream.double())
-    assert x.grad.stride() == x.stride()
-    torch.testing.assert_close(x.grad.double(), xr.grad, atol=2e-4, rtol=1e-3)
+    _, grad, _, expected_grad = _fused_and_exact(x, weight, bias, 32, True, upstream.contiguous())  # NCHW gradient
+    assert grad.stride() == x.stride()
+    torch.testing.assert_close(grad.double(), expected_grad, atol=2e-4, rtol=1e-3)
 
 
 def test_the_kernels_build_for_an_h100_even_with_a_size_of_one() -> None:
