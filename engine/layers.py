@@ -80,17 +80,17 @@ class NearestUpsample(Upsample):
         return self.conv(x) if self.with_conv else x
 
 
-def uses_fused_kernels(device: torch.device) -> bool:
-    """Whether compiled steps on ``device`` run the fused kernels (it changes their memory, engine/memory.py)."""
-    return device.type in FUSED_NORM_DEVICES and fused_norm.available()
+def uses_fused_kernels(device: torch.device, *, autocast: bool = False) -> bool:
+    """Whether compiled steps on ``device`` run the fused kernels and frozen convolutions (it changes their
+    memory, engine/memory.py): a listed device, and no autocast (the engine runs bf16 weights; the
+    kernels were measured so; fp16 precision keeps Inductor's code)."""
+    return not autocast and device.type in FUSED_NORM_DEVICES and fused_norm.available()
 
 
 def fast_path(x: torch.Tensor, *frozen: torch.Tensor | None) -> bool:
-    """Whether this compiled step may use the fused kernels and frozen convolutions: a listed device,
-    frozen parameters, and no autocast (the engine runs bf16 weights; the kernels were measured so)."""
-    return (uses_fused_kernels(x.device) and x.dim() == 4 and torch.compiler.is_compiling()
-            and not torch.is_autocast_enabled(x.device.type)
-            and not any(p is not None and p.requires_grad for p in frozen))
+    """Whether this compiled step may use the fused kernels and frozen convolutions (frozen parameters)."""
+    return (uses_fused_kernels(x.device, autocast=torch.is_autocast_enabled(x.device.type)) and x.dim() == 4
+            and torch.compiler.is_compiling() and not any(p is not None and p.requires_grad for p in frozen))
 
 
 def norm_silu(norm: nn.GroupNorm, x: torch.Tensor, pre_bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -226,7 +226,7 @@ class FusedDecoder(Decoder):
         return torch.tanh(h) if getattr(self, "tanh_out", False) else h
 
 
-def prepare_for_compile(model: nn.Module, device: torch.device) -> None:
+def prepare_for_compile(model: nn.Module, device: torch.device, *, autocast: bool = False) -> None:
     """Channels-last convolution weights where the fused kernels run, so activations stay channels-last.
 
     The frozen convolutions are opaque to Inductor, which therefore no longer picks
@@ -234,7 +234,7 @@ def prepare_for_compile(model: nn.Module, device: torch.device) -> None:
     Hopper kernels want. Eager runs keep the weights as they are (eager bf16 is
     faster on contiguous weights, bench/results/2026-11-27-h200-profile.log).
     """
-    if uses_fused_kernels(device):
+    if uses_fused_kernels(device, autocast=autocast):
         model.to(memory_format=torch.channels_last)
 
 

@@ -87,8 +87,8 @@ class BatchOptimiser:
         self.lr = self.init_weight = self.alpha = self.cut_pow = torch.empty(0, device=device)
         self._targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.compile_mode = compile_mode
-        if compile_mode != "none" and autocast_dtype is None:  # the fused path runs without autocast only
-            prepare_for_compile(vqgan, device)
+        if compile_mode != "none":
+            prepare_for_compile(vqgan, device, autocast=autocast_dtype is not None)
         self._loss_fn = compiled(self._loss_from, compile_mode)
         self._adam_fn = compiled(_adam_update, "default" if compile_mode != "none" else "none")
 

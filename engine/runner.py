@@ -116,7 +116,7 @@ class Engine:
         free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
         compiled = self.config.compile != "none"
         shape = BatchShape(params.width, params.height, params.cutn, compiled=compiled,
-                           fused=compiled and uses_fused_kernels(self.device) and self.autocast_dtype is None)
+                           fused=compiled and uses_fused_kernels(self.device, autocast=self.autocast_dtype is not None))
         return max_batch(free / 2**30, shape, limit=limit)
 
     def preload(self, params: JobParams) -> None:
