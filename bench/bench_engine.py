@@ -39,7 +39,8 @@ F16_16384 = VQGANConfig(kind="vq", embed_dim=256, n_embed=16384, ddconfig={
 TINY = VQGANConfig(kind="vq", embed_dim=32, n_embed=64, ddconfig=TINY_DDCONFIG)
 
 
-def build_models(device: torch.device, tiny: bool) -> tuple[VQGAN, Clip]:
+def build_models(device: torch.device, tiny: bool, *, classic: bool = False) -> tuple[VQGAN, Clip]:
+    """Random-weight models (seed 0); ``classic`` keeps open_clip's own image-tower layers, as the 2021 tools ran them."""
     import open_clip
 
     torch.manual_seed(0)
@@ -51,7 +52,8 @@ def build_models(device: torch.device, tiny: bool) -> tuple[VQGAN, Clip]:
         model = open_clip.model.CLIP(**TINY_CLIP_CONFIG["model_cfg"])
     else:
         model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
-    return vqgan, wrap_clip(model, open_clip.get_tokenizer("ViT-B-32-quickgelu"), "ViT-B-32", device=device)
+    return vqgan, wrap_clip(model, open_clip.get_tokenizer("ViT-B-32-quickgelu"), "ViT-B-32", device=device,
+                            fast_layers=not classic)
 
 
 def sync(device: torch.device) -> None:
@@ -208,18 +210,16 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
-    vqgan, clip = build_models(device, args.tiny)
+    vqgan, clip = build_models(device, args.tiny, classic=True)  # the classic loop's, and the fp32 reference
     with torch.no_grad():
         target = clip.encode_text(["a wooden banana temple in an underwater kingdom"])[0]
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     sizes = [64] if args.tiny else [int(s) for s in args.sizes.split(",")]
     batches = [1, 2] if args.tiny else [int(b) for b in args.batches.split(",")]
     autocast = None  # our engine runs bf16 weights on CUDA (see engine.models.pick_precision)
+    vqgan_fast, clip_fast = build_models(device, args.tiny)
     if device.type == "cuda":
-        vqgan_fast, clip_fast = build_models(device, args.tiny)
         vqgan_fast, clip_fast.model = vqgan_fast.to(torch.bfloat16), clip_fast.model.to(torch.bfloat16)
-    else:
-        vqgan_fast, clip_fast = vqgan, clip
     figures: dict = {"device": name, "cutn": args.cutn, "steps_timed": args.steps, "torch": torch.__version__,
                      "compile": args.compile}
     print(f"device {name}, torch {torch.__version__}, {args.cutn} cutouts, {args.steps} timed steps", flush=True)

@@ -3,7 +3,9 @@
     python bench/profile_engine.py [--variants bf16,step_default,step_graphs@8] [--batches 1,8] [--profile VARIANT]
 
 A variant may name its own batch sizes after '@', joined by '+': ``step_default_nolayout@1+8``.
-A ``_nofused`` suffix turns off engine/fused_norm.py's group norm + SiLU kernels: ``step_graphs_nofused``.
+A ``_nofused`` suffix turns off engine/fused_norm.py's group norm + SiLU kernels: ``step_graphs_nofused``;
+``_plainclip`` keeps open_clip's own image-tower layers (not engine/clip_layers.py's): ``step_graphs_plainclip``;
+``_nosubpixel`` runs the upsampling convolutions on the doubled picture (not engine/subpixel.py's way).
 """
 
 from __future__ import annotations
@@ -71,12 +73,17 @@ def main() -> None:
     for spec in args.variants.split(","):
         variant, _, own_batches = spec.partition("@")
         batches = [int(b) for b in (own_batches.replace("+", ",") or args.batches).split(",")]
-        dtype, autocast, mode, channels_last, options = VARIANTS[variant.removesuffix("_nofused")]
+        base, suffixes = variant, set()
+        for suffix in ("_nosubpixel", "_plainclip", "_nofused"):
+            if base.endswith(suffix):
+                base, suffixes = base.removesuffix(suffix), suffixes | {suffix}
+        dtype, autocast, mode, channels_last, options = VARIANTS[base]
         layers.FUSED_NORM_DEVICES.clear()
-        if not variant.endswith("_nofused"):
+        if "_nofused" not in suffixes:
             layers.FUSED_NORM_DEVICES.add("cuda")
+        layers.SUBPIXEL_UPSAMPLE = "_nosubpixel" not in suffixes
         compiling.INDUCTOR_OPTIONS = dict(options)
-        vqgan, clip = build_models(device, tiny=False)
+        vqgan, clip = build_models(device, tiny=False, classic="_plainclip" in suffixes)
         vqgan, clip.model = vqgan.to(dtype), clip.model.to(dtype)
         if channels_last:
             vqgan = vqgan.to(memory_format=torch.channels_last)

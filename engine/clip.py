@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from engine.clip_layers import use_fast_clip_layers
 from engine.vqgan import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,13 @@ def load_clip(name: str, pretrained: str | None, *, device: torch.device, dtype:
 
 
 def wrap_clip(model: nn.Module, tokenize: Callable[[list[str]], torch.Tensor], name: str, *,
-              device: torch.device, dtype: torch.dtype = torch.float32) -> Clip:
-    """An open_clip model, frozen on ``device`` in ``dtype``, with its input size and statistics."""
+              device: torch.device, dtype: torch.dtype = torch.float32, fast_layers: bool = True) -> Clip:
+    """An open_clip model, frozen on ``device`` in ``dtype``, with its input size and statistics
+    (image-tower layers swapped for engine/clip_layers.py's unless ``fast_layers`` is off: same weights,
+    same results)."""
     model = model.eval().requires_grad_(False).to(device=device, dtype=dtype)
+    if fast_layers:
+        use_fast_clip_layers(model)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     mean = getattr(model.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)

@@ -237,7 +237,7 @@ if triton is not None:
 
 def _launch(kernel, device: torch.device, grid: tuple[int, ...], *args, **meta) -> None:  # noqa: ANN001
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError("group_norm_silu runs on CPU tensors only in Triton's interpreter "
+        raise RuntimeError("the engine's Triton kernels run on CPU tensors only in Triton's interpreter "
                            "(TRITON_INTERPRET=1 before triton is imported; the tests set it)")
     kernel[grid](*args, **meta)
 

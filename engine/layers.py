@@ -26,13 +26,16 @@ import torch.nn.functional as F
 from taming.modules.diffusionmodules.model import Decoder, ResnetBlock, Upsample, nonlinearity
 from torch import nn
 
-from engine import fused_norm
+from engine import fused_norm, subpixel
 from engine.compiling import custom_op
 
 # Devices whose compiled steps use engine/fused_norm.py's kernels for group norm + SiLU
 # (bench/profile_engine.py empties it to measure what they give; the CPU tests add "cpu",
 # where the kernels run in Triton's interpreter).
 FUSED_NORM_DEVICES: set[str] = {"cuda"}
+# On that path, the upsampling 3x3 convolutions run on the small picture (engine/subpixel.py);
+# bench/profile_engine.py turns it off to measure what it gives.
+SUBPIXEL_UPSAMPLE = True
 
 
 def group_norm_by_channels(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
@@ -177,7 +180,11 @@ class FrozenConv2d(nn.Conv2d):
         return self._frozen_forward(x, upsample=False)
 
     def upsampled(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolution of x doubled in size (nearest), in one frozen_conv2d (fast path only)."""
+        """The convolution of x doubled in size (nearest), frozen (fast path only): a 3x3 one with padding 1
+        on the small picture (engine/subpixel.py), any other in one frozen_conv2d."""
+        if SUBPIXEL_UPSAMPLE and self.kernel_size == (3, 3) and self.padding == (1, 1):
+            out = subpixel.upsample_conv3x3(x, subpixel.phase_weights(self.weight))
+            return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
         return self._frozen_forward(x, upsample=True)
 
     def _frozen_forward(self, x: torch.Tensor, *, upsample: bool) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Compile engine/fused_norm.py's kernels for an H100 (sm_90) without a GPU, each size argument also fixed to 1.
+"""Compile engine/fused_norm.py's and engine/subpixel.py's kernels for an H100 (sm_90) without a GPU, each size argument also fixed to 1.
 
 Triton turns an integer argument equal to 1 into a compile-time constant on a real GPU (a
 16x16 picture gives 1x1 latents), which its CPU interpreter never does; a kernel that calls
@@ -16,14 +16,16 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from engine import fused_norm as fn
+from engine import subpixel
 
-SIZES = ("C", "P", "W", "G", "CPG", "splits", "rows_per_program")
+SIZES = ("C", "P", "H", "W", "G", "CPG", "splits", "rows_per_program")
+ACTIVATIONS = ("x_ptr", "y_ptr", "dy_ptr", "dx_ptr", "src_ptr", "dst_ptr", "gy_ptr", "g_ptr")
 FLOATS = ("eps",)
 
 
 def main() -> int:
     kernels = [fn._stats_kernel, fn._stats_finalize_kernel, fn._apply_kernel, fn._grad_sums_kernel,
-               fn._grad_finalize_kernel, fn._grad_input_kernel]
+               fn._grad_finalize_kernel, fn._grad_input_kernel, subpixel._interleave_kernel, subpixel._phases_kernel]
     meta = {"BLOCK_P": 16, "BLOCK_C": 128, "HAS_PB": True, "SILU": True, "CPG": 4, "BLOCK_CPG": 4, "BLOCK_S": 8}
     target = GPUTarget("cuda", 90, 32)
     failures = 0
@@ -37,7 +39,7 @@ def main() -> int:
                 if name in constexprs or name == one:
                     signature[name] = "constexpr"
                 elif name.endswith("_ptr"):
-                    signature[name] = "*bf16" if name in ("x_ptr", "y_ptr", "dy_ptr", "dx_ptr") else "*fp32"
+                    signature[name] = "*bf16" if name in ACTIVATIONS else "*fp32"
                 else:
                     signature[name] = "fp32" if name in FLOATS else "i32"
             fixed = {(names.index(name),): value for name, value in constexprs.items()}
