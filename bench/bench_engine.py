@@ -259,9 +259,9 @@ def main() -> None:
         print(f"loss trajectory fp32 eager vs bf16 (compile {args.compile}) over 100 steps: start {fp32[0]:.4f}/{fast[0]:.4f}, "
               f"end {fp32[-1]:.4f}/{fast[-1]:.4f}, largest gap {gap:.4f}")
         figures["fp32_vs_fast_max_loss_gap"] = round(gap, 5)
-    figures["steps_per_s"] = figures[f"engine_steps_per_s_{first}_b1"]
+    figures["steps_per_s"] = figures[f"engine_steps_per_s_{first}_b{batches[0]}"]
     figures["classic_steps_per_s"] = figures[f"classic_steps_per_s_{first}"]
-    figures["peak_gib"] = figures[f"engine_peak_gib_{first}_b1"]
+    figures["peak_gib"] = figures[f"engine_peak_gib_{first}_b{batches[0]}"]
     print(json.dumps(figures))
 
 

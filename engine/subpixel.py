@@ -72,7 +72,7 @@ if triton is not None:
 
 def phase_weights(weight: torch.Tensor) -> torch.Tensor:
     """(Cout, Cin, 3, 3) 3x3 taps -> (4 Cout, Cin, 2, 2) 2x2 taps of the four phases, in order (a, b),
-    summed in float32, in the weight's dtype and memory layout."""
+    summed in float32, in the weight's dtype."""
     cout, cin = weight.shape[:2]
     w = weight.float()
 
@@ -81,14 +81,14 @@ def phase_weights(weight: torch.Tensor) -> torch.Tensor:
         return [torch.stack([first, middle + last], dim), torch.stack([first + middle, last], dim)]
 
     four = [col for row in phases(w, 2) for col in phases(row, 3)]
-    return _empty_like_layout(weight, (4 * cout, cin, 2, 2)).copy_(torch.cat(four))
+    return torch.cat(four).to(weight.dtype)
 
 
-def _empty_like_layout(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """An empty tensor of ``shape`` in ``like``'s dtype, device and layout (channels-last or contiguous)."""
-    channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
-    return torch.empty(shape, dtype=like.dtype, device=like.device,
-                       memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+def _channels_last(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """An empty channels-last tensor in ``like``'s dtype and device. The operations below always return
+    channels-last tensors: Inductor hands them inputs in whatever layout it has (flexible_layout), so
+    an output layout that followed the inputs' could differ from what was traced."""
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
 
 
 def _tile(c: int) -> tuple[int, int]:
@@ -102,8 +102,9 @@ def upsample_conv3x3(x: torch.Tensor, phase_weight: torch.Tensor) -> torch.Tenso
     the backward pass keeps only the weights (frozen)."""
     n, _, h, w = x.shape
     c = phase_weight.shape[0] // 4
-    phased = F.conv2d(x, phase_weight, None, 1, 1)  # (n, 4c, h + 1, w + 1)
-    y = _empty_like_layout(phased, (n, c, 2 * h, 2 * w))
+    # channels-last weights: cuDNN's NHWC kernels, and a channels-last output whatever x's layout
+    phased = F.conv2d(x, phase_weight.contiguous(memory_format=torch.channels_last), None, 1, 1)  # (n, 4c, h+1, w+1)
+    y = _channels_last((n, c, 2 * h, 2 * w), phased)
     if y.numel():
         block_p, block_c = _tile(c)
         _launch(_interleave_kernel, x.device, (triton.cdiv(4 * h * w, block_p), n), phased, y, c, h, w,
@@ -114,8 +115,7 @@ def upsample_conv3x3(x: torch.Tensor, phase_weight: torch.Tensor) -> torch.Tenso
 @upsample_conv3x3.register_fake
 def _upsample_conv3x3_shape(x: torch.Tensor, phase_weight: torch.Tensor) -> torch.Tensor:
     n, _, h, w = x.shape
-    phased = F.conv2d(x, phase_weight, None, 1, 1)  # on fake tensors: the layout the real one has
-    return _empty_like_layout(phased, (n, phase_weight.shape[0] // 4, 2 * h, 2 * w))
+    return _channels_last((n, phase_weight.shape[0] // 4, 2 * h, 2 * w), x)
 
 
 def _setup(ctx, inputs, output) -> None:  # noqa: ANN001
@@ -128,7 +128,7 @@ def gradient_phases(grad: torch.Tensor) -> torch.Tensor:
     convolution's output (n, 4c, h + 1, w + 1), zero where a phase has no pixel."""
     n, c, h2, w2 = grad.shape
     h, w = h2 // 2, w2 // 2
-    phased = _empty_like_layout(grad, (n, 4 * c, h + 1, w + 1))
+    phased = _channels_last((n, 4 * c, h + 1, w + 1), grad)
     if phased.numel():
         block_p, block_c = _tile(c)
         _launch(_phases_kernel, grad.device, (triton.cdiv((h + 1) * (w + 1), block_p), n), grad, phased, c, h, w,
@@ -139,14 +139,15 @@ def gradient_phases(grad: torch.Tensor) -> torch.Tensor:
 @gradient_phases.register_fake
 def _gradient_phases_shape(grad: torch.Tensor) -> torch.Tensor:
     n, c, h2, w2 = grad.shape
-    return _empty_like_layout(grad, (n, 4 * c, h2 // 2 + 1, w2 // 2 + 1))
+    return _channels_last((n, 4 * c, h2 // 2 + 1, w2 // 2 + 1), grad)
 
 
 def _backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
     (phase_weight,) = ctx.saved_tensors
     if ctx.needs_input_grad[1]:
         raise NotImplementedError("upsample_conv3x3 has no gradient for its weight")
-    return F.conv_transpose2d(gradient_phases(grad), phase_weight, None, 1, 1), None
+    weight = phase_weight.contiguous(memory_format=torch.channels_last)
+    return F.conv_transpose2d(gradient_phases(grad), weight, None, 1, 1), None
 
 
 upsample_conv3x3.register_autograd(_backward, setup_context=_setup)
