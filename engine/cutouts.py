@@ -111,7 +111,9 @@ def colour_and_noise(cutouts: torch.Tensor, uniform: torch.Tensor, noise: torch.
     brightness = ((uniform[:, 19] * 2 - 1) * aug.brightness).view(-1, 1, 1, 1) * use
     contrast = 1 + ((uniform[:, 20] * 2 - 1) * aug.contrast).view(-1, 1, 1, 1) * use
     saturation = 1 + ((uniform[:, 21] * 2 - 1) * aug.saturation).view(-1, 1, 1, 1) * use
-    grey = (cutouts * cutouts.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    # luma weights as Python numbers: a tensor made here would be a CUDA constant of the compiled graph,
+    # which the on-disk AOTAutograd cache can't store (the batch graph then recompiled on every restart)
+    grey = cutouts[:, 0:1] * 0.299 + cutouts[:, 1:2] * 0.587 + cutouts[:, 2:3] * 0.114
     x = grey + (cutouts - grey) * saturation
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast + mean + brightness
