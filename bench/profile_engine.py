@@ -74,9 +74,9 @@ def main() -> None:
         variant, _, own_batches = spec.partition("@")
         batches = [int(b) for b in (own_batches.replace("+", ",") or args.batches).split(",")]
         base, suffixes = variant, set()
-        for suffix in ("_nosubpixel", "_plainclip", "_nofused"):
-            if base.endswith(suffix):
-                base, suffixes = base.removesuffix(suffix), suffixes | {suffix}
+        while any(base.endswith(suffix) for suffix in ("_nosubpixel", "_plainclip", "_nofused")):
+            suffix = "_" + base.rsplit("_", 1)[1]
+            base, suffixes = base.removesuffix(suffix), suffixes | {suffix}
         dtype, autocast, mode, channels_last, options = VARIANTS[base]
         layers.FUSED_NORM_DEVICES.clear()
         if "_nofused" not in suffixes:

@@ -80,6 +80,6 @@ def use_fast_clip_layers(model: nn.Module) -> nn.Module:
         if type(module) is nn.MultiheadAttention and _plain_attention(module):
             module.__class__ = BatchFirstSelfAttention
     conv1 = getattr(visual, "conv1", None)
-    if type(conv1) is nn.Conv2d:
-        conv1.__class__ = PatchEmbedding
+    if type(conv1) is nn.Conv2d and tuple(conv1.stride) == tuple(conv1.kernel_size) and conv1.padding in ((0, 0), "valid"):
+        conv1.__class__ = PatchEmbedding  # a ViT's patch embedding (not e.g. a ResNet's stem)
     return model

@@ -182,7 +182,8 @@ class FrozenConv2d(nn.Conv2d):
     def upsampled(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution of x doubled in size (nearest), frozen (fast path only): a 3x3 one with padding 1
         on the small picture (engine/subpixel.py), any other in one frozen_conv2d."""
-        if SUBPIXEL_UPSAMPLE and self.kernel_size == (3, 3) and self.padding == (1, 1):
+        if (SUBPIXEL_UPSAMPLE and self.kernel_size == (3, 3) and self.padding == (1, 1) and self.stride == (1, 1)
+                and self.dilation == (1, 1) and self.groups == 1):
             out = subpixel.upsample_conv3x3(x, subpixel.phase_weights(self.weight))
             return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
         return self._frozen_forward(x, upsample=True)

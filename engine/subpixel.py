@@ -91,6 +91,16 @@ def _channels_last(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
 
 
+def _check(x: torch.Tensor, phase_weight: torch.Tensor) -> None:
+    n, cin, h, w = x.shape
+    if phase_weight.dim() != 4 or phase_weight.shape[1:] != (cin, 2, 2) or phase_weight.shape[0] % 4:
+        raise ValueError(f"upsample_conv3x3: phase weights of shape {tuple(phase_weight.shape)} for {cin} channels")
+    if x.dtype != phase_weight.dtype:
+        raise ValueError(f"upsample_conv3x3: input {x.dtype} and weights {phase_weight.dtype} differ")
+    if phase_weight.shape[0] * (h + 1) * (w + 1) >= 2**31:  # the kernels index within a picture in int32
+        raise ValueError(f"upsample_conv3x3: a {h}x{w} picture with {phase_weight.shape[0] // 4} channels is too large")
+
+
 def _tile(c: int) -> tuple[int, int]:
     block_c = min(triton.next_power_of_2(c), 256)
     return max(1, ELEMENTWISE_TILE // block_c), block_c
@@ -100,6 +110,7 @@ def _tile(c: int) -> tuple[int, int]:
 def upsample_conv3x3(x: torch.Tensor, phase_weight: torch.Tensor) -> torch.Tensor:
     """F.conv2d(nearest_2x(x), weight, padding=1) (stride 1, no bias), given phase_weights(weight);
     the backward pass keeps only the weights (frozen)."""
+    _check(x, phase_weight)
     n, _, h, w = x.shape
     c = phase_weight.shape[0] // 4
     # channels-last weights: cuDNN's NHWC kernels, and a channels-last output whatever x's layout
@@ -114,6 +125,7 @@ def upsample_conv3x3(x: torch.Tensor, phase_weight: torch.Tensor) -> torch.Tenso
 
 @upsample_conv3x3.register_fake
 def _upsample_conv3x3_shape(x: torch.Tensor, phase_weight: torch.Tensor) -> torch.Tensor:
+    _check(x, phase_weight)
     n, _, h, w = x.shape
     return _channels_last((n, phase_weight.shape[0] // 4, 2 * h, 2 * w), x)
 

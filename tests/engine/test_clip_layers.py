@@ -105,3 +105,6 @@ def test_models_without_an_image_tower_or_with_other_layers_are_left_alone() -> 
     use_fast_clip_layers(model)
     assert type(model.visual.attn) is nn.MultiheadAttention
     assert type(model.visual.conv1) is PatchEmbedding
+    model.visual.conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)  # a ResNet stem, not a patch embedding
+    use_fast_clip_layers(model)
+    assert type(model.visual.conv1) is nn.Conv2d

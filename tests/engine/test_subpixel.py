@@ -60,3 +60,11 @@ def test_the_gradient_gather_passes_torchs_custom_op_checks() -> None:
     grad = torch.randn(2, 8, 6, 10).to(memory_format=torch.channels_last)
     torch.library.opcheck(torch.ops.vqbot.upsample_conv3x3_phases.default, (grad,),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+def test_mismatched_weights_or_dtypes_are_refused_with_a_clear_error() -> None:
+    x, weight, _ = _case(1, 4, 8, 3, 3, torch.channels_last)
+    with pytest.raises(ValueError, match="differ"):
+        upsample_conv3x3(x.detach().bfloat16(), phase_weights(weight))
+    with pytest.raises(ValueError, match="phase weights"):
+        upsample_conv3x3(x.detach(), weight)
