@@ -22,21 +22,15 @@ HTTP error, wrong size, wrong structure, wrong hash) makes way for the next.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
-import re
-import shutil
-import socket
-import urllib.error
-import urllib.request
+import shutil  # noqa: F401  (tests patch shutil.disk_usage through this module)
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit
-
 
 from engine.download_progress import ByteProgress, ProgressCallback
+from engine.http_fetch import DEFAULT_TIMEOUT, fetch_to_part, host_of, SourceFailed, unwritable_error
 from engine.model_files import (  # noqa: F401  (re-exported: callers import these from here)
     MAX_CONFIG_BYTES,
     ChecksumMismatchError,
@@ -48,7 +42,6 @@ from engine.model_files import (  # noqa: F401  (re-exported: callers import the
     record_sha256,
 )
 from engine.catalog import (
-    MODEL_DIR_ENV,
     ModelPaths,
     VQGANModel,
     checksum_path,
@@ -63,199 +56,28 @@ from engine.catalog import (
 logger = logging.getLogger(__name__)
 
 
-CHUNK_SIZE = 1 << 20
-DEFAULT_TIMEOUT = 30.0
-MAX_RESUMES = 5
-USER_AGENT = "vqbot-model-downloader/0.1"
-
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)", re.IGNORECASE)
-
-
-class _SourceFailed(Exception):
-    """One URL did not give a good file; ``reason`` is a short phrase for the summary."""
-
-    def __init__(self, reason: str, *, checksum: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.checksum = checksum
-
-
-# ---------------------------------------------------------------- one source
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
-
-
-def _describe_error(exc: BaseException) -> str:
-    """A short phrase for a failed request: ``HTTP 404 Not Found``, ``connection refused``..."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}".strip()
-    if isinstance(exc, urllib.error.URLError):
-        if not isinstance(exc.reason, BaseException):
-            return str(exc.reason)
-        exc = exc.reason
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, socket.gaierror):
-        return "host not found"
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0]
-
-
-def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
-    """``(first_byte, total)`` from a Content-Range header; None where absent or ``*``."""
-    match = _CONTENT_RANGE.match(value.strip()) if value else None
-    if not match:
-        return None, None
-    first = int(match.group(1)) if match.group(1) is not None else None
-    total = int(match.group(3)) if match.group(3) != "*" else None
-    return first, total
-
-
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    value = response.headers.get("Content-Length")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _ensure_disk_space(part: Path, needed: int) -> None:
-    free = shutil.disk_usage(part.parent).free
-    if needed > free:
-        raise DownloadError(
-            f"Not enough disk space for {part.name.removesuffix('.part')} in {part.parent}: "
-            f"need {needed / 1e6:.0f} MB, {free / 1e6:.0f} MB free. "
-            f"Free some space or set {MODEL_DIR_ENV} to a folder on another disk."
-        )
-
-
-def _unwritable(path: Path, exc: OSError) -> DownloadError:
-    return DownloadError(
-        f"Could not write {path} ({exc.strerror or exc}). "
-        f"Check free space and permissions there, or set {MODEL_DIR_ENV} to another folder."
-    )
-
-
-def _fetch(url: str, part: Path, *, expected_size: int | None, timeout: float, progress: ByteProgress) -> None:
-    """Download ``url`` into ``part``, resuming what is there. Raises ``_SourceFailed``."""
-    resumes = 0
-    while True:
-        offset = part.stat().st_size if part.exists() else 0
-        if expected_size is not None and offset > expected_size:
-            logger.warning("Discarding %s: %d bytes, more than the expected %d", part, offset, expected_size)
-            part.unlink()
-            offset = 0
-        if expected_size is not None and offset == expected_size:
-            logger.info("%s is already complete", part)
-            return
-        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        request = urllib.request.Request(url, headers=headers)
-        logger.info("Downloading %s from %s (from byte %d)", part.name, url, offset)
-        try:
-            response = urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code == 416 and offset:
-                _, total = _parse_content_range(exc.headers.get("Content-Range"))
-                if total == offset:
-                    logger.info("%s is already complete (server answered 416)", part)
-                    return
-                logger.warning("Server refused to resume %s at byte %d; starting again", part.name, offset)
-                part.unlink()
-                if resumes >= MAX_RESUMES:
-                    raise _SourceFailed("server refused to resume") from exc
-                resumes += 1
-                continue
-            raise _SourceFailed(_describe_error(exc)) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise _SourceFailed(_describe_error(exc)) from exc
-
-        with response:
-            length = _content_length(response)
-            first, total = _parse_content_range(response.headers.get("Content-Range"))
-            if response.status == 206 and first == offset:
-                mode = "ab" if offset else "wb"
-                if total is None and length is not None:
-                    total = offset + length
-            elif response.status == 200:
-                if offset:
-                    logger.warning(
-                        "%s ignored the Range request; downloading %s from the start", _host(url), part.name
-                    )
-                offset = 0
-                mode = "wb"
-                total = length
-            else:
-                raise _SourceFailed(
-                    f"unexpected HTTP {response.status} for a request from byte {offset} "
-                    f"(Content-Range {response.headers.get('Content-Range')!r})"
-                )
-            if expected_size is not None and total is not None and total != expected_size:
-                raise _SourceFailed(f"server offers {total} bytes, expected {expected_size}")
-            remaining = (total - offset) if total is not None else None
-            if remaining is not None:
-                _ensure_disk_space(part, remaining)
-            progress.set(offset, total if total is not None else expected_size)
-            received = 0
-            interruption: BaseException | None = None
-            try:
-                with part.open(mode) as f:
-                    while True:
-                        try:
-                            chunk = response.read(CHUNK_SIZE)
-                        except (OSError, http.client.HTTPException) as exc:
-                            interruption = exc
-                            break
-                        if not chunk:
-                            break
-                        f.write(chunk)
-                        received += len(chunk)
-                        progress.add(len(chunk))
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as exc:
-                raise _unwritable(part, exc) from exc
-
-        if interruption is None and (remaining is None or received >= remaining):
-            return
-        reason = (
-            f"connection cut after {offset + received} bytes"
-            + (f" ({_describe_error(interruption)})" if interruption is not None else "")
-        )
-        if received == 0 or resumes >= MAX_RESUMES:
-            raise _SourceFailed(reason)
-        resumes += 1
-        logger.warning("%s: %s; resuming (attempt %d of %d)", part.name, reason, resumes, MAX_RESUMES)
-
-
 def _check_download(
     part: Path, *, expected_size: int | None, recorded: str | None, check: Callable[[Path], object] | None
 ) -> str:
     """Size, structure and recorded hash of a finished ``part``; return its SHA-256.
 
-    On failure the part file is deleted and ``_SourceFailed`` raised.
+    On failure the part file is deleted and ``SourceFailed`` raised.
     """
     try:
         size = part.stat().st_size
         if expected_size is not None and size != expected_size:
-            raise _SourceFailed(f"got {size} bytes, expected {expected_size}")
+            raise SourceFailed(f"got {size} bytes, expected {expected_size}")
         if check is not None:
             try:
                 check(part)
             except FileCheckError as exc:
-                raise _SourceFailed(f"sent a bad file: {exc}") from exc
+                raise SourceFailed(f"sent a bad file: {exc}") from exc
         digest = file_sha256(part)
         if recorded is not None and digest != recorded:
-            raise _SourceFailed(
+            raise SourceFailed(
                 f"its SHA-256 {digest[:16]} differs from the recorded {recorded[:16]}", checksum=True
             )
-    except _SourceFailed:
+    except SourceFailed:
         part.unlink(missing_ok=True)
         raise
     return digest
@@ -279,7 +101,7 @@ def verify_file(
     recorded = read_recorded_sha256(path)
     try:
         digest = _check_download(path, expected_size=expected_size, recorded=recorded, check=check)
-    except _SourceFailed as exc:
+    except SourceFailed as exc:
         error = ChecksumMismatchError if exc.checksum else DownloadError
         advice = (
             f"If the file was replaced on purpose, delete {checksum_path(path).name} too; "
@@ -327,7 +149,7 @@ def download_file(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _unwritable(dest.parent, exc) from exc
+        raise unwritable_error(dest.parent, exc) from exc
 
     if dest.exists():
         try:
@@ -339,17 +161,17 @@ def download_file(
 
     recorded = read_recorded_sha256(dest)
     part = part_path(dest)
-    failures: list[_SourceFailed] = []
+    failures: list[SourceFailed] = []
     summary: list[str] = []
     with ByteProgress(progress, dest.name, expected_size or approx_size) as bar:
         for url in urls:
             try:
-                _fetch(url, part, expected_size=expected_size, timeout=timeout, progress=bar)
+                fetch_to_part(url, part, expected_size=expected_size, timeout=timeout, progress=bar)
                 digest = _check_download(part, expected_size=expected_size, recorded=recorded, check=check)
-            except _SourceFailed as exc:
+            except SourceFailed as exc:
                 logger.warning("Download of %s from %s failed: %s", dest.name, url, exc.reason)
                 failures.append(exc)
-                summary.append(f"{_host(url)}: {exc.reason}")
+                summary.append(f"{host_of(url)}: {exc.reason}")
                 continue
             os.replace(part, dest)
             if recorded is None:

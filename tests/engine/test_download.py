@@ -15,10 +15,6 @@ from engine.catalog import ModelFile, ModelKind, VQGANModel, checksum_path, file
 from engine.download import (
     ChecksumMismatchError,
     DownloadError,
-    FileCheckError,
-    check_checkpoint_file,
-    check_config_file,
-    checkpoint_format,
     download_file,
     download_model,
     verify_file,
@@ -91,89 +87,6 @@ def test_progress_total_uses_the_approximate_size_until_the_server_says(
     download_file([url], tmp_path / "f.bin", approx_size=999_999, progress=lambda d, t: totals.append(t))
 
     assert totals[-1] == len(data)
-
-
-# ---------------------------------------------------------------- resuming
-
-
-def test_cut_connection_is_resumed_with_a_range_request(file_server: FileServer, tmp_path: Path) -> None:
-    data = random_bytes(3 * MiB + 123)
-    cut = MiB + 7
-    url = file_server.add("/f.bin", data, cut_after=cut, cuts=1)
-    dest = tmp_path / "f.bin"
-
-    download_file([url], dest, expected_size=len(data))
-
-    served = file_server.requests_for("/f.bin")
-    assert [(r.range, r.status) for r in served] == [(None, 200), (f"bytes={cut}-", 206)]
-    assert dest.read_bytes() == data
-
-
-def test_cut_connection_is_resumed_even_without_a_known_size(file_server: FileServer, tmp_path: Path) -> None:
-    data = random_bytes(2 * MiB)
-    url = file_server.add("/f.bin", data, cut_after=1000, cuts=2)
-    dest = tmp_path / "f.bin"
-
-    download_file([url], dest)
-
-    assert [r.range for r in file_server.requests_for("/f.bin")] == [None, "bytes=1000-", "bytes=2000-"]
-    assert dest.read_bytes() == data
-
-
-def test_partial_download_from_an_earlier_run_is_resumed(file_server: FileServer, tmp_path: Path) -> None:
-    data = random_bytes(MiB + 999)
-    url = file_server.add("/f.bin", data)
-    dest = tmp_path / "f.bin"
-    part_path(dest).write_bytes(data[:5000])
-
-    download_file([url], dest, expected_size=len(data))
-
-    assert [r.range for r in file_server.requests] == ["bytes=5000-"]
-    assert dest.read_bytes() == data
-
-
-def test_server_that_ignores_range_makes_the_download_start_again(
-    file_server: FileServer, tmp_path: Path
-) -> None:
-    data = random_bytes(MiB + 1)
-    url = file_server.add("/f.bin", data, ranges=False)
-    dest = tmp_path / "f.bin"
-    part_path(dest).write_bytes(b"x" * 5000)  # not even the right bytes: must not be kept
-    counts: list[int] = []
-
-    download_file([url], dest, expected_size=len(data), progress=lambda done, total: counts.append(done))
-
-    assert [(r.range, r.status) for r in file_server.requests] == [("bytes=5000-", 200)]
-    assert dest.read_bytes() == data
-    assert counts[0] == 0 and counts[-1] == len(data)
-
-
-def test_complete_part_file_is_finished_without_downloading_again(
-    file_server: FileServer, tmp_path: Path
-) -> None:
-    data = random_bytes(4000)
-    url = file_server.add("/f.bin", data)
-    dest = tmp_path / "f.bin"
-    part_path(dest).write_bytes(data)
-
-    download_file([url], dest, expected_size=len(data))
-
-    assert file_server.requests == []
-    assert dest.read_bytes() == data
-
-
-def test_complete_part_file_of_unknown_size_is_finished_after_a_416(
-    file_server: FileServer, tmp_path: Path
-) -> None:
-    data = random_bytes(4000)
-    url = file_server.add("/f.bin", data)
-    dest = tmp_path / "f.bin"
-    part_path(dest).write_bytes(data)
-
-    download_file([url], dest)
-
-    assert [(r.range, r.status) for r in file_server.requests] == [("bytes=4000-", 416)]
-    assert dest.read_bytes() == data
 
 
 # ---------------------------------------------------------------- mirrors
@@ -379,103 +292,6 @@ def test_verify_file_records_a_hash_for_a_file_put_there_by_hand(tmp_path: Path)
     digest = verify_file(dest, expected_size=5)
 
     assert checksum_path(dest).read_text().split()[0] == digest == file_sha256(dest)
-
-
-# ---------------------------------------------------------------- structure checks
-
-
-def test_checkpoint_check_accepts_zip_and_legacy_torch_files(tmp_path: Path) -> None:
-    zipped, legacy = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
-    zipped.write_bytes(checkpoint_bytes())
-    legacy.write_bytes(checkpoint_bytes(legacy=True))
-
-    check_checkpoint_file(zipped)
-    check_checkpoint_file(legacy)
-
-    assert checkpoint_format(zipped) == "zip"
-    assert checkpoint_format(legacy) == "legacy"
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b"<!DOCTYPE html><html><body>Seafile</body></html>", "web page"),
-        (b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.", "not a PyTorch checkpoint"),
-        (b"PK\x03\x04 truncated zip", "not a PyTorch checkpoint"),
-        (b"", "not a PyTorch checkpoint"),
-    ],
-    ids=["html", "plain-pickle", "broken-zip", "empty"],
-)
-def test_checkpoint_check_rejects_files_that_are_not_torch_archives(
-    tmp_path: Path, content: bytes, message: str
-) -> None:
-    path = tmp_path / "x.ckpt"
-    path.write_bytes(content)
-
-    with pytest.raises(FileCheckError, match=message):
-        check_checkpoint_file(path)
-
-
-def test_truncated_zip_checkpoint_fails_the_structure_check(tmp_path: Path) -> None:
-    data = checkpoint_bytes()
-    path = tmp_path / "x.ckpt"
-    path.write_bytes(data[: len(data) // 2])
-
-    with pytest.raises(FileCheckError):
-        check_checkpoint_file(path)
-
-
-def test_config_check_accepts_a_taming_config(tmp_path: Path) -> None:
-    path = tmp_path / "m.yaml"
-    path.write_bytes(config_bytes(n_embed=1024))
-
-    config = check_config_file(path, codebook_size=1024)
-
-    assert config["model"]["params"]["ddconfig"]["ch"] == 128  # type: ignore[index]
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (config_bytes(ddconfig=False), "no model.params.ddconfig"),
-        (b"model: [unclosed", "not valid YAML"),
-        (b"<html><body>404</body></html>", "web page"),
-        (b"just a string", "no model.params.ddconfig"),
-        (config_bytes(n_embed=1024), "n_embed=1024, expected 16384"),
-    ],
-    ids=["no-ddconfig", "bad-yaml", "html", "scalar", "wrong-codebook"],
-)
-def test_config_check_rejects_files_that_are_not_the_model_config(
-    tmp_path: Path, content: bytes, message: str
-) -> None:
-    path = tmp_path / "m.yaml"
-    path.write_bytes(content)
-
-    with pytest.raises(FileCheckError, match=message):
-        check_config_file(path, codebook_size=16384)
-
-
-def test_html_page_instead_of_a_checkpoint_is_rejected_and_the_next_mirror_used(
-    file_server: FileServer, tmp_path: Path
-) -> None:
-    ckpt = checkpoint_bytes()
-    page = file_server.add("/page", b"<!DOCTYPE html><html>Share link expired</html>")
-    good = file_server.add("/last.ckpt", ckpt)
-    dest = tmp_path / "m.ckpt"
-
-    download_file([page, good], dest, check=check_checkpoint_file)
-
-    assert dest.read_bytes() == ckpt
-
-
-def test_config_without_ddconfig_is_rejected_and_not_kept(file_server: FileServer, tmp_path: Path) -> None:
-    url = file_server.add("/model.yaml", config_bytes(ddconfig=False))
-    dest = tmp_path / "m.yaml"
-
-    with pytest.raises(DownloadError, match="no model.params.ddconfig"):
-        download_file([url], dest, check=check_config_file)
-
-    assert _only_file_left(dest) == []
 
 
 # ---------------------------------------------------------------- whole models
