@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,6 +157,14 @@ def refused_url(path: str = "/file") -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}{path}"
+
+
+MiB = 1 << 20
+
+
+def folder_listing(dest: Path) -> list[str]:
+    """The names of the files beside ``dest`` (what a download left in its folder)."""
+    return sorted(p.name for p in dest.parent.iterdir())
 
 
 def random_bytes(n: int, seed: int = 0) -> bytes:

@@ -22,19 +22,14 @@ from engine.download import (
 )
 from tests.engine.conftest_download import (  # noqa: F401 - file_server is a fixture
     FileServer,
+    MiB,
     checkpoint_bytes,
     config_bytes,
     file_server,
+    folder_listing,
     random_bytes,
     refused_url,
 )
-
-MiB = 1 << 20
-
-
-def _only_file_left(dest: Path) -> list[str]:
-    return sorted(p.name for p in dest.parent.iterdir())
-
 
 # ---------------------------------------------------------------- the happy path
 
@@ -141,7 +136,7 @@ def test_all_sources_failing_raises_one_line_error_naming_each_source(
     assert "\n" not in message
     assert "f.bin" in message and "HTTP 404" in message and "connection refused" in message
     assert "2 source(s)" in message
-    assert _only_file_left(dest) == []
+    assert folder_listing(dest) == []
 
 
 # ---------------------------------------------------------------- size checks
@@ -154,7 +149,7 @@ def test_wrong_size_is_rejected_and_nothing_is_kept(file_server: FileServer, tmp
     with pytest.raises(DownloadError, match="expected 2000"):
         download_file([url], dest, expected_size=2000)
 
-    assert _only_file_left(dest) == []
+    assert folder_listing(dest) == []
 
 
 def test_wrong_size_from_the_first_mirror_falls_back_to_the_next(

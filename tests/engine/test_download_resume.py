@@ -4,26 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from engine.catalog import part_path
-from engine.download import (
-    download_file,
-)
+from engine.download import download_file
 from tests.engine.conftest_download import (  # noqa: F401 - file_server is a fixture
     FileServer,
-    checkpoint_bytes,
-    config_bytes,
+    MiB,
     file_server,
     random_bytes,
-    refused_url,
 )
-
-MiB = 1 << 20
-
-
-def _only_file_left(dest: Path) -> list[str]:
-    return sorted(p.name for p in dest.parent.iterdir())
-
 
 # ---------------------------------------------------------------- resuming
 

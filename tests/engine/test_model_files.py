@@ -19,16 +19,8 @@ from tests.engine.conftest_download import (  # noqa: F401 - file_server is a fi
     checkpoint_bytes,
     config_bytes,
     file_server,
-    random_bytes,
-    refused_url,
+    folder_listing,
 )
-
-MiB = 1 << 20
-
-
-def _only_file_left(dest: Path) -> list[str]:
-    return sorted(p.name for p in dest.parent.iterdir())
-
 
 # ---------------------------------------------------------------- structure checks
 
@@ -124,4 +116,4 @@ def test_config_without_ddconfig_is_rejected_and_not_kept(file_server: FileServe
     with pytest.raises(DownloadError, match="no model.params.ddconfig"):
         download_file([url], dest, check=check_config_file)
 
-    assert _only_file_left(dest) == []
+    assert folder_listing(dest) == []
