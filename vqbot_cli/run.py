@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vqbot_cli.settings import Settings
+from vqbot_cli.settings import Settings, switched_on
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class RunOptions:
             worker_name=get("VQBOT_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             max_batch=int(batch),
             models=models or (settings.vqgan,),
-            warm_up=(get("VQBOT_WARM_UP") or "1").strip().lower() not in ("0", "false", "no", "off"),
+            warm_up=switched_on(get("VQBOT_WARM_UP")),
         )
 
 
@@ -118,7 +118,7 @@ def _check_weights(settings: Settings, models: tuple[str, ...]) -> None:
 
     for name in models:
         try:
-            auto = os.environ.get("VQBOT_AUTO_DOWNLOAD", "1").strip().lower() not in ("0", "false", "no", "off")
+            auto = switched_on(os.environ.get("VQBOT_AUTO_DOWNLOAD"))
             if auto and not model_status(name, settings.model_dir).ready:  # first run: fetch it where the network allows
                 print(f"{name} is not in {settings.model_dir} yet; downloading it once…", file=sys.stderr)
                 download_model(name, settings.model_dir, progress=True)

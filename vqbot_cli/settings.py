@@ -10,6 +10,11 @@ from engine.catalog import default_model_dir
 from jobspec.params import DEFAULT_CLIP, DEFAULT_CLIP_PRETRAINED, DEFAULT_VQGAN
 
 
+def switched_on(value: str | None) -> bool:
+    """An on/off setting that is on unless set to 0, false, no or off (any case); unset is on."""
+    return (value or "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 class SecretStr:
     """A secret that never shows in logs, reprs or tracebacks."""
 
@@ -60,7 +65,7 @@ class Settings:
             device=get("VQBOT_DEVICE") or "auto",
             precision=get("VQBOT_PRECISION") or "auto",
             compile=get("VQBOT_COMPILE") or "auto",
-            fused_kernels=(get("VQBOT_FUSED_KERNELS") or "1").strip().lower() not in ("0", "false", "no", "off"),
+            fused_kernels=switched_on(get("VQBOT_FUSED_KERNELS")),
             vqgan=get("VQBOT_VQGAN") or DEFAULT_VQGAN,
             vqgan_config=optional_path("VQBOT_VQGAN_CONFIG"),
             vqgan_checkpoint=optional_path("VQBOT_VQGAN_CHECKPOINT"),
