@@ -180,12 +180,11 @@ class FrozenConv2d(nn.Conv2d):
         return self._frozen_forward(x, upsample=False)
 
     def upsampled(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolution of x doubled in size (nearest), frozen (fast path only): a 3x3 one with padding 1
-        on the small picture (engine/subpixel.py), any other in one frozen_conv2d."""
-        if (SUBPIXEL_UPSAMPLE and self.kernel_size == (3, 3) and self.padding == (1, 1) and self.stride == (1, 1)
-                and self.dilation == (1, 1) and self.groups == 1):
-            out = subpixel.upsample_conv3x3(x, subpixel.phase_weights(self.weight))
-            return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+        """The convolution of x doubled in size (nearest), for calls where ``frozen(x)`` holds (stride 1,
+        ungrouped): a 3x3 one with padding 1 on the small picture (engine/subpixel.py), any other in one
+        frozen_conv2d."""
+        if SUBPIXEL_UPSAMPLE and self.kernel_size == (3, 3) and self.padding == (1, 1):
+            return self._plus_bias(subpixel.upsample_conv3x3(x, subpixel.phase_weights(self.weight)))
         return self._frozen_forward(x, upsample=True)
 
     def _frozen_forward(self, x: torch.Tensor, *, upsample: bool) -> torch.Tensor:
@@ -194,9 +193,10 @@ class FrozenConv2d(nn.Conv2d):
             # cuDNN's channels-last kernels want a multiple of 8 output channels; zero
             # filters up to the next multiple, sliced off again (the decoder's conv_out has 3)
             weight = F.pad(self.weight, (0, 0, 0, 0, 0, 0, 0, -c % 8)).contiguous(memory_format=torch.channels_last)
-            out = frozen_conv2d(x, weight, self.padding[0], upsample)[:, :c]
-        else:
-            out = frozen_conv2d(x, self.weight, self.padding[0], upsample)
+            return self._plus_bias(frozen_conv2d(x, weight, self.padding[0], upsample)[:, :c])
+        return self._plus_bias(frozen_conv2d(x, self.weight, self.padding[0], upsample))
+
+    def _plus_bias(self, out: torch.Tensor) -> torch.Tensor:
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 

@@ -19,7 +19,6 @@ from engine.cutouts import Augment
 from engine.memory import BatchShape, max_batch
 from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
 from engine import layers
-from engine.layers import uses_fused_kernels
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.compiling import COMPILE_MODES
 from engine.optimiser import JobRequest, StepReport, optimise
@@ -116,7 +115,7 @@ class Engine:
         free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
         compiled = self.config.compile != "none"
         shape = BatchShape(params.width, params.height, params.cutn, compiled=compiled,
-                           fused=compiled and uses_fused_kernels(self.device, autocast=self.autocast_dtype is not None))
+                           fused=compiled and layers.uses_fused_kernels(self.device, autocast=self.autocast_dtype is not None))
         return max_batch(free / 2**30, shape, limit=limit)
 
     def preload(self, params: JobParams) -> None:
