@@ -99,31 +99,37 @@ if triton is not None:
         tl.store(out + C, tl.maximum(tl.sum(acc2, axis=0) - s1 * s1 / count, 0.0), mask=cmask)
 
     @triton.jit
+    def _group_channels(G, CPG, BLOCK_CPG: tl.constexpr):
+        """A finalising program's picture, and its group's channels (with the mask for BLOCK_CPG > CPG)."""
+        pid = tl.program_id(0)
+        j = tl.arange(0, BLOCK_CPG)
+        return pid // G, (pid % G) * CPG + j, j < CPG
+
+    @triton.jit
+    def _partials(part_ptr, n, splits, s0, cs, jmask, C, BLOCK_S: tl.constexpr):
+        """Addresses of the first of two partial sums of BLOCK_S programs from s0, per channel, and their mask
+        (the second sum is C further on)."""
+        ss = s0 + tl.arange(0, BLOCK_S)
+        return part_ptr + ((n * splits + ss) * 2 * C)[:, None] + cs[None, :], (ss < splits)[:, None] & jmask[None, :], ss
+
+    @triton.jit
     def _stats_finalize_kernel(part_ptr, w_ptr, b_ptr, pb_ptr, mean_ptr, rstd_ptr, scale_ptr, shift_ptr,
                                C, P, G, splits, rows_per_program, eps,
                                HAS_PB: tl.constexpr, CPG: tl.constexpr, BLOCK_CPG: tl.constexpr, BLOCK_S: tl.constexpr):
         """Per picture and group: Chan's merge of the programs' (mean, squared deviations), then of the channels'."""
         pid = tl.program_id(0)
-        n = pid // G
-        g = pid % G
-        j = tl.arange(0, BLOCK_CPG)
-        jmask = j < CPG
-        cs = g * CPG + j
+        n, cs, jmask = _group_channels(G, CPG, BLOCK_CPG)
         count = P * 1.0  # P * 1.0, not P.to(): Triton makes an argument equal to 1 a plain int
         total = tl.zeros([BLOCK_CPG], dtype=tl.float32)
         for s0 in range(0, splits, BLOCK_S):
-            ss = s0 + tl.arange(0, BLOCK_S)
-            mask = (ss < splits)[:, None] & jmask[None, :]
+            at, mask, ss = _partials(part_ptr, n, splits, s0, cs, jmask, C, BLOCK_S)
             counts = tl.minimum(tl.maximum(P - ss * rows_per_program, 0), rows_per_program) * 1.0
-            at = part_ptr + ((n * splits + ss) * 2 * C)[:, None] + cs[None, :]
             total += tl.sum(tl.load(at, mask=mask, other=0.0) * counts[:, None], axis=0)
         mean_c = total / count
         m2_c = tl.zeros([BLOCK_CPG], dtype=tl.float32)
         for s0 in range(0, splits, BLOCK_S):
-            ss = s0 + tl.arange(0, BLOCK_S)
-            mask = (ss < splits)[:, None] & jmask[None, :]
+            at, mask, ss = _partials(part_ptr, n, splits, s0, cs, jmask, C, BLOCK_S)
             counts = tl.minimum(tl.maximum(P - ss * rows_per_program, 0), rows_per_program) * 1.0
-            at = part_ptr + ((n * splits + ss) * 2 * C)[:, None] + cs[None, :]
             d = tl.where(mask, tl.load(at, mask=mask, other=0.0) - mean_c[None, :], 0.0)
             m2_c += tl.sum(tl.load(at + C, mask=mask, other=0.0) + counts[:, None] * d * d, axis=0)
         pb = tl.zeros([BLOCK_CPG], dtype=tl.float32)
@@ -198,17 +204,11 @@ if triton is not None:
     def _grad_finalize_kernel(part_ptr, coef_ptr, C, P, G, splits,
                               CPG: tl.constexpr, BLOCK_CPG: tl.constexpr, BLOCK_S: tl.constexpr):
         pid = tl.program_id(0)
-        n = pid // G
-        g = pid % G
-        j = tl.arange(0, BLOCK_CPG)
-        jmask = j < CPG
-        cs = g * CPG + j
+        n, cs, jmask = _group_channels(G, CPG, BLOCK_CPG)
         s1 = tl.zeros([BLOCK_CPG], dtype=tl.float32)
         s2 = tl.zeros([BLOCK_CPG], dtype=tl.float32)
         for s0 in range(0, splits, BLOCK_S):
-            ss = s0 + tl.arange(0, BLOCK_S)
-            mask = (ss < splits)[:, None] & jmask[None, :]
-            at = part_ptr + ((n * splits + ss) * 2 * C)[:, None] + cs[None, :]
+            at, mask, _ = _partials(part_ptr, n, splits, s0, cs, jmask, C, BLOCK_S)
             s1 += tl.sum(tl.load(at, mask=mask, other=0.0), axis=0)
             s2 += tl.sum(tl.load(at + C, mask=mask, other=0.0), axis=0)
         count = P * 1.0 * CPG
