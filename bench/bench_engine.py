@@ -24,14 +24,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.clip import Clip, wrap_clip  # noqa: E402
-from engine.latents import clamp_with_grad, codebook_bounds, quantize, random_latent  # noqa: E402
-from engine.losses import prompt_loss  # noqa: E402
-from engine.optimiser import BatchOptimiser  # noqa: E402
-from engine.targets import Targets  # noqa: E402
-from engine.vqgan import VQGAN, VQGANConfig  # noqa: E402
-from jobspec import JobParams, Prompt  # noqa: E402
-from tests.tiny_models import TINY_CLIP_CONFIG, TINY_DDCONFIG  # noqa: E402
+from engine.clip import Clip, wrap_clip
+from engine.latents import clamp_with_grad, codebook_bounds, quantize, random_latent
+from engine.losses import prompt_loss
+from engine.optimiser import BatchOptimiser
+from engine.targets import Targets
+from engine.vqgan import VQGAN, VQGANConfig
+from jobspec import JobParams, Prompt
+from tests.tiny_models import TINY_CLIP_CONFIG, TINY_DDCONFIG
 
 F16_16384 = VQGANConfig(kind="vq", embed_dim=256, n_embed=16384, ddconfig={
     "double_z": False, "z_channels": 256, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
@@ -255,7 +255,7 @@ def main() -> None:
                                device=device, autocast=None)
         _, fast = engine_steps(vqgan_fast, clip_fast, target, jobs=1, width=first, height=first, cutn=args.cutn,
                                steps=100, device=device, autocast=None, compile_mode=args.compile)
-        gap = max(abs(a - b) for a, b in zip(fp32, fast))
+        gap = max(abs(a - b) for a, b in zip(fp32, fast, strict=False))
         print(f"loss trajectory fp32 eager vs bf16 (compile {args.compile}) over 100 steps: start {fp32[0]:.4f}/{fast[0]:.4f}, "
               f"end {fp32[-1]:.4f}/{fast[-1]:.4f}, largest gap {gap:.4f}")
         figures["fp32_vs_fast_max_loss_gap"] = round(gap, 5)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from db import GuildSettings, NewJob, SqliteStore  # noqa: E402
+from db import GuildSettings, NewJob, SqliteStore
 
 OPEN_LIMITS = GuildSettings(
     cooldown_s=0,

@@ -22,14 +22,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import fused_norm, layers  # noqa: E402
+from engine import fused_norm, layers
 
 
 def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
     return F.silu(F.group_norm(x.float(), groups, w, b, 1e-6))
 
 
-def timed(fn, *args) -> float:  # noqa: ANN001
+def timed(fn, *args) -> float:
     for _ in range(3):
         fn(*args)
     torch.cuda.synchronize()
@@ -42,7 +42,7 @@ def timed(fn, *args) -> float:  # noqa: ANN001
     return start.elapsed_time(end) / 20
 
 
-def graphed_ms(fn, *args) -> float:  # noqa: ANN001
+def graphed_ms(fn, *args) -> float:
     """Milliseconds per call of ``fn`` replayed from a CUDA graph (no launch overhead)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -79,7 +79,7 @@ def sweep() -> None:
         fused_norm.ELEMENTWISE_TILE, fused_norm.ELEMENTWISE_WARPS = e_tile, e_warps
         fused_norm.TARGET_PROGRAMS = programs
         times = [graphed_ms(step, x, w, b, g) for _, x, w, b, g in cases]
-        line = "  ".join(f"{name} {t:.3f}" for (name, *_), t in zip(cases, times))
+        line = "  ".join(f"{name} {t:.3f}" for (name, *_), t in zip(cases, times, strict=False))
         print(f"reduce {r_tile}/{r_warps}w elementwise {e_tile}/{e_warps}w programs {programs}: "
               f"{sum(times):.3f} ms   {line}", flush=True)
         if best is None or sum(times) < best[0]:
@@ -110,7 +110,7 @@ def main() -> None:
         err_y = (y.float() - yr).abs().max().item()
         err_g = ((xf.grad.float() - xr.grad).abs().max() / xr.grad.abs().max()).item()
 
-        def fused_step(x: torch.Tensor) -> None:
+        def fused_step(x: torch.Tensor, w: torch.Tensor = w, b: torch.Tensor = b, grad: torch.Tensor = grad) -> None:
             x = x.detach().requires_grad_(True)
             fused_norm.group_norm_silu(x, w, b, 32, 1e-6).backward(grad)
 
@@ -118,7 +118,7 @@ def main() -> None:
         norm.weight.copy_(w)
         norm.bias.copy_(b)
 
-        def plain(x: torch.Tensor) -> torch.Tensor:
+        def plain(x: torch.Tensor, norm: torch.nn.Module = norm, grad: torch.Tensor = grad) -> torch.Tensor:
             x = x.detach().requires_grad_(True)
             y = F.silu(norm(x))
             (gx,) = torch.autograd.grad(y, x, grad)

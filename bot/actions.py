@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from db.errors import InvalidInput, LimitExceeded, NotAllowed, NotFound
-from db.jobs import Job, NewJob
-from db.limits import check_policy
-from db.jobs import check_new_job
-from db.states import JobState, Relation
-
 from bot import cards, own_reactions
 from bot.attachments import Picture, save_picture
 from bot.options import new_seed
+from db.errors import InvalidInput, LimitExceeded, NotAllowed, NotFound
+from db.jobs import Job, NewJob, check_new_job
+from db.limits import check_policy
+from db.states import JobState, Relation
 
 if TYPE_CHECKING:
     from bot.client import VQBot
@@ -52,7 +50,7 @@ def is_admin(member: discord.abc.User | None, channel: Any) -> bool:
 
 
 class Actions:
-    def __init__(self, bot: "VQBot") -> None:
+    def __init__(self, bot: VQBot) -> None:
         self.bot = bot
 
     async def perform(self, action: str, job_id: int, actor: Actor) -> Outcome:

@@ -8,10 +8,9 @@ from typing import Any
 
 import discord
 
+from bot.controls import JobButton
 from db.jobs import Job
 from db.states import JobState
-
-from bot.controls import JobButton
 
 PREVIEW_NAME = "preview.webp"
 EMBED_TITLE_MAX = 256

@@ -12,6 +12,7 @@ delays delivery but never loses it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import logging
@@ -20,11 +21,10 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from db.jobs import Job
-from db.states import JobState
-
 from bot import cards, own_reactions
 from bot.pictures import fit_upload
+from db.jobs import Job
+from db.states import JobState
 
 if TYPE_CHECKING:
     from bot.client import VQBot
@@ -56,7 +56,7 @@ def retryable(exc: discord.HTTPException) -> bool:
 
 
 class Delivery:
-    def __init__(self, bot: "VQBot") -> None:
+    def __init__(self, bot: VQBot) -> None:
         self.bot = bot
         self.config = bot.config
         self.version = 0
@@ -78,10 +78,8 @@ class Delivery:
             self._sleeper.cancel()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     def card_posted(self, job_id: int) -> None:
@@ -134,9 +132,8 @@ class Delivery:
                 if job.state.is_terminal and job.delivered and job.id in self.finished:
                     continue  # our own marks (delivered, result message) come back as changes
                 old = self.pending.get(job.id)
-                if old is None or old.state != job.state:
-                    if job.state is not JobState.QUEUED:
-                        started_or_ended.add(job.guild_id)
+                if (old is None or old.state != job.state) and job.state is not JobState.QUEUED:
+                    started_or_ended.add(job.guild_id)
                 self.pending[job.id] = job
             for guild_id in started_or_ended:
                 for queued in (await store.queue(guild_id))[:QUEUED_REFRESH_LIMIT]:

@@ -10,11 +10,10 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from jobspec import JobParams, ParamError, Prompt, PromptError, parse_prompts
-from jobspec.params import parse_size
-
 from bot.config import BotConfig
 from bot.errors import OptionError
+from jobspec import JobParams, ParamError, Prompt, PromptError, parse_prompts
+from jobspec.params import parse_size
 
 MULTIPLE = 16
 MAX_SEED = 2**32 - 1
@@ -57,7 +56,7 @@ def new_seed() -> int:
 
 
 def round_side(value: float) -> int:
-    return max(MULTIPLE, int(round(value / MULTIPLE)) * MULTIPLE)
+    return max(MULTIPLE, round(value / MULTIPLE) * MULTIPLE)
 
 
 def pick_size(opts: ImagineOptions, limits: Limits, config: BotConfig) -> tuple[int, int]:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Coroutine
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.controls import ACTIONS
 from db.jobs import Job
 from db.states import JobState
-
-from bot.controls import ACTIONS
 
 if TYPE_CHECKING:
     from bot.client import VQBot
@@ -29,7 +28,7 @@ RESULT = ("rerun", "continue")
 ENDED_CARD = ("rerun",)  # a failed or cancelled job has no result message to react on
 
 
-def may_react(bot: "VQBot", channel_id: int) -> bool:
+def may_react(bot: VQBot, channel_id: int) -> bool:
     """False when the bot knows it lacks Add Reactions or Read Message History in the channel;
     True otherwise (an unknown channel is tried, and a refusal is only logged)."""
     channel = bot.get_channel(channel_id)
@@ -40,14 +39,14 @@ def may_react(bot: "VQBot", channel_id: int) -> bool:
     return bool(perms.add_reactions and perms.read_message_history)
 
 
-def spawn(bot: "VQBot", coro: Coroutine[Any, Any, None], name: str) -> None:
+def spawn(bot: VQBot, coro: Coroutine[Any, Any, None], name: str) -> None:
     """Run ``coro`` beside the caller; keep a reference until it ends."""
     task = asyncio.get_running_loop().create_task(coro, name=name)
     bot.background.add(task)
     task.add_done_callback(bot.background.discard)
 
 
-def add_controls(bot: "VQBot", job: Job, message_id: int, actions: Sequence[str],
+def add_controls(bot: VQBot, job: Job, message_id: int, actions: Sequence[str],
                  *, remove: Sequence[str] = ()) -> None:
     """Add the bot's reactions for ``actions`` to a message of ``job`` (and take back ``remove``)."""
     if actions or remove:
@@ -62,7 +61,7 @@ def card_actions(job: Job) -> tuple[str, ...]:
     return ()
 
 
-async def _react(bot: "VQBot", job: Job, message_id: int, actions: tuple[str, ...], remove: tuple[str, ...]) -> None:
+async def _react(bot: VQBot, job: Job, message_id: int, actions: tuple[str, ...], remove: tuple[str, ...]) -> None:
     try:
         settings = await bot.guild_settings(job.guild_id)
         if not settings.reactions_enabled or bot.user is None or not may_react(bot, job.channel_id):

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def on_reaction(bot: "VQBot", payload: discord.RawReactionActionEvent) -> None:
+async def on_reaction(bot: VQBot, payload: discord.RawReactionActionEvent) -> None:
     if payload.guild_id is None or bot.user is None or payload.user_id == bot.user.id:
         return
     action = EMOJI_ACTIONS.get(str(payload.emoji))
@@ -37,16 +37,15 @@ async def on_reaction(bot: "VQBot", payload: discord.RawReactionActionEvent) -> 
     actor = Actor(payload.user_id, is_admin(payload.member, channel), payload.channel_id)
     outcome = await bot.actions.perform(action, job.id, actor)
     log.info("job %s: reaction %s by %s: %s", job.id, action, payload.user_id, outcome.text)
-    if outcome.job is None or action != "cancel":
-        # A refusal, or a new job whose card already went out: say so only when refused.
-        if outcome.job is None and channel is not None:
-            try:
-                await channel.send(  # type: ignore[union-attr]
-                    f"<@{payload.user_id}> {outcome.text}",
-                    allowed_mentions=discord.AllowedMentions(users=True, everyone=False, roles=False),
-                    reference=discord.MessageReference(
-                        message_id=payload.message_id, channel_id=payload.channel_id, fail_if_not_exists=False
-                    ),
-                )
-            except discord.HTTPException as exc:
-                log.info("job %s: could not answer the reaction (%s)", job.id, exc.status)
+    # A refusal needs an answer; a new job's card (or a cancel's card edit) answers by itself.
+    if outcome.job is None and channel is not None:
+        try:
+            await channel.send(  # type: ignore[union-attr]
+                f"<@{payload.user_id}> {outcome.text}",
+                allowed_mentions=discord.AllowedMentions(users=True, everyone=False, roles=False),
+                reference=discord.MessageReference(
+                    message_id=payload.message_id, channel_id=payload.channel_id, fail_if_not_exists=False
+                ),
+            )
+        except discord.HTTPException as exc:
+            log.info("job %s: could not answer the reaction (%s)", job.id, exc.status)

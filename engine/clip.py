@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,7 +76,7 @@ def load_clip(name: str, pretrained: str | None, *, device: torch.device, dtype:
         if pretrained == "openai" and "quickgelu" not in name.lower():
             log.warning("OpenAI CLIP weights were trained with QuickGELU; use %s-quickgelu for the right activation", name)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
+        model, _, _preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
     except (RuntimeError, OSError) as exc:
         first = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).split(". ")[0].rstrip(".")
         raise ModelLoadError(

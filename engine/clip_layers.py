@@ -27,8 +27,8 @@ class BatchFirstSelfAttention(nn.MultiheadAttention):
     """nn.MultiheadAttention for self-attention on batch-first input without a mask, as open_clip's
     image tower calls it; any other call goes to nn.MultiheadAttention's own code."""
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_padding_mask=None,  # noqa: ANN001
-                need_weights: bool = True, attn_mask=None, average_attn_weights: bool = True,  # noqa: ANN001
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_padding_mask=None,
+                need_weights: bool = True, attn_mask=None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         if (query is not key or key is not value or need_weights or attn_mask is not None
                 or key_padding_mask is not None or is_causal or query.dim() != 3 or not _plain_attention(self)):

@@ -5,7 +5,7 @@ What each setting gave is measured in bench/profile_engine.py (logs in bench/res
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

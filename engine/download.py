@@ -29,18 +29,6 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from engine.download_progress import ByteProgress, ProgressCallback
-from engine.http_fetch import DEFAULT_TIMEOUT, fetch_to_part, host_of, SourceFailed, unwritable_error
-from engine.model_files import (  # noqa: F401  (re-exported: callers import these from here)
-    MAX_CONFIG_BYTES,
-    ChecksumMismatchError,
-    DownloadError,
-    FileCheckError,
-    check_checkpoint_file,
-    check_config_file,
-    checkpoint_format,
-    record_sha256,
-)
 from engine.catalog import (
     ModelPaths,
     VQGANModel,
@@ -51,6 +39,18 @@ from engine.catalog import (
     model_paths,
     part_path,
     read_recorded_sha256,
+)
+from engine.download_progress import ByteProgress, ProgressCallback
+from engine.http_fetch import DEFAULT_TIMEOUT, SourceFailed, fetch_to_part, host_of, unwritable_error
+from engine.model_files import (  # noqa: F401  (re-exported: callers import these from here)
+    MAX_CONFIG_BYTES,
+    ChecksumMismatchError,
+    DownloadError,
+    FileCheckError,
+    check_checkpoint_file,
+    check_config_file,
+    checkpoint_format,
+    record_sha256,
 )
 
 logger = logging.getLogger(__name__)

@@ -235,7 +235,7 @@ if triton is not None:
         tl.store(dx_ptr + _tile(n, ps, cs, W, son, soc, soh, sow), dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch(kernel, device: torch.device, grid: tuple[int, ...], *args, **meta) -> None:  # noqa: ANN001
+def _launch(kernel, device: torch.device, grid: tuple[int, ...], *args, **meta) -> None:
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("the engine's Triton kernels run on CPU tensors only in Triton's interpreter "
                            "(TRITON_INTERPRET=1 before triton is imported; the tests set it)")
@@ -292,14 +292,15 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pre_bias
     _launch(_stats_kernel, x.device, (n, splits), x, part, c, p, w, *sx, rows, BLOCK_P=block_p, BLOCK_C=block_c,
             num_warps=REDUCE_WARPS)
     _launch(_stats_finalize_kernel, x.device, (n * groups,), part, weight, bias,
-            weight if pre_bias is None else pre_bias, mean, rstd, scale, shift, c, p, groups, splits, rows, eps, HAS_PB=pre_bias is not None, CPG=cpg, BLOCK_CPG=triton.next_power_of_2(cpg), BLOCK_S=_block_s(splits))
+            weight if pre_bias is None else pre_bias, mean, rstd, scale, shift, c, p, groups, splits, rows, eps,
+            HAS_PB=pre_bias is not None, CPG=cpg, BLOCK_CPG=triton.next_power_of_2(cpg), BLOCK_S=_block_s(splits))
     _launch(_apply_kernel, x.device, (triton.cdiv(p, block_e), n), x, y, scale, shift, c, p, w, *sx, *_strides(y),
             SILU=silu, BLOCK_P=block_e, BLOCK_C=block_c, num_warps=ELEMENTWISE_WARPS)
     return y, mean, rstd
 
 
 @_forward.register_fake
-def _forward_fake(x, weight, bias, pre_bias, groups, eps, silu, out_dtype):  # noqa: ANN001, ANN202
+def _forward_fake(x, weight, bias, pre_bias, groups, eps, silu, out_dtype):
     mean = x.new_empty((x.shape[0], groups), dtype=torch.float32)
     return torch.empty_like(x, dtype=out_dtype), mean, torch.empty_like(mean)
 
@@ -332,18 +333,18 @@ def _backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: t
 
 
 @_backward.register_fake
-def _backward_fake(grad, x, weight, bias, pre_bias, mean, rstd, silu):  # noqa: ANN001, ANN202
+def _backward_fake(grad, x, weight, bias, pre_bias, mean, rstd, silu):
     return torch.empty_like(x)
 
 
-def _setup(ctx, inputs, output) -> None:  # noqa: ANN001
+def _setup(ctx, inputs, output) -> None:
     x, weight, bias, pre_bias, _groups, _eps, silu, _dtype = inputs
     _y, mean, rstd = output
     ctx.save_for_backward(x, weight, bias, pre_bias, mean, rstd)
     ctx.silu = silu
 
 
-def _grad(ctx, grad_y, _grad_mean, _grad_rstd):  # noqa: ANN001, ANN202
+def _grad(ctx, grad_y, _grad_mean, _grad_rstd):
     x, weight, bias, pre_bias, mean, rstd = ctx.saved_tensors
     if any(ctx.needs_input_grad[1:4]):
         raise NotImplementedError("group_norm_silu has no gradient for its weight and biases (frozen models only)")

@@ -34,12 +34,12 @@ def _clamp_shape(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return torch.empty_like(x)
 
 
-def _clamp_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+def _clamp_setup(ctx, inputs, output) -> None:
     x, ctx.low, ctx.high = inputs
     ctx.save_for_backward(x)
 
 
-def _clamp_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
+def _clamp_backward(ctx, grad: torch.Tensor):
     (x,) = ctx.saved_tensors
     inward = grad * (x - x.clamp(ctx.low, ctx.high)) >= 0
     return grad * inward, None, None

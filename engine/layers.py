@@ -139,13 +139,13 @@ def upsample_nearest_2x_channels_last(x: torch.Tensor) -> torch.Tensor:
     return doubled.permute(0, 3, 1, 2)
 
 
-def _frozen_conv2d_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+def _frozen_conv2d_setup(ctx, inputs, output) -> None:
     _x, weight, padding, upsample = inputs
     ctx.save_for_backward(weight)
     ctx.padding, ctx.upsample = padding, upsample
 
 
-def _frozen_conv2d_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
+def _frozen_conv2d_backward(ctx, grad: torch.Tensor):
     (weight,) = ctx.saved_tensors
     if ctx.needs_input_grad[1]:
         raise NotImplementedError("frozen_conv2d has no gradient for its weight")
@@ -267,11 +267,11 @@ def _grid_sample_shape(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return image.new_empty(image.shape[0], image.shape[1], grid.shape[1], grid.shape[2])
 
 
-def _grid_sample_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+def _grid_sample_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(*inputs)
 
 
-def _grid_sample_backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
+def _grid_sample_backward(ctx, grad: torch.Tensor):
     image, grid = ctx.saved_tensors
     want = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
     grad_image, grad_grid = torch.ops.aten.grid_sampler_2d_backward(grad.contiguous(), image, grid, 0, 0, False, want)

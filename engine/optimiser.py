@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterator
 
 import torch
 
 from engine.clip import Clip
 from engine.compiling import batch_dim_dynamic, compiled
-from engine.layers import prepare_for_compile
 from engine.cutouts import Augment, draw_random, make_cutouts
 from engine.latents import clamp_with_grad, codebook_bounds, quantize, random_latent, resize_cover
+from engine.layers import prepare_for_compile
 from engine.losses import prompt_loss
 from engine.targets import Targets, stack_targets
 from engine.vqgan import VQGAN
@@ -130,7 +130,7 @@ class BatchOptimiser:
         self.z = torch.cat([self.z.detach(), z])
         self.m, self.v = torch.cat([self.m, zeros]), torch.cat([self.v, zeros])
         self.z_init = torch.cat([self.z_init, z])
-        new = lambda x: torch.tensor([x], device=self.device, dtype=torch.float32)  # noqa: E731
+        new = lambda x: torch.tensor([x], device=self.device, dtype=torch.float32)
         self.t = torch.cat([self.t, new(0)])
         self.lr = torch.cat([self.lr, new(params.lr)])
         self.init_weight = torch.cat([self.init_weight, new(params.init_weight)])

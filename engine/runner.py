@@ -9,18 +9,18 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Hashable, Iterator
 
 import torch
 
-from engine.cutouts import Augment
-from engine.memory import BatchShape, max_batch
-from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
 from engine import layers
-from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.compiling import COMPILE_MODES
+from engine.cutouts import Augment
+from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
+from engine.memory import BatchShape, max_batch
+from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.optimiser import JobRequest, StepReport, optimise
 from engine.targets import build_targets
 from jobspec import JobParams
@@ -181,7 +181,7 @@ class Engine:
             pictures = [load_image(p.text, what="image prompt") for p in params.image_prompts]
             init = load_image(params.init_image, what="init image") if params.init_image else None
             requests.append(JobRequest(key=key, params=params, targets=build_targets(clip, params, pictures), init_image=init))
-        by_key = {key: params for key, params in jobs}
+        by_key = dict(jobs)
         shape = (first.model, first.clip_model, first.width, first.height, first.cutn, len(jobs) > 1)
         if self.config.compile != "none" and shape not in self._compiled_shapes:
             self._compiled_shapes.add(shape)

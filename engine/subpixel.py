@@ -73,7 +73,7 @@ if triton is not None:
 def phase_weights(weight: torch.Tensor) -> torch.Tensor:
     """(Cout, Cin, 3, 3) 3x3 taps -> (4 Cout, Cin, 2, 2) 2x2 taps of the four phases, in order (a, b),
     summed in float32, in the weight's dtype."""
-    cout, cin = weight.shape[:2]
+    _cout, _cin = weight.shape[:2]
     w = weight.float()
 
     def phases(t: torch.Tensor, dim: int) -> list[torch.Tensor]:
@@ -92,7 +92,7 @@ def _channels_last(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
 
 
 def _check(x: torch.Tensor, phase_weight: torch.Tensor) -> None:
-    n, cin, h, w = x.shape
+    _n, cin, h, w = x.shape
     if phase_weight.dim() != 4 or phase_weight.shape[1:] != (cin, 2, 2) or phase_weight.shape[0] % 4:
         raise ValueError(f"upsample_conv3x3: phase weights of shape {tuple(phase_weight.shape)} for {cin} channels")
     if x.dtype != phase_weight.dtype:
@@ -130,7 +130,7 @@ def _upsample_conv3x3_shape(x: torch.Tensor, phase_weight: torch.Tensor) -> torc
     return _channels_last((n, phase_weight.shape[0] // 4, 2 * h, 2 * w), x)
 
 
-def _setup(ctx, inputs, output) -> None:  # noqa: ANN001
+def _setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(inputs[1])
 
 
@@ -154,7 +154,7 @@ def _gradient_phases_shape(grad: torch.Tensor) -> torch.Tensor:
     return _channels_last((n, 4 * c, h2 // 2 + 1, w2 // 2 + 1), grad)
 
 
-def _backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN202
+def _backward(ctx, grad: torch.Tensor):
     (phase_weight,) = ctx.saved_tensors
     if ctx.needs_input_grad[1]:
         raise NotImplementedError("upsample_conv3x3 has no gradient for its weight")

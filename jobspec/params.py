@@ -59,7 +59,7 @@ class JobParams:
     clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def validate(self, *, multiple_of: int = 16) -> "JobParams":
+    def validate(self, *, multiple_of: int = 16) -> JobParams:
         """Check every field; returns self so calls chain. Raises ParamError."""
         for name, rng in LIMITS.items():
             value = getattr(self, name)
@@ -90,7 +90,7 @@ class JobParams:
     def prompt_text(self) -> str:
         return " | ".join(p.to_syntax() for p in self.prompts)
 
-    def with_changes(self, **changes: Any) -> "JobParams":
+    def with_changes(self, **changes: Any) -> JobParams:
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
@@ -101,7 +101,7 @@ class JobParams:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "JobParams":
+    def from_json(cls, data: dict[str, Any]) -> JobParams:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

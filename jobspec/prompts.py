@@ -113,7 +113,7 @@ def parse_prompts(source: str, *, allow_empty: bool = False) -> tuple[Prompt, ..
     """
     if len(source) > MAX_TOTAL_CHARS:
         raise PromptError(f"The prompt is {len(source)} characters long; keep it under {MAX_TOTAL_CHARS}.")
-    parts = [p for p in source.split("|")]
+    parts = list(source.split("|"))
     prompts = tuple(_parse_one(p) for p in parts if p.strip())
     if not prompts and not allow_empty:
         raise PromptError("The prompt is empty; describe the picture, e.g. “a wooden banana temple | trending on artstation”.")

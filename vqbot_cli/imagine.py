@@ -10,7 +10,6 @@ from jobspec import JobParams, Prompt, parse_noise_prompts, parse_prompts
 from jobspec.params import parse_size
 from vqbot_cli.settings import Settings
 
-
 # Reading the loss waits for the GPU; every step would stall the pipeline (measured: half the speed).
 PROGRESS_EVERY = 10
 

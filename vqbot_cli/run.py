@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -41,7 +42,7 @@ class RunOptions:
     warm_up: bool = True
 
     @classmethod
-    def from_env(cls, settings: Settings) -> "RunOptions":
+    def from_env(cls, settings: Settings) -> RunOptions:
         get = os.environ.get
         guild = (get("VQBOT_SYNC_GUILD") or "").strip()
         if guild and not guild.isdigit():
@@ -144,7 +145,7 @@ async def _load_engine(settings: Settings, models: tuple[str, ...]) -> Any:
                           clip_pretrained=settings.clip_pretrained)
         try:
             await asyncio.to_thread(engine.preload, probe)
-        except Exception as exc:  # CLIP weights missing offline, a corrupt file, ...
+        except Exception as exc:  # noqa: BLE001 - CLIP weights missing offline, a corrupt file, ...
             raise SetupProblem(f"Could not load the models ({name}, CLIP {settings.clip} {settings.clip_pretrained}): "
                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Fetch VQGAN weights "
                                "with `vqbot models download NAME`; CLIP weights download on first use (needs network, "
@@ -178,10 +179,8 @@ async def _serve(settings: Settings, *, with_bot: bool, with_worker: bool, sync:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this platform: Ctrl-C raises instead
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not on this platform: Ctrl-C raises instead
-            pass
     bot: VQBot | None = None
     worker = None
     tasks: list[asyncio.Task[Any]] = []

@@ -50,14 +50,14 @@ class Settings:
     log_level: str
 
     @classmethod
-    def from_env(cls, env_file: Path | None = Path(".env")) -> "Settings":
+    def from_env(cls, env_file: Path | None = Path(".env")) -> Settings:
         """Read ``.env`` (if present; real environment variables win) and the environment."""
         if env_file is not None and env_file.is_file():
             from dotenv import load_dotenv
 
             load_dotenv(env_file, override=False)
         get = os.environ.get
-        optional_path = lambda key: Path(get(key)).expanduser() if get(key) else None  # noqa: E731
+        optional_path = lambda key: Path(get(key)).expanduser() if get(key) else None
         return cls(
             discord_token=SecretStr(get("DISCORD_TOKEN", "")),
             database=Path(get("VQBOT_DATABASE") or "data/vqbot.sqlite3").expanduser(),

@@ -9,23 +9,24 @@ to the queue (``release``) so that they are picked up again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from db import Claim, Store
 from engine.images import ImageInputError
 from engine.runner import Engine, Progress, Result
 from jobspec import JobParams, ParamError, PromptError
-
 from worker.status import WorkerStatus
 
 log = logging.getLogger(__name__)
@@ -137,10 +138,8 @@ class Worker:
                 log.exception("worker %s: batch failed; going on", self.config.name)
                 done = 0
             if done == 0 and not self._stopping.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll_interval_s)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
         self._state = "stopped"
         log.info("worker %s stopped", self.config.name)
@@ -169,7 +168,7 @@ class Worker:
                                       gpu_seconds=0.0)
                 continue
             groups[batch_key(params)].append((claim, params))
-        heartbeat = asyncio.create_task(self._heartbeat([c for c in claims]))
+        heartbeat = asyncio.create_task(self._heartbeat(list(claims)))
         try:
             for group in groups.values():
                 await self._run_group(group)
@@ -211,7 +210,7 @@ class Worker:
             now = time.monotonic()
             job_id = int(progress.key)  # type: ignore[call-overload]
             if progress.steps_per_s:
-                self._rate, self._rate_at = progress.steps_per_s, datetime.now(timezone.utc)
+                self._rate, self._rate_at = progress.steps_per_s, datetime.now(UTC)
             if not wants_progress(job_id, now):
                 return
             last_report[job_id] = now
@@ -236,7 +235,7 @@ class Worker:
 
         try:
             await self._in_engine_thread(run_batch)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every engine failure ends the batch's jobs with a reason
             await self._fail_rest([by_id[i] for i in by_id if i not in ended], exc)
 
     async def _report(self, claim: Claim, progress: Progress, cancelled: set[int], lost: set[int]) -> None:

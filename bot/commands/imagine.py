@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
@@ -10,15 +11,14 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from db.errors import InvalidInput, LimitExceeded
-from db.jobs import Job, NewJob, check_new_job
-from db.limits import check_policy
-from jobspec import LIMITS, Prompt
-
 from bot import cards, own_reactions
 from bot.attachments import PictureCaps, check_announced, fetch_picture, save_picture
 from bot.errors import UserError
 from bot.options import ASPECTS, MAX_SEED, ImagineOptions, build_params
+from db.errors import InvalidInput, LimitExceeded
+from db.jobs import Job, NewJob, check_new_job
+from db.limits import check_policy
+from jobspec import LIMITS, Prompt
 
 if TYPE_CHECKING:
     from bot.client import VQBot
@@ -36,7 +36,7 @@ def missing_permissions(have: discord.Permissions) -> list[str]:
     return [PERMISSION_NAMES[name] for name, value in NEEDED if value and not getattr(have, name)]
 
 
-def caps(bot: "VQBot") -> PictureCaps:
+def caps(bot: VQBot) -> PictureCaps:
     c = bot.config
     return PictureCaps(hosts=c.attachment_hosts, max_bytes=c.max_attachment_bytes, max_pixels=c.max_attachment_pixels)
 
@@ -129,7 +129,7 @@ async def imagine(
     bot.delivery.wake()
 
 
-async def precheck(bot: "VQBot", interaction: discord.Interaction, opts: ImagineOptions,
+async def precheck(bot: VQBot, interaction: discord.Interaction, opts: ImagineOptions,
                    init_image: discord.Attachment | None, image_prompt: discord.Attachment | None) -> NewJob:
     """Everything that needs no download: permissions, options, styles, attachments' metadata, policy."""
     assert interaction.guild_id is not None and interaction.channel_id is not None
@@ -161,7 +161,7 @@ async def precheck(bot: "VQBot", interaction: discord.Interaction, opts: Imagine
     return new
 
 
-async def queue_job(bot: "VQBot", new: NewJob, init_image: discord.Attachment | None,
+async def queue_job(bot: VQBot, new: NewJob, init_image: discord.Attachment | None,
                     image_prompt: discord.Attachment | None) -> Job:
     """Fetch the uploads and queue the job; UserError with the sentence to show otherwise."""
     try:
@@ -172,7 +172,7 @@ async def queue_job(bot: "VQBot", new: NewJob, init_image: discord.Attachment | 
         raise UserError(cards.refusal(exc)) from None
 
 
-async def with_pictures(bot: "VQBot", new: NewJob, init_image: discord.Attachment | None,
+async def with_pictures(bot: VQBot, new: NewJob, init_image: discord.Attachment | None,
                         image_prompt: discord.Attachment | None) -> NewJob:
     """Download, check and store the uploads; the job's params then point at the stored files."""
     params = dict(new.params)
@@ -202,10 +202,8 @@ async def refuse_late(interaction: discord.Interaction, text: str) -> None:
         await interaction.followup.send(text, ephemeral=True)
     except discord.HTTPException as exc:
         log.info("late refusal: private answer not sent (%s %s): %s", exc.status, exc.code, text)
-        try:
+        with contextlib.suppress(discord.HTTPException):
             await interaction.edit_original_response(content=text)  # public, but an answer
-        except discord.HTTPException:
-            pass
         return
     try:
         await interaction.delete_original_response()

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from db.errors import NotFound
-from db.jobs import Job
-
 from bot import cards
 from bot.actions import Actor
 from bot.pictures import fit_upload
 from bot.status import status_embed
+from db.errors import NotFound
+from db.jobs import Job
 
 if TYPE_CHECKING:
     from bot.client import VQBot
@@ -28,7 +27,7 @@ def job_line(job: Job) -> str:
     return f"`#{job.id}` {job.state}{step} · {cards.shorten(job.prompt, 60)} · <@{job.user_id}>"
 
 
-async def own_guild_job(bot: "VQBot", interaction: discord.Interaction, job_id: int) -> Job | None:
+async def own_guild_job(bot: VQBot, interaction: discord.Interaction, job_id: int) -> Job | None:
     try:
         job = await bot.store.get(job_id)
     except NotFound:

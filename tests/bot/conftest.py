@@ -35,7 +35,7 @@ def bot_config(tmp_path: Path, tiny_models) -> BotConfig:
         edit_interval_s=10.0,
         poll_interval_s=60.0,
         backoff_initial_s=10.0,
-        attachment_hosts=DISCORD_CDN_HOSTS + ("cdn.simcord.invalid",),
+        attachment_hosts=(*DISCORD_CDN_HOSTS, "cdn.simcord.invalid"),
         default_side=64,
         default_steps=20,
         default_cutouts=8,

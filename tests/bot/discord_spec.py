@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ def find_operation(method: str, path: str) -> tuple[str | None, dict[str, Any] |
     return None, None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(method: str, template: str) -> Draft202012Validator:
     def esc(s: str) -> str:
         return s.replace("~", "~0").replace("/", "~1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import replace
 
@@ -39,7 +40,7 @@ async def test_a_queued_card_says_when_the_job_should_be_done(world):
     second = await world.bob.slash(world.channel, "imagine", prompt="a dog")
     line = second.response.embeds[0].description
     assert line.startswith("⏳ Queued (next in line, done ~<t:") and "starts" not in line
-    ahead, eta = await world.store.position(2)
+    _ahead, eta = await world.store.position(2)
     shown = int(TIMESTAMP.search(line).group(1))
     assert abs(shown - (world.env.now().timestamp() + eta)) <= 2  # the store's finish estimate, not a start
 
@@ -63,11 +64,11 @@ async def test_progress_edits_show_the_newest_frame_and_respect_the_cadence(worl
     world.worker.on_change = record_then_tick
     await world.worker.run_once()
 
-    running = [(i, t, e) for i, (t, e) in enumerate(zip(log.times, log)) if e.method == "PATCH"
+    running = [(i, t, e) for i, (t, e) in enumerate(zip(log.times, log, strict=False)) if e.method == "PATCH"
                and e.path == card_path and "Running" in e.json["embeds"][0]["description"]]
     assert len(running) >= 2
     times = [t for _, t, _ in running]
-    assert all((b - a).total_seconds() >= interval for a, b in zip(times, times[1:])), times
+    assert all((b - a).total_seconds() >= interval for a, b in itertools.pairwise(times)), times
     steps_reported = [s for _, s in reported if s > 0]
     assert len(running) < len(steps_reported)  # frames were dropped, not queued up
     for index, _, edit in running:

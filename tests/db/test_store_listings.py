@@ -118,8 +118,8 @@ async def test_stats_describe_the_queue_and_the_workers(store: SqliteStore) -> N
 
 
 async def test_batch_claims_share_one_shape_and_stay_fair(store: SqliteStore) -> None:
-    small = dict(width=256, height=256)
-    large = dict(width=512, height=512)
+    small = {"width": 256, "height": 256}
+    large = {"width": 512, "height": 512}
     await store.enqueue_many(
         [new_job(guild=1, seed=i, **small) for i in range(3)]
         + [new_job(guild=2, seed=i, **large) for i in range(2)]

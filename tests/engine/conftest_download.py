@@ -69,7 +69,7 @@ class FileServer:
 
 def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
         def _answer(self, status: int, headers: dict[str, str], body: bytes, cut_after: int | None) -> None:
@@ -86,7 +86,7 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:
             route = server.routes.get(self.path)
             if route is None:
                 server.requests.append(Served(self.path, self.headers.get("Range"), 404))

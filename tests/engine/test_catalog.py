@@ -14,6 +14,7 @@ from engine.catalog import (
     FileState,
     ModelKind,
     UnknownModelError,
+    all_model_status,
     checksum_path,
     default_model_dir,
     file_sha256,
@@ -21,7 +22,6 @@ from engine.catalog import (
     model_names,
     model_paths,
     model_status,
-    all_model_status,
     part_path,
 )
 

@@ -296,7 +296,7 @@ def test_checkpoint_without_vqgan_weights_is_rejected(tmp_path: Path) -> None:
     src = tmp_path / "clip.pt"
     torch.save({"state_dict": {"visual.proj": torch.zeros(2), "loss.x": torch.zeros(1)}}, src)
 
-    with pytest.raises(ConvertError, match="no VQGAN decoder or quantize weights.*loss, visual"):
+    with pytest.raises(ConvertError, match=r"no VQGAN decoder or quantize weights.*loss, visual"):
         convert_checkpoint(src, tmp_path / "out.safetensors", trust_pickle=False)
 
 
@@ -304,7 +304,7 @@ def test_dict_without_state_dict_or_tensors_is_rejected(tmp_path: Path) -> None:
     src = tmp_path / "odd.pt"
     torch.save({"epoch": 3, "note": "hello"}, src)
 
-    with pytest.raises(ConvertError, match="has no state_dict.*epoch, note"):
+    with pytest.raises(ConvertError, match=r"has no state_dict.*epoch, note"):
         convert_checkpoint(src, tmp_path / "out.safetensors", trust_pickle=False)
 
 

@@ -171,7 +171,7 @@ def test_not_enough_disk_space_stops_the_download_with_advice(
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: usage(10_000, 9_000, 1_000))
 
-    with pytest.raises(DownloadError, match="Not enough disk space.*VQBOT_MODEL_DIR"):
+    with pytest.raises(DownloadError, match=r"Not enough disk space.*VQBOT_MODEL_DIR"):
         download_file([url], tmp_path / "f.bin")
 
 
@@ -199,7 +199,7 @@ def test_a_model_dir_that_cannot_be_created_is_reported_as_a_download_error(tmp_
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the folder should be")
 
-    with pytest.raises(DownloadError, match="Could not write .*VQBOT_MODEL_DIR"):
+    with pytest.raises(DownloadError, match=r"Could not write .*VQBOT_MODEL_DIR"):
         download_file(["http://127.0.0.1:9/x"], blocker / "models" / "f.bin")
 
 
@@ -274,7 +274,7 @@ def test_verify_file_deletes_a_file_that_differs_from_its_record(
     download_file([file_server.add("/f.bin", random_bytes(3000))], dest)
     dest.write_bytes(random_bytes(3000, seed=5))
 
-    with pytest.raises(ChecksumMismatchError, match="f.bin was bad and has been deleted"):
+    with pytest.raises(ChecksumMismatchError, match=r"f.bin was bad and has been deleted"):
         verify_file(dest)
 
     assert not dest.exists()
@@ -324,7 +324,7 @@ def test_download_model_rejects_a_config_for_another_codebook(
 ) -> None:
     model = _local_model(file_server, ckpt=checkpoint_bytes(), config=config_bytes(n_embed=1024), size=None)
 
-    with pytest.raises(DownloadError, match="tiny_f16_16384.yaml.*n_embed=1024"):
+    with pytest.raises(DownloadError, match=r"tiny_f16_16384.yaml.*n_embed=1024"):
         download_model(model, tmp_path, progress=False)
 
 

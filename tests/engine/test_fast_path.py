@@ -36,11 +36,11 @@ def jobs() -> list[JobParams]:
 def test_a_compiled_step_matches_the_plain_step(vqgan: VQGAN, clip: Clip) -> None:
     plain = one_step(vqgan, clip, jobs())
     fast = one_step(vqgan, clip, jobs(), compile_mode="default")
-    for a, b in zip(plain, fast):
+    for a, b in zip(plain, fast, strict=False):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3)
 
 
-def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:  # noqa: ANN001
+def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:
     """What a CUDA worker runs (fused group norm kernels, frozen convolutions, channels-last weights),
     here on the CPU with the kernels in Triton's interpreter."""
     from engine import fused_norm, layers
@@ -48,7 +48,7 @@ def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(vqgan: VQ
     launches: list[str] = []
     launch = fused_norm._launch
 
-    def counted(kernel, *args, **kwargs) -> None:  # noqa: ANN001
+    def counted(kernel, *args, **kwargs) -> None:
         launches.append(kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel))
         launch(kernel, *args, **kwargs)
 
@@ -59,7 +59,7 @@ def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(vqgan: VQ
     fast = one_step(copy.deepcopy(vqgan), clip, jobs(), compile_mode="default")
     torch._dynamo.reset()
     assert launches, "the fused kernels did not run"
-    for a, b in zip(plain, fast):
+    for a, b in zip(plain, fast, strict=False):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3)
 
 

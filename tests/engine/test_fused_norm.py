@@ -25,7 +25,7 @@ def _reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups
     return F.silu(y) if silu else y
 
 
-def _case(shape: tuple[int, ...], layout, dtype=torch.float32, seed: int = 0):  # noqa: ANN001, ANN202
+def _case(shape: tuple[int, ...], layout, dtype=torch.float32, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     # a large mean against a small spread: one-pass statistics would lose the variance
     x = (torch.randn(shape, generator=g) * 0.5 + 300).to(dtype).to(memory_format=layout)
@@ -34,7 +34,7 @@ def _case(shape: tuple[int, ...], layout, dtype=torch.float32, seed: int = 0):  
 
 
 def _fused_and_exact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, silu: bool,
-                     upstream: torch.Tensor, pre_bias: torch.Tensor | None = None):  # noqa: ANN202
+                     upstream: torch.Tensor, pre_bias: torch.Tensor | None = None):
     """(output, input gradient) of the fused op and of the float64 reference, for the same upstream gradient."""
     x = x.detach().requires_grad_(True)
     y = group_norm_silu(x, weight, bias, groups, 1e-6, silu, pre_bias=pre_bias)
@@ -75,7 +75,7 @@ def test_a_pre_bias_is_added_before_normalising() -> None:
 
 
 def test_an_outlying_first_pixel_does_not_cost_the_variance_its_precision() -> None:
-    x, weight, bias, upstream = _case((1, 32, 64, 64), torch.channels_last, seed=7)
+    x, weight, bias, _upstream = _case((1, 32, 64, 64), torch.channels_last, seed=7)
     x[:, :, 0, 0] += 100 * 0.5  # 100 standard deviations off
     y = group_norm_silu(x, weight, bias, 8, 1e-6, True)
     exact = _reference(x.double(), weight, bias, 8, True)
@@ -117,7 +117,7 @@ def test_the_kernels_build_for_an_h100_even_with_a_size_of_one() -> None:
 
 
 def test_bf16_input_gives_bf16_rounded_once_from_float32() -> None:
-    x, weight, bias, upstream = _case((2, 64, 8, 8), torch.channels_last, torch.bfloat16, seed=2)
+    x, weight, bias, _upstream = _case((2, 64, 8, 8), torch.channels_last, torch.bfloat16, seed=2)
     y = group_norm_silu(x, weight, bias, 32, 1e-6, True, torch.bfloat16)
     expected = _reference(x.double(), weight, bias, 32, True).to(torch.bfloat16)
     assert y.dtype == torch.bfloat16
@@ -163,7 +163,7 @@ def _decoder() -> nn.Module:
     return layers.use_fast_layers(dec).eval().requires_grad_(False)
 
 
-def test_a_compiled_decoder_step_with_the_fused_kernels_matches_the_plain_decoder(monkeypatch) -> None:  # noqa: ANN001
+def test_a_compiled_decoder_step_with_the_fused_kernels_matches_the_plain_decoder(monkeypatch) -> None:
     """What the engine runs on CUDA (fused kernels, frozen convolutions, channels-last weights), on the CPU."""
     from torch._inductor.utils import run_and_get_code
 
@@ -211,7 +211,7 @@ def test_the_frozen_convolution_of_an_upsampled_input_matches_upsample_then_conv
     assert layers.upsample_nearest_2x_channels_last(x.detach()).is_contiguous(memory_format=torch.channels_last)
 
 
-def test_under_autocast_the_decoder_keeps_the_plain_layers(monkeypatch) -> None:  # noqa: ANN001
+def test_under_autocast_the_decoder_keeps_the_plain_layers(monkeypatch) -> None:
     """The fused kernels are measured and used with bf16 weights; autocast runs (fp16 precision) keep Inductor's code."""
     from torch._inductor.utils import run_and_get_code
 
@@ -228,12 +228,12 @@ def test_under_autocast_the_decoder_keeps_the_plain_layers(monkeypatch) -> None:
     assert "vqbot.group_norm_silu" not in "\n".join(code) and "vqbot.frozen_conv2d" not in "\n".join(code)
 
 
-def test_on_a_torch_without_custom_op_tags_the_ops_register_without_them(monkeypatch) -> None:  # noqa: ANN001
+def test_on_a_torch_without_custom_op_tags_the_ops_register_without_them(monkeypatch) -> None:
     from engine import compiling
 
     real = torch.library.custom_op
 
-    def without_tags(name, fn=None, /, *, mutates_args, tags=None, **kwargs):  # noqa: ANN001, ANN202
+    def without_tags(name, fn=None, /, *, mutates_args, tags=None, **kwargs):
         if tags is not None:
             raise TypeError("custom_op() got an unexpected keyword argument 'tags'")
         return real(name, fn, mutates_args=mutates_args, **kwargs)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from taming.modules.diffusionmodules.model import Upsample
 from torch import nn
 
-from engine.layers import GroupNorm, NearestUpsample, group_norm_by_channels, grid_sample, upsample_nearest_2x
+from engine.layers import GroupNorm, NearestUpsample, grid_sample, group_norm_by_channels, upsample_nearest_2x
 from engine.vqgan import VQGAN
 
 

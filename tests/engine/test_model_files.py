@@ -113,7 +113,7 @@ def test_config_without_ddconfig_is_rejected_and_not_kept(file_server: FileServe
     url = file_server.add("/model.yaml", config_bytes(ddconfig=False))
     dest = tmp_path / "m.yaml"
 
-    with pytest.raises(DownloadError, match="no model.params.ddconfig"):
+    with pytest.raises(DownloadError, match=r"no model.params.ddconfig"):
         download_file([url], dest, check=check_config_file)
 
     assert folder_listing(dest) == []

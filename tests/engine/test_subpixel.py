@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from engine.subpixel import phase_weights, upsample_conv3x3
 
 
-def _case(n: int, cin: int, cout: int, h: int, w: int, layout: torch.memory_format, seed: int = 0):  # noqa: ANN202
+def _case(n: int, cin: int, cout: int, h: int, w: int, layout: torch.memory_format, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, cin, h, w, generator=g).to(memory_format=layout).requires_grad_(True)
     weight = torch.randn(cout, cin, 3, 3, generator=g).to(memory_format=layout)
@@ -20,7 +20,7 @@ def _case(n: int, cin: int, cout: int, h: int, w: int, layout: torch.memory_form
 
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
 @pytest.mark.parametrize("n, cin, cout, h, w", [(2, 4, 6, 5, 3), (1, 3, 8, 1, 1), (1, 2, 300, 2, 3)])
-def test_the_small_picture_convolution_matches_upsample_then_conv(layout, n, cin, cout, h, w) -> None:  # noqa: ANN001
+def test_the_small_picture_convolution_matches_upsample_then_conv(layout, n, cin, cout, h, w) -> None:
     x, weight, upstream = _case(n, cin, cout, h, w, layout)
     expected = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, None, 1, 1)
     (expected_grad,) = torch.autograd.grad(expected, x, upstream)
@@ -33,7 +33,7 @@ def test_the_small_picture_convolution_matches_upsample_then_conv(layout, n, cin
 
 
 def test_in_bf16_it_stays_within_bf16_rounding_of_the_float32_result() -> None:
-    x, weight, upstream = _case(2, 16, 16, 6, 4, torch.channels_last, seed=3)
+    x, weight, _upstream = _case(2, 16, 16, 6, 4, torch.channels_last, seed=3)
     reference = F.conv2d(F.interpolate(x.detach(), scale_factor=2.0, mode="nearest"), weight, None, 1, 1)
     got = upsample_conv3x3(x.detach().bfloat16(), phase_weights(weight.bfloat16())).float()
     assert got.dtype == torch.float32 and (got - reference).abs().max() < 0.02 * reference.abs().max()

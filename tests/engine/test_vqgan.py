@@ -40,7 +40,7 @@ def test_a_config_that_does_not_match_the_checkpoint_is_refused(tmp_path: Path) 
     config, checkpoint = write_tiny_vqgan(tmp_path)
     wrong = tiny_vqgan_config(n_embed=128)
     config.write_text(yaml.safe_dump(wrong))
-    with pytest.raises(ModelLoadError, match="wrong shape.*quantize.embedding.weight"):
+    with pytest.raises(ModelLoadError, match=r"wrong shape.*quantize.embedding.weight"):
         load_vqgan(config, checkpoint, device=CPU)
 
 
@@ -56,7 +56,7 @@ def test_a_pickle_that_is_not_a_checkpoint_is_a_clear_error(tmp_path: Path) -> N
     config, _ = write_tiny_vqgan(tmp_path)
     bogus = tmp_path / "list.ckpt"
     bogus.write_bytes(pickle.dumps([1, 2, 3]))
-    with pytest.raises(ModelLoadError, match="list.ckpt"):
+    with pytest.raises(ModelLoadError, match=r"list.ckpt"):
         load_vqgan(config, bogus, device=CPU)
     tensors_only = tmp_path / "tensors.ckpt"
     torch.save([torch.zeros(2)], tensors_only)
