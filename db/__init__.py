@@ -13,6 +13,7 @@ from db.errors import (
     NotFound,
     SchemaTooNew,
     StoreError,
+    StoreUnavailable,
     UnknownSetting,
 )
 from db.jobs import Claim, Job, NewJob, ProgressAck
@@ -45,6 +46,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "SystemClock",
     "UnknownSetting",
     "custom_id",

@@ -66,5 +66,21 @@ class NotAllowed(StoreError, PermissionError):
     """The caller may not do this to this job (e.g. cancel another user's job)."""
 
 
-class SchemaTooNew(StoreError):
+class StoreUnavailable(StoreError):
+    """The database can't be opened or written now (a locked or full disk, a file that is no
+    database, a folder without write permission, an unreachable server).
+
+    ``transient`` is True when trying again later may succeed (locked, full disk, server down),
+    False when the operator must change something first (wrong path, not a database).
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class SchemaTooNew(StoreUnavailable):
     """The database was written by a newer vqbot than this one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
