@@ -61,6 +61,11 @@ class LimitExceeded(StoreError):
 class NotFound(StoreError, LookupError):
     """A job (or other row) that does not exist."""
 
+    @classmethod
+    def job(cls, job_id: int) -> NotFound:
+        number = f"Job {job_id}" if job_id.bit_length() <= 64 else "That job"
+        return cls(f"{number} does not exist. Check the job number and try again.")
+
 
 class NotAllowed(StoreError, PermissionError):
     """The caller may not do this to this job (e.g. cancel another user's job)."""

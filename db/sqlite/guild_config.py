@@ -8,7 +8,7 @@ import sqlite3
 
 from db.clock import from_epoch
 from db.errors import InvalidInput, NotFound, StoreError
-from db.jobs import check_id
+from db.checks import check_id, check_limit
 from db.settings import (
     DEFAULT_STYLES,
     MAX_STYLES,
@@ -29,6 +29,7 @@ def load_settings(
     conn: sqlite3.Connection, guild_id: int, defaults: GuildSettings
 ) -> GuildSettings:
     """The guild's settings: ``defaults`` with the guild's own values applied."""
+    check_id("guild_id", guild_id)
     settings = defaults
     for key, value in conn.execute(
         "SELECT key, value FROM guild_settings WHERE guild_id = ?", (guild_id,)
@@ -78,6 +79,7 @@ def set_setting(
 
 def load_styles(conn: sqlite3.Connection, guild_id: int) -> dict[str, str]:
     """Style name -> prompt suffix: the defaults, with the guild's changes applied."""
+    check_id("guild_id", guild_id)
     styles = dict(DEFAULT_STYLES)
     for name, text in conn.execute(
         "SELECT name, text FROM guild_styles WHERE guild_id = ? ORDER BY name", (guild_id,)
@@ -141,6 +143,8 @@ def delete_style(
 
 def load_audit(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[AuditEntry]:
     """The guild's most recent changes, newest first."""
+    check_id("guild_id", guild_id)
+    check_limit(limit)
     rows = conn.execute(
         "SELECT id, guild_id, user_id, at, key, old, new FROM audit_log WHERE guild_id = ? "
         "ORDER BY id DESC LIMIT ?",
