@@ -19,10 +19,10 @@ from db.checks import MAX_WORKER_CHARS as MAX_WORKER_CHARS
 from db.checks import check_bytes as check_bytes
 from db.checks import check_id as check_id
 from db.checks import check_int as check_int
+from db.checks import check_json, check_text, describe, has_surrogate
 from db.checks import check_lease as check_lease
 from db.checks import check_seconds as check_seconds
 from db.checks import check_worker as check_worker
-from db.checks import check_json, check_text, describe, has_surrogate
 from db.errors import InvalidInput
 from db.states import JobState, Relation
 

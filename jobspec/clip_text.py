@@ -26,6 +26,7 @@ import importlib.util
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 import ftfy
@@ -119,7 +120,7 @@ def _bpe(piece: str) -> tuple[str, ...]:
     symbols[-1] += END_OF_WORD
     ranks = vocab.ranks
     while len(symbols) > 1:
-        pairs = {(a, b) for a, b in zip(symbols, symbols[1:], strict=False) if (a, b) in ranks}
+        pairs = {pair for pair in pairwise(symbols) if pair in ranks}
         if not pairs:
             break
         first, second = min(pairs, key=ranks.__getitem__)
@@ -194,8 +195,8 @@ _LATIN_LOOKALIKES = str.maketrans(
 _SCRIPT_LOOKALIKES = {
     **dict(zip("АВЕКМНОРСТХУІЈЅԚԜҮҺЬӀ", "ABEKMHOPCTXYIJSQWYHbI", strict=True)),
     **dict(zip("аеорсухіјѕԁһԛԝьүӏпгкмтвн", "aeopcyxijsdhqwbylnrkmtbh", strict=True)),
-    **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEZHIKMNOPTYX", strict=True)),
-    **dict(zip("αβγεηικνορτυχωμς", "abyenikvoptuxwuc", strict=True)),
+    **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧϹ", "ABEZHIKMNOPTYXC", strict=True)),
+    **dict(zip("αβγεηικνορτυχωμςϲ", "abyenikvoptuxwucc", strict=True)),
 }
 # Enclosed letters without a compatibility decomposition: negative circled and squared
 # capitals, and the regional indicators that flags are made of.

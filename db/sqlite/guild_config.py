@@ -6,9 +6,9 @@ import json
 import logging
 import sqlite3
 
+from db.checks import check_id, check_limit
 from db.clock import from_epoch
 from db.errors import InvalidInput, NotFound, StoreError
-from db.checks import check_id, check_limit
 from db.settings import (
     DEFAULT_STYLES,
     MAX_STYLES,
