@@ -32,10 +32,10 @@ WILDCARD = "*"
 def banned_entry(text: str) -> str:
     """An admin's banned word or phrase in the form it is stored and matched in: folded,
     with any ``*`` kept at its start and end. Raises ValueError if nothing is left."""
-    text = text.strip()
-    before = WILDCARD if text.startswith(WILDCARD) else ""
-    after = WILDCARD if text.endswith(WILDCARD) and len(text) > 1 else ""
-    words = fold(text.strip(WILDCARD))
+    bare = text.strip()
+    before = WILDCARD if bare.startswith(WILDCARD) else ""
+    after = WILDCARD if bare.endswith(WILDCARD) and len(bare) > 1 else ""
+    words = fold(bare.strip(WILDCARD) if before or after else text)
     if not words:
         raise ValueError(f"{text!r} has no letters or digits to match")
     return f"{before}{words}{after}"

@@ -191,13 +191,22 @@ _LATIN_LOOKALIKES = str.maketrans(
     "ıȷɑɡɩᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘꞯʀꜱᴛᴜᴠᴡʏᴢ",
     "ijagiabcdefghijklmnopqrstuvwyz",
 )
-# Cyrillic and Greek letters that look like Latin ones (upper and lower case alike).
-_SCRIPT_LOOKALIKES = {
-    **dict(zip("АВЕКМНОРСТХУІЈЅԚԜҮҺЬӀ", "ABEKMHOPCTXYIJSQWYHbI", strict=True)),
-    **dict(zip("аеорсухіјѕԁһԛԝьүӏпгкмтвн", "aeopcyxijsdhqwbylnrkmtbh", strict=True)),
-    **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧϹ", "ABEZHIKMNOPTYXC", strict=True)),
-    **dict(zip("αβγεηικνορτυχωμςϲ", "abyenikvoptuxwucc", strict=True)),
-}
+# Cyrillic and Greek letters that look like Latin ones: capitals that look unlike their
+# small letter, then small letters (a capital not listed is looked up by its small letter).
+_CAPITAL_LOOKALIKES = dict(zip("ΗΜΝΥ", "hmny", strict=True))
+_SMALL_LOOKALIKES = dict(
+    zip(
+        "аеорсухіјѕԁһԛԝьүӏпгкмтвнαβγεζηικνορτυχωμςϲ",
+        "aeopcyxijsdhqwbylnrkmtbhabyeznikvoptuxwucc",
+        strict=True,
+    )
+)
+
+
+def _lookalike(ch: str) -> str | None:
+    return _CAPITAL_LOOKALIKES.get(ch) or _SMALL_LOOKALIKES.get(ch) or _SMALL_LOOKALIKES.get(ch.casefold())
+
+
 # Enclosed letters without a compatibility decomposition: negative circled and squared
 # capitals, and the regional indicators that flags are made of.
 _ENCLOSED = {
@@ -230,9 +239,9 @@ def _unmasked(word: str) -> str:
     if not foreign:
         return word
     mixed = any(_script(ch) == "LATIN" for ch in word)
-    if not mixed and not all(ch in _SCRIPT_LOOKALIKES for ch in foreign):
+    if not mixed and not all(_lookalike(ch) for ch in foreign):
         return word
-    return "".join(_SCRIPT_LOOKALIKES.get(ch, ch) for ch in word)
+    return "".join(_lookalike(ch) or ch if ch in foreign else ch for ch in word)
 
 
 def _script(ch: str) -> str:
@@ -252,6 +261,20 @@ def fold(text: str) -> str:
     """
     if not isinstance(text, str):
         raise TypeError(f"fold() needs text, got {type(text).__name__}")
+    folded = _fold_once(text)
+    # ftfy may read some folded text as mojibake and fix it again: fold to a fixed point, so
+    # that a stored folded entry folds to itself. Letters, digits and spaces of ASCII are one.
+    for _ in range(8):
+        if folded.isascii():
+            break
+        again = _fold_once(folded)
+        if again == folded:
+            break
+        folded = again
+    return folded
+
+
+def _fold_once(text: str) -> str:
     text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates: not letters
     text = unicodedata.normalize("NFKC", _unescaped(text)).translate(_ENCLOSED)
     words = (_unmasked(word) for word in _WORD.findall(_visible(text)))
