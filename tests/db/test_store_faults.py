@@ -92,14 +92,12 @@ async def test_a_database_another_program_holds_locked_is_refused_until_it_lets_
 ) -> None:
     path = tmp_path / "vqbot.sqlite3"
     await make_database(path)
+    hold_the_write_lock = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+        "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()"
+    )
     holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-            "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()",
-            str(path),
-        ],
+        [sys.executable, "-c", hold_the_write_lock, str(path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
