@@ -256,7 +256,7 @@ def setting(key: str) -> Setting:
     try:
         return SETTINGS[key]
     except (KeyError, TypeError):
-        raise UnknownSetting(str(key), list(SETTINGS)) from None
+        raise UnknownSetting(key if isinstance(key, str) else describe(key), list(SETTINGS)) from None
 
 
 DEFAULT_STYLES: dict[str, str] = {

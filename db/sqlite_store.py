@@ -319,11 +319,12 @@ def _database_path(path: object) -> Path:
         raise InvalidInput("path", f"The database path must be text, got {type(path).__name__}.")
     try:
         where = Path(path)
-        where.is_dir()
-    except (TypeError, ValueError):  # bytes, or a NUL character
+    except TypeError:  # a PathLike that gives bytes
+        where = None
+    if where is None or "\x00" in str(where):
         raise InvalidInput(
             "path", "The database path must be text without NUL characters; choose another path."
-        ) from None
+        )
     return where
 
 
