@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from db.checks import check_int, check_seconds
+from db.checks import check_bool, check_int, check_seconds
 from db.clock import Clock, SystemClock, to_epoch, utc_day
 from db.custom_ids import parse_custom_id
 from db.errors import InvalidInput, StoreUnavailable
@@ -126,6 +126,7 @@ class SqliteStore:
     async def enqueue_many(
         self, news: Sequence[NewJob], *, enforce_limits: bool = True
     ) -> list[Job]:
+        check_bool("enforce_limits", enforce_limits)
         if not news:
             return []
         return await self._run(
