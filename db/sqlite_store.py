@@ -10,27 +10,23 @@ write lock and ``busy_timeout`` serialise their transactions.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 from db.checks import check_bool, check_int, check_seconds
 from db.clock import Clock, SystemClock, to_epoch, utc_day
 from db.custom_ids import parse_custom_id
-from db.errors import InvalidInput, StoreUnavailable
+from db.errors import InvalidInput
 from db.jobs import Claim, Job, NewJob, ProgressAck
-from db.migrations import migrate
 from db.settings import AuditEntry, GuildSettings
 from db.sqlite import admission, guild_config, listings, scheduler, transitions
-from db.sqlite.connection import connect, rollback
-from db.sqlite.faults import folder_unavailable, unavailable_at_open, unavailable_later
+from db.sqlite.faults import call_guarded
+from db.sqlite.opening import close_database, database_path, open_database
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BUSY_TIMEOUT_S = 3600.0
 
@@ -73,14 +69,14 @@ class SqliteStore:
         Once open, a method that finds the database locked past ``busy_timeout_s`` or the
         disk full raises StoreUnavailable(transient=True) and changes nothing.
         """
-        where = _database_path(path)
+        where = database_path(path)
         busy = check_seconds("busy_timeout_s", busy_timeout_s, most=MAX_BUSY_TIMEOUT_S)
         if defaults is not None and not isinstance(defaults, GuildSettings):
             raise InvalidInput("defaults", "defaults must be GuildSettings.")
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqbot-db")
         loop = asyncio.get_running_loop()
         try:
-            conn = await loop.run_in_executor(executor, partial(_open, where, busy, synchronous))
+            conn = await loop.run_in_executor(executor, partial(open_database, where, busy, synchronous))
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -98,7 +94,7 @@ class SqliteStore:
             return
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, _close, conn)
+            await loop.run_in_executor(self._executor, close_database, conn)
         finally:
             self._executor.shutdown(wait=True)
 
@@ -113,7 +109,7 @@ class SqliteStore:
         if conn is None:
             raise RuntimeError(f"the store for {self.path} is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(_call, conn, fn, args, kwargs))
+        return await loop.run_in_executor(self._executor, partial(call_guarded, conn, fn, args, kwargs))
 
     def _now(self) -> float:
         return to_epoch(self.clock.now())
@@ -313,90 +309,3 @@ class SqliteStore:
         return await self._run(
             guild_config.delete_style, guild_id, name, by_user=by_user, now=self._now()
         )
-
-
-def _database_path(path: object) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise InvalidInput("path", f"The database path must be text, got {type(path).__name__}.")
-    try:
-        where = Path(path)
-    except TypeError:  # a PathLike that gives bytes
-        where = None
-    if where is None or "\x00" in str(where):
-        raise InvalidInput(
-            "path", "The database path must be text without NUL characters; choose another path."
-        )
-    return where
-
-
-def _open(path: Path, busy_timeout_s: float, synchronous: str) -> sqlite3.Connection:
-    """Connect, migrate and check the file can be written, or raise StoreUnavailable."""
-    try:
-        if path.is_dir():
-            raise StoreUnavailable(
-                f"{path} is a folder; give the path of a database file in it, e.g. "
-                f"{path / 'vqbot.sqlite3'}.",
-                transient=False,
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise folder_unavailable(exc, path.parent) from None
-    try:
-        conn = connect(path, busy_timeout_s=busy_timeout_s, synchronous=synchronous)
-    except sqlite3.Error as exc:
-        raise _unopenable(exc, path) from None
-    try:
-        applied = migrate(conn)
-        _check_writable(conn)
-    except sqlite3.Error as exc:
-        conn.close()
-        raise _unopenable(exc, path) from None
-    except BaseException:
-        conn.close()
-        raise
-    if applied:
-        log.info("database %s migrated to version %d", path, applied[-1])
-    return conn
-
-
-def _unopenable(exc: sqlite3.Error, path: Path) -> StoreUnavailable:
-    log.debug("opening %s failed: %s (%s)", path, exc, getattr(exc, "sqlite_errorname", "?"))
-    return unavailable_at_open(exc, path) or StoreUnavailable(
-        f"vqbot can't use {path} as its database ({exc}); choose another file for it.",
-        transient=False,
-    )
-
-
-def _check_writable(conn: sqlite3.Connection) -> None:
-    """Write in a transaction that is rolled back: a read-only file fails here, not later."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("UPDATE store_state SET version = version WHERE id = 1")
-    finally:
-        rollback(conn)
-
-
-def _call(
-    conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> T:
-    """Run one store function on the connection's thread; a locked database, a full disk or
-    a damaged file becomes StoreUnavailable, with the transaction rolled back."""
-    rollback(conn)  # in case a failed rollback left one open
-    try:
-        return fn(conn, *args, **kwargs)
-    except sqlite3.Error as exc:
-        rollback(conn)
-        unavailable = unavailable_later(exc)
-        if unavailable is None:
-            raise
-        log.warning("database unavailable (%s): %s", getattr(exc, "sqlite_errorname", "?"), exc)
-        raise unavailable from exc
-
-
-def _close(conn: sqlite3.Connection) -> None:
-    try:
-        conn.execute("PRAGMA optimize")  # refresh planner statistics where they are stale
-    except sqlite3.Error as exc:  # e.g. other writers kept the lock: next time, then
-        log.debug("PRAGMA optimize skipped: %s", exc)
-    finally:
-        conn.close()

@@ -9,11 +9,18 @@ The running store's messages name no host path: they may reach Discord users.
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from db.errors import StoreUnavailable
+from db.sqlite.connection import rollback
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,3 +115,20 @@ def folder_unavailable(exc: OSError, folder: Path) -> StoreUnavailable:
         "choose a database path in a folder that exists.",
         transient=full,
     )
+
+
+def call_guarded(
+    conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> T:
+    """Run one store function on the connection's thread; a locked database, a full disk or
+    a damaged file becomes StoreUnavailable, with the transaction rolled back."""
+    rollback(conn)  # in case a failed rollback left one open
+    try:
+        return fn(conn, *args, **kwargs)
+    except sqlite3.Error as exc:
+        rollback(conn)
+        unavailable = unavailable_later(exc)
+        if unavailable is None:
+            raise
+        log.warning("database unavailable (%s): %s", getattr(exc, "sqlite_errorname", "?"), exc)
+        raise unavailable from exc
