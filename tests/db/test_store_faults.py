@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from db import FakeClock, SchemaTooNew, SqliteStore, StoreUnavailable
+from db import FakeClock, GuildSettings, SchemaTooNew, SqliteStore, StoreUnavailable
+from db.migrations import migrate
+from db.sqlite import admission
+from db.sqlite.connection import connect
+from db.sqlite.faults import call_guarded
 from tests.db.conftest_faults import in_child
 from tests.db.factories import OPEN_LIMITS, PNG, new_job
 
@@ -259,3 +263,24 @@ async def test_a_full_disk_while_finishing_keeps_the_job_until_it_can_finish(tmp
     assert outcome["state_while_full"] == "running" and outcome["progress"], outcome
     assert outcome["finished"] is True and outcome["result_ok"], outcome
     assert outcome["queued"] == 0 and outcome["check"] == "ok", outcome
+
+
+def test_a_database_at_its_page_limit_is_full_and_the_enqueue_rolls_back(db_path: Path) -> None:
+    """SQLITE_FULL itself (the child above meets a write error): the database may not grow."""
+    conn = connect(db_path)
+    try:
+        migrate(conn)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+        jobs = [new_job(seed=i, prompt="a wooden banana temple " * 80) for i in range(200)]
+        options = {"defaults": GuildSettings(), "enforce_limits": False, "now": 0.0}
+        with pytest.raises(StoreUnavailable) as full:
+            call_guarded(conn, admission.enqueue, (jobs,), options)
+        message = assert_says(full.value, transient=True, what="disk is full or failing")
+        assert str(db_path) not in message and not conn.in_transaction
+        assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+        conn.execute("PRAGMA max_page_count = 1073741823")
+        assert len(call_guarded(conn, admission.enqueue, (jobs,), options)) == 200
+    finally:
+        conn.close()
+
