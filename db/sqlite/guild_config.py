@@ -34,11 +34,32 @@ def load_settings(
     for key, value in conn.execute(
         "SELECT key, value FROM guild_settings WHERE guild_id = ?", (guild_id,)
     ):
+        stored = json.loads(value)
         try:
-            settings = settings.with_values({key: json.loads(value)})
-        except StoreError as exc:  # a key or range this version no longer has
-            log.warning("guild %d: ignoring stored setting %s=%s (%s)", guild_id, key, value, exc)
+            settings = settings.with_values({key: stored})
+        except StoreError as exc:  # a key, range or entry this version no longer accepts
+            usable = _usable_entries(key, stored)
+            if usable is None:
+                log.warning("guild %d: ignoring stored setting %s=%s (%s)", guild_id, key, value, exc)
+                continue
+            log.warning("guild %d: dropping stored %s entries this version refuses (%s)", guild_id, key, exc)
+            settings = settings.with_values({key: usable})
     return settings
+
+
+def _usable_entries(key: str, stored: object) -> list[object] | None:
+    """The entries of a stored list that are valid alone (an old banned word without letters
+    must not unban all the others), or None when the setting isn't a list this version has."""
+    if key not in SETTINGS or not isinstance(stored, list):
+        return None
+    usable = []
+    for entry in stored:
+        try:
+            SETTINGS[key].coerce([entry])
+        except StoreError:
+            continue
+        usable.append(entry)
+    return usable
 
 
 def set_setting(

@@ -6,6 +6,10 @@ verdict is whether ``enqueue`` refuses it with LimitExceeded("banned_words").
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from db import InvalidInput, LimitExceeded, SqliteStore
@@ -130,3 +134,18 @@ async def test_a_thousand_banned_words_still_find_the_one_in_a_long_prompt(
     with pytest.raises(LimitExceeded):
         await limited.enqueue(new_job(prompt=prompt + "snapdragons"))
     await limited.enqueue(new_job(prompt=prompt + "snapshots"))
+
+
+async def test_a_stored_entry_this_version_refuses_does_not_unban_the_others(
+    limited: SqliteStore, db_path: Path
+) -> None:
+    conn = sqlite3.connect(db_path)
+    with conn:  # as an older vqbot stored them, verbatim
+        conn.execute(
+            "INSERT INTO guild_settings (guild_id, key, value) VALUES (1, 'banned_words', ?)",
+            (json.dumps(["***", "ＣＡＴ", "\u200b"]),),
+        )
+    conn.close()
+    assert (await limited.settings(1)).banned_words == ("cat",)
+    with pytest.raises(LimitExceeded):
+        await limited.enqueue(new_job(prompt="a c.a.t"))
