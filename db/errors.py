@@ -33,8 +33,9 @@ class UnknownSetting(InvalidInput, KeyError):
     """A guild setting or style key that does not exist."""
 
     def __init__(self, key: str, valid: list[str]) -> None:
+        shown = repr(key) if len(key) <= 60 else repr(key[:57]) + "..."
         super().__init__(
-            "key", f"There is no setting called {key!r}. Valid settings: {', '.join(valid)}."
+            "key", f"There is no setting called {shown}. Valid settings: {', '.join(valid)}."
         )
         self.key = key
         self.valid = valid
@@ -60,6 +61,11 @@ class LimitExceeded(StoreError):
 
 class NotFound(StoreError, LookupError):
     """A job (or other row) that does not exist."""
+
+    @classmethod
+    def job(cls, job_id: int) -> NotFound:
+        number = f"Job {job_id}" if job_id.bit_length() <= 64 else "That job"
+        return cls(f"{number} does not exist. Check the job number and try again.")
 
 
 class NotAllowed(StoreError, PermissionError):

@@ -7,12 +7,22 @@
 
 from __future__ import annotations
 
-import json
-import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# The value checks live in db.checks; these names stay importable from here.
+from db.checks import MAX_LEASE_S as MAX_LEASE_S
+from db.checks import MAX_SNOWFLAKE as MAX_SNOWFLAKE
+from db.checks import MAX_WORKER_CHARS as MAX_WORKER_CHARS
+from db.checks import check_bytes as check_bytes
+from db.checks import check_id as check_id
+from db.checks import check_int as check_int
+from db.checks import check_json, check_text, describe, has_surrogate
+from db.checks import check_lease as check_lease
+from db.checks import check_seconds as check_seconds
+from db.checks import check_worker as check_worker
 from db.errors import InvalidInput
 from db.states import JobState, Relation
 
@@ -20,18 +30,16 @@ MAX_PROMPT_CHARS = 2000
 MAX_PARAMS_BYTES = 64 * 1024
 MAX_MODEL_CHARS = 100
 MAX_ERROR_CHARS = 2000
-MAX_WORKER_CHARS = 200
-MAX_LEASE_S = 86_400.0
 MAX_BATCH = 64
 MAX_PREVIEW_BYTES = 2 * 1024 * 1024
 MAX_RESULT_BYTES = 64 * 1024 * 1024
-MAX_SNOWFLAKE = 2**63 - 1
 PRIORITY_RANGE = (-1000, 1000)
 ATTEMPTS_RANGE = (1, 20)
 # Sanity bounds, far beyond any guild's limits (those refuse with LimitExceeded).
 STEPS_RANGE = (1, 100_000)
 SIDE_RANGE = (1, 16_384)
 CUTN_RANGE = (1, 4096)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 Shape = tuple[str, int, int]
 """The batch key: (model, width, height). Jobs of one shape can run together."""
@@ -164,58 +172,13 @@ class CheckedJob:
         return (self.model, self.width, self.height)
 
 
-def check_int(name: str, value: object, low: int, high: int) -> int:
-    """``value`` if it is an int (not a bool) in [low, high], else InvalidInput."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(name, f"{name} must be a whole number, got {value!r}.")
-    if not low <= value <= high:
-        raise InvalidInput(name, f"{name} must be between {low} and {high}, got {value}.")
-    return value
-
-
-def check_seconds(
-    name: str, value: object, *, positive: bool = False, most: float = math.inf
-) -> float:
-    """A finite number in [0, most] (or (0, most] if ``positive``), or InvalidInput."""
-    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-    if not math.isfinite(number) or not (number > 0 if positive else number >= 0) or number > most:
-        low = "above 0" if positive else "at least 0"
-        raise InvalidInput(
-            name, f"{name} must be a finite number {low} and at most {most:g}, got {value!r}."
-        )
-    return float(number)
-
-
-def check_bytes(name: str, value: object, limit: int) -> bytes:
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise InvalidInput(name, f"{name} must be bytes, got {type(value).__name__}.")
-    data = bytes(value)
-    if not data or len(data) > limit:
-        raise InvalidInput(name, f"{name} must be 1 to {limit} bytes, got {len(data)}.")
-    return data
-
-
-def check_lease(lease_seconds: object) -> float:
-    return check_seconds("lease_seconds", lease_seconds, positive=True, most=MAX_LEASE_S)
-
-
-def check_worker(worker: object) -> str:
-    if not isinstance(worker, str) or not 0 < len(worker) <= MAX_WORKER_CHARS:
-        raise InvalidInput(
-            "worker", f"worker must be a name of 1 to {MAX_WORKER_CHARS} characters."
-        )
-    return worker
-
-
-def check_id(name: str, value: object) -> int:
-    return check_int(name, value, 1, MAX_SNOWFLAKE)
-
-
 def check_new_job(new: NewJob) -> CheckedJob:
     """Validate everything about a new job that does not depend on the guild.
 
     Raises InvalidInput naming the bad field; never touches the database.
     """
+    if not isinstance(new, NewJob):
+        raise InvalidInput("job", f"A job must be a NewJob, got {type(new).__name__}.")
     check_id("guild_id", new.guild_id)
     check_id("channel_id", new.channel_id)
     check_id("user_id", new.user_id)
@@ -225,21 +188,20 @@ def check_new_job(new: NewJob) -> CheckedJob:
     prompt = check_prompt(new.prompt)
     relation = check_relation(new.parent_id, new.relation)
     params = new.params
-    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+    if not isinstance(params, dict):
         raise InvalidInput("params", "params must be a JSON object with string keys.")
+    params_json = check_json("params", params, max_bytes=MAX_PARAMS_BYTES)
     if "seed" in params and params["seed"] != new.seed:
         raise InvalidInput(
-            "params.seed", f"params.seed ({params['seed']!r}) differs from seed ({new.seed})."
+            "params.seed",
+            f"params.seed ({describe(params['seed'])}) differs from seed ({new.seed}).",
         )
-    try:
-        params_json = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("params", f"params must be plain JSON values: {exc}.") from None
-    if len(params_json.encode()) > MAX_PARAMS_BYTES:
-        raise InvalidInput("params", f"params take more than {MAX_PARAMS_BYTES} bytes as JSON.")
     model = params.get("model")
-    if not isinstance(model, str) or not 0 < len(model) <= MAX_MODEL_CHARS:
-        raise InvalidInput("params.model", f"params.model must be a model name, got {model!r}.")
+    if not isinstance(model, str) or not 0 < len(model.strip()) <= MAX_MODEL_CHARS:
+        raise InvalidInput(
+            "params.model", f"params.model must be a model name, got {describe(model)}."
+        )
+    check_text("params.model", model, most=MAX_MODEL_CHARS, printable=True)
     return CheckedJob(
         new=new,
         prompt=prompt,
@@ -266,6 +228,12 @@ def check_prompt(prompt: object) -> str:
         raise InvalidInput(
             "prompt", "The prompt contains a NUL character. Remove it and try again."
         )
+    if has_surrogate(prompt):
+        raise InvalidInput(
+            "prompt",
+            "The prompt contains a broken character (a lone UTF-16 surrogate). "
+            "Remove it and try again.",
+        )
     stripped = prompt.strip()
     if not stripped:
         raise InvalidInput("prompt", "The prompt is empty. Describe a picture and try again.")
@@ -275,19 +243,22 @@ def check_prompt(prompt: object) -> str:
 def check_relation(parent_id: int | None, relation: Relation | str | None) -> Relation | None:
     if parent_id is None:
         if relation is not None:
-            raise InvalidInput("relation", f"relation {relation!r} given without a parent_id.")
+            raise InvalidInput("relation", f"relation {describe(relation)} given without a parent_id.")
         return None
     check_id("parent_id", parent_id)
     try:
-        return Relation(str(relation))
+        return Relation(relation if isinstance(relation, str) else "")
     except ValueError:
         valid = ", ".join(r.value for r in Relation)
         raise InvalidInput(
-            "relation", f"relation must be one of {valid} when parent_id is set, got {relation!r}."
+            "relation", f"relation must be one of {valid} when parent_id is set, got {describe(relation)}."
         ) from None
 
 
-def clip_error(text: str) -> str:
-    """An error text short enough to store and show."""
-    text = str(text)
+def clip_error(text: object) -> str:
+    """A worker's error text, short enough to store and show: lone surrogates (e.g. from a
+    file name that was not UTF-8) become U+FFFD; anything but text is InvalidInput."""
+    if not isinstance(text, str):
+        raise InvalidInput("error", f"error must be text, got {type(text).__name__}.")
+    text = _UNSTORABLE.sub("\ufffd", text)
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

@@ -7,11 +7,10 @@ the usage and calls these inside the transaction that inserts the job.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 
+from db.banned import find_banned
 from db.clock import next_utc_midnight
 from db.errors import LimitExceeded
 from db.jobs import CheckedJob
@@ -117,20 +116,6 @@ def check_quota(settings: GuildSettings, usage: QueueUsage, now: float) -> None:
             f"This server has used its {settings.gpu_budget_guild_s:g} GPU seconds for today. "
             f"The budget resets at 00:00 UTC, in {resets_in}.",
         )
-
-
-def find_banned(prompt: str, words: tuple[str, ...]) -> str | None:
-    """The first banned word or phrase in ``prompt`` (whole words, any case), or None."""
-    if not words:
-        return None
-    match = _banned_pattern(words).search(prompt.casefold())
-    return match.group(0) if match else None
-
-
-@lru_cache(maxsize=256)
-def _banned_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
-    alternatives = "|".join(re.escape(w.casefold()) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
 
 
 def _seconds(seconds: float) -> str:

@@ -12,11 +12,14 @@ import contextlib
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from db.banned import banned_entry
+from db.checks import MAX_SNOWFLAKE, check_text, describe
 from db.errors import InvalidInput, UnknownSetting
 
 SettingValue = int | float | bool | tuple[str, ...] | tuple[int, ...]
@@ -41,6 +44,8 @@ class Setting:
     maximum: float | None = None
     max_items: int = 200
     empty_means: str | None = None
+    normalise: Callable[[str], str] | None = None
+    """For text lists: the form each entry is stored and compared in (ValueError: unusable)."""
 
     def coerce(self, value: object) -> SettingValue:
         """The typed value for ``value`` (typed, or text as a user types it).
@@ -61,68 +66,84 @@ class Setting:
                     f"got {number:g}.",
                 )
             return number
-        items = _coerce_items(self.key, value, ids=kind is SettingKind.IDS)
-        if len(items) > self.max_items:
-            raise InvalidInput(
-                self.key, f"{self.key} holds at most {self.max_items} entries, got {len(items)}."
-            )
-        return items
+        return _coerce_items(self, value)
 
 
 def _coerce_bool(key: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text in ("true", "yes", "on", "1", 1):
         return True
-    if text in ("false", "no", "off", "0"):
+    if text in ("false", "no", "off", "0", 0):
         return False
-    raise InvalidInput(key, f"{key} must be true or false, got {value!r}.")
+    raise InvalidInput(key, f"{key} must be true or false, got {describe(value)}.")
 
 
 def _coerce_number(key: str, value: object, *, integer: bool) -> int | float:
     """A finite number (whole if ``integer``) from a number or its text."""
     number = math.nan
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= MAX_NUMBER_CHARS:
         with contextlib.suppress(ValueError):
             number = float(value.strip())
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = value
+        with contextlib.suppress(OverflowError):  # an int beyond float range
+            number = float(value)
     if not math.isfinite(number) or (integer and number != int(number)):
         what = "a whole number" if integer else "a number"
-        raise InvalidInput(key, f"{key} must be {what}, got {value!r}.")
-    return int(number) if integer else float(number)
+        raise InvalidInput(key, f"{key} must be {what}, got {describe(value)}.")
+    return int(number) if integer else number
 
 
 _ITEM_SPLIT = re.compile(r"[,\n]+")
 _ID_SPLIT = re.compile(r"[\s,<>#@&!]+")
 MAX_ITEM_CHARS = 100
+MAX_NUMBER_CHARS = 100
 
 
-def _coerce_items(key: str, value: object, *, ids: bool) -> tuple[Any, ...]:
+def _coerce_items(spec: Setting, value: object) -> tuple[Any, ...]:
+    key, ids = spec.key, spec.kind is SettingKind.IDS
     if isinstance(value, str):
+        check_text(key, value, most=spec.max_items * (MAX_ITEM_CHARS + 25))
         raw: list[Any] = [p for p in (_ID_SPLIT if ids else _ITEM_SPLIT).split(value) if p.strip()]
     elif isinstance(value, (list, tuple)):
         raw = list(value)
     else:
-        raise InvalidInput(key, f"{key} must be a list or comma-separated text, got {value!r}.")
+        raise InvalidInput(key, f"{key} must be a list or comma-separated text, got {describe(value)}.")
+    if len(raw) > spec.max_items:
+        raise InvalidInput(key, f"{key} holds at most {spec.max_items} entries, got {len(raw)}.")
     items: list[Any] = []
     for item in raw:
-        if ids:
-            ok = isinstance(item, int) and not isinstance(item, bool)
-            if isinstance(item, str) and item.strip().isdigit():
-                item, ok = int(item.strip()), True
-            if not ok or not 0 < item < 2**63:
-                raise InvalidInput(key, f"{key} must list Discord ids, got {item!r}.")
-        else:
-            if not isinstance(item, str) or not item.strip() or len(item) > MAX_ITEM_CHARS:
-                raise InvalidInput(
-                    key, f"{key} entries must be text of 1 to {MAX_ITEM_CHARS} characters."
-                )
-            item = item.strip()
+        item = _coerce_id(key, item) if ids else _coerce_word(spec, item)
         if item not in items:
             items.append(item)
     return tuple(items)
+
+
+def _coerce_id(key: str, item: object) -> int:
+    if isinstance(item, str) and item.strip().isascii() and item.strip().isdecimal():
+        item = int(item.strip())
+    if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= MAX_SNOWFLAKE:
+        raise InvalidInput(key, f"{key} must list Discord ids, got {describe(item)}.")
+    return item
+
+
+def _coerce_word(spec: Setting, item: object) -> str:
+    key = spec.key
+    if not isinstance(item, str) or not item.strip() or len(item) > MAX_ITEM_CHARS:
+        raise InvalidInput(key, f"{key} entries must be text of 1 to {MAX_ITEM_CHARS} characters.")
+    word = check_text(key, item, most=MAX_ITEM_CHARS).strip()
+    if spec.normalise is None:
+        return word
+    try:
+        word = spec.normalise(word)
+    except ValueError:
+        raise InvalidInput(
+            key, f"{key} entry {describe(item)} has no letters or digits to match; write the word itself."
+        ) from None
+    if len(word) > MAX_ITEM_CHARS:  # stored entries must pass this check again when read back
+        raise InvalidInput(key, f"{key} entry {describe(item)} is too long once written out.")
+    return word
 
 
 @dataclass(frozen=True)
@@ -214,9 +235,11 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "banned_words",
             SettingKind.WORDS,
-            "Words or phrases a prompt may not contain (case does not matter).",
+            "Words or phrases a prompt may not contain, in any spelling (case, accents, "
+            "look-alike letters, spelled out); *word* also inside longer words.",
             max_items=1000,
             empty_means="nothing banned",
+            normalise=banned_entry,
         ),
         Setting(
             "reactions_enabled", SettingKind.BOOL, "Whether reactions on job cards do anything."
@@ -233,7 +256,7 @@ def setting(key: str) -> Setting:
     try:
         return SETTINGS[key]
     except (KeyError, TypeError):
-        raise UnknownSetting(str(key), list(SETTINGS)) from None
+        raise UnknownSetting(key if isinstance(key, str) else describe(key), list(SETTINGS)) from None
 
 
 DEFAULT_STYLES: dict[str, str] = {
@@ -271,7 +294,7 @@ def check_style_name(name: object) -> str:
     if not STYLE_NAME.fullmatch(normal):
         raise InvalidInput(
             "style",
-            f"A style name is 1 to 32 letters, digits, '-' or '_', got {name!r}. "
+            f"A style name is 1 to 32 letters, digits, '-' or '_', got {describe(name)}. "
             "Pick another name.",
         )
     return normal
@@ -283,7 +306,7 @@ def check_style_text(text: object) -> str:
         raise InvalidInput(
             "style_text", f"A style is 1 to {MAX_STYLE_CHARS} characters of prompt text."
         )
-    return clean
+    return check_text("style_text", clean, most=MAX_STYLE_CHARS)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ write lock and ``busy_timeout`` serialise their transactions.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,17 +17,18 @@ from functools import partial
 from pathlib import Path
 from typing import Self, TypeVar
 
+from db.checks import check_bool, check_int, check_seconds
 from db.clock import Clock, SystemClock, to_epoch, utc_day
 from db.custom_ids import parse_custom_id
+from db.errors import InvalidInput
 from db.jobs import Claim, Job, NewJob, ProgressAck
-from db.migrations import migrate
 from db.settings import AuditEntry, GuildSettings
 from db.sqlite import admission, guild_config, listings, scheduler, transitions
-from db.sqlite.connection import connect
-from db.sqlite.rows import fetch_job
+from db.sqlite.faults import call_guarded
+from db.sqlite.opening import close_database, database_path, open_database
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_BUSY_TIMEOUT_S = 3600.0
 
 
 class SqliteStore:
@@ -59,23 +59,31 @@ class SqliteStore:
         busy_timeout_s: float = 10.0,
         synchronous: str = "NORMAL",
     ) -> Self:
-        """Open (creating and migrating as needed) the database at ``path``.
+        """Open (creating its folder, the file and the schema as needed) the database at
+        ``path``, and check that it can be written.
 
-        ``defaults`` are the settings of a guild that changed nothing.
+        ``defaults`` are the settings of a guild that changed nothing. Raises
+        StoreUnavailable with a sentence for the operator when the database can't be opened
+        or written (``transient``: a lock or a full disk, worth another try later),
+        SchemaTooNew for a database of a newer vqbot, InvalidInput for a bad argument.
+        Once open, a method that finds the database locked past ``busy_timeout_s`` or the
+        disk full raises StoreUnavailable(transient=True) and changes nothing.
         """
+        where = database_path(path)
+        busy = check_seconds("busy_timeout_s", busy_timeout_s, most=MAX_BUSY_TIMEOUT_S)
+        if defaults is not None and not isinstance(defaults, GuildSettings):
+            raise InvalidInput("defaults", "defaults must be GuildSettings.")
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqbot-db")
         loop = asyncio.get_running_loop()
         try:
-            conn = await loop.run_in_executor(
-                executor, partial(_open, Path(path), busy_timeout_s, synchronous)
-            )
+            conn = await loop.run_in_executor(executor, partial(open_database, where, busy, synchronous))
         except BaseException:
             executor.shutdown(wait=False)
             raise
         return cls(
             conn,
             executor,
-            path=Path(path),
+            path=where,
             clock=clock or SystemClock(),
             defaults=defaults or GuildSettings(),
         )
@@ -86,7 +94,7 @@ class SqliteStore:
             return
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, _close, conn)
+            await loop.run_in_executor(self._executor, close_database, conn)
         finally:
             self._executor.shutdown(wait=True)
 
@@ -101,7 +109,7 @@ class SqliteStore:
         if conn is None:
             raise RuntimeError(f"the store for {self.path} is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(fn, conn, *args, **kwargs))
+        return await loop.run_in_executor(self._executor, partial(call_guarded, conn, fn, args, kwargs))
 
     def _now(self) -> float:
         return to_epoch(self.clock.now())
@@ -114,6 +122,7 @@ class SqliteStore:
     async def enqueue_many(
         self, news: Sequence[NewJob], *, enforce_limits: bool = True
     ) -> list[Job]:
+        check_bool("enforce_limits", enforce_limits)
         if not news:
             return []
         return await self._run(
@@ -203,7 +212,7 @@ class SqliteStore:
 
     # --- reading ---------------------------------------------------------------
     async def get(self, job_id: int) -> Job | None:
-        return await self._run(fetch_job, job_id)
+        return await self._run(listings.job, job_id)
 
     async def by_message(self, message_id: int) -> Job | None:
         return await self._run(listings.by_message, message_id)
@@ -254,6 +263,10 @@ class SqliteStore:
         results_older_than_s: float | None = None,
         usage_older_than_days: int = 35,
     ) -> dict[str, int]:
+        check_seconds("previews_older_than_s", previews_older_than_s)
+        if results_older_than_s is not None:
+            check_seconds("results_older_than_s", results_older_than_s)
+        check_int("usage_older_than_days", usage_older_than_days, 0, 100_000)
         now = self._now()
         return await self._run(
             listings.prune,
@@ -296,24 +309,3 @@ class SqliteStore:
         return await self._run(
             guild_config.delete_style, guild_id, name, by_user=by_user, now=self._now()
         )
-
-
-def _open(path: Path, busy_timeout_s: float, synchronous: str) -> sqlite3.Connection:
-    conn = connect(path, busy_timeout_s=busy_timeout_s, synchronous=synchronous)
-    try:
-        applied = migrate(conn)
-    except BaseException:
-        conn.close()
-        raise
-    if applied:
-        log.info("database %s migrated to version %d", path, applied[-1])
-    return conn
-
-
-def _close(conn: sqlite3.Connection) -> None:
-    try:
-        conn.execute("PRAGMA optimize")  # refresh planner statistics where they are stale
-    except sqlite3.Error as exc:  # e.g. other writers kept the lock: next time, then
-        log.debug("PRAGMA optimize skipped: %s", exc)
-    finally:
-        conn.close()

@@ -6,6 +6,12 @@ Every method is one atomic transaction. Methods that change a claimed job
 take the lease ``token`` from ``claim`` and return False (or an ack with
 ``ok=False``) when the caller no longer holds the job, e.g. because its
 lease expired and another worker claimed it: such a call changes nothing.
+
+Any method raises StoreUnavailable(transient=True) when the database is locked past
+its busy timeout or its disk is full (nothing changed: try again later), and
+InvalidInput (``field`` names the argument) for an argument of the wrong type or out
+of range. A job or message id that no row can have (0, negative, 2**63 or more)
+finds nothing, as an id that doesn't exist would. See docs/queue.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a picture job asks for: prompt syntax and parameters.
 
-Pure Python with no third-party imports, so the bot (no torch), the queue and
-the engine all read and validate jobs the same way.
+Pure Python without torch (``clip_text`` uses ftfy and regex, as open_clip does), so the bot,
+the queue and the engine all read and validate jobs the same way.
 """
 
 from jobspec.params import LIMITS, JobParams, ParamError

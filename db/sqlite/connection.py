@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from db.errors import InvalidInput
+from db.errors import InvalidInput, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 MIN_SQLITE = (3, 35, 0)  # RETURNING, and upserts with DO UPDATE
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -28,11 +31,12 @@ def connect(
     ``FULL`` also survives power loss, at one fsync per commit.
     """
     if sqlite3.sqlite_version_info < MIN_SQLITE:
-        raise RuntimeError(
+        raise StoreUnavailable(
             f"vqbot needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; "
-            f"this Python has {sqlite3.sqlite_version}."
+            f"this Python has {sqlite3.sqlite_version}. Use a newer Python build.",
+            transient=False,
         )
-    if synchronous.upper() not in SYNCHRONOUS:
+    if not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS:
         raise InvalidInput(
             "synchronous", f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}."
         )
@@ -43,7 +47,11 @@ def connect(
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
-            raise RuntimeError(f"could not switch {path} to WAL (journal_mode is {mode})")
+            raise StoreUnavailable(
+                f"SQLite could not switch {path} to WAL mode (it stays {mode!r}); keep the "
+                "database on a local disk.",
+                transient=False,
+            )
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
@@ -60,10 +68,10 @@ def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
-    conn.execute("COMMIT")
 
 
 @contextmanager
@@ -72,8 +80,21 @@ def read(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN")
     try:
         yield conn
-    finally:
         conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """End the open transaction, if SQLite has not already (it rolls back on its own after a
+    full disk or an I/O error), without hiding the error that brought us here."""
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        log.warning("rollback failed (%s); the next transaction tries again", exc)
 
 
 def next_version(conn: sqlite3.Connection) -> int:

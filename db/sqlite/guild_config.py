@@ -6,9 +6,9 @@ import json
 import logging
 import sqlite3
 
+from db.checks import check_id, check_limit
 from db.clock import from_epoch
 from db.errors import InvalidInput, NotFound, StoreError
-from db.jobs import check_id
 from db.settings import (
     DEFAULT_STYLES,
     MAX_STYLES,
@@ -29,15 +29,37 @@ def load_settings(
     conn: sqlite3.Connection, guild_id: int, defaults: GuildSettings
 ) -> GuildSettings:
     """The guild's settings: ``defaults`` with the guild's own values applied."""
+    check_id("guild_id", guild_id)
     settings = defaults
     for key, value in conn.execute(
         "SELECT key, value FROM guild_settings WHERE guild_id = ?", (guild_id,)
     ):
+        stored = json.loads(value)
         try:
-            settings = settings.with_values({key: json.loads(value)})
-        except StoreError as exc:  # a key or range this version no longer has
-            log.warning("guild %d: ignoring stored setting %s=%s (%s)", guild_id, key, value, exc)
+            settings = settings.with_values({key: stored})
+        except StoreError as exc:  # a key, range or entry this version no longer accepts
+            usable = _usable_entries(key, stored)
+            if usable is None:
+                log.warning("guild %d: ignoring stored setting %s=%s (%s)", guild_id, key, value, exc)
+                continue
+            log.warning("guild %d: dropping stored %s entries this version refuses (%s)", guild_id, key, exc)
+            settings = settings.with_values({key: usable})
     return settings
+
+
+def _usable_entries(key: str, stored: object) -> list[object] | None:
+    """The entries of a stored list that are valid alone (an old banned word without letters
+    must not unban all the others), or None when the setting isn't a list this version has."""
+    if key not in SETTINGS or not isinstance(stored, list):
+        return None
+    usable = []
+    for entry in stored:
+        try:
+            SETTINGS[key].coerce([entry])
+        except StoreError:
+            continue
+        usable.append(entry)
+    return usable
 
 
 def set_setting(
@@ -78,6 +100,7 @@ def set_setting(
 
 def load_styles(conn: sqlite3.Connection, guild_id: int) -> dict[str, str]:
     """Style name -> prompt suffix: the defaults, with the guild's changes applied."""
+    check_id("guild_id", guild_id)
     styles = dict(DEFAULT_STYLES)
     for name, text in conn.execute(
         "SELECT name, text FROM guild_styles WHERE guild_id = ? ORDER BY name", (guild_id,)
@@ -141,6 +164,8 @@ def delete_style(
 
 def load_audit(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[AuditEntry]:
     """The guild's most recent changes, newest first."""
+    check_id("guild_id", guild_id)
+    check_limit(limit)
     rows = conn.execute(
         "SELECT id, guild_id, user_id, at, key, old, new FROM audit_log WHERE guild_id = ? "
         "ORDER BY id DESC LIMIT ?",

@@ -10,18 +10,21 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from db.errors import InvalidInput, NotAllowed, NotFound
-from db.jobs import (
-    MAX_PREVIEW_BYTES,
-    MAX_RESULT_BYTES,
-    Job,
-    ProgressAck,
+from db.checks import (
+    MAX_SNOWFLAKE,
+    check_bool,
     check_bytes,
+    check_gpu_seconds,
+    check_id,
     check_int,
     check_lease,
     check_seconds,
-    clip_error,
+    check_token,
+    describe,
+    lookup_id,
 )
+from db.errors import InvalidInput, NotAllowed, NotFound
+from db.jobs import MAX_PREVIEW_BYTES, MAX_RESULT_BYTES, Job, ProgressAck, clip_error
 from db.sqlite.connection import next_version, write
 from db.sqlite.rows import fetch_job
 from db.sqlite.scheduler import enter_queue, leave_queue, settle
@@ -38,17 +41,27 @@ END = (
     "version = ?, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
     "charged_s = 0 WHERE id = ?"
 )
+MAX_STEPS_PER_S = 1e6
+
+
+def held(job_id: object, token: object) -> tuple[int, str] | None:
+    """(job id, token) checked, or None when no job can match them (the caller holds nothing)."""
+    found, token = lookup_id("job_id", job_id), check_token(token)
+    return None if found is None else (found, token)
 
 
 def heartbeat(
     conn: sqlite3.Connection, job_id: int, token: str, *, lease_s: float, now: float
 ) -> bool:
     """Extend the lease; False if the worker no longer holds the job."""
-    check_lease(lease_s)
+    lease_s = check_lease(lease_s)
+    job = held(job_id, token)
+    if job is None:
+        return False
     cursor = conn.execute(
         "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? "
         "AND state IN ('running', 'cancelling')",
-        (now + lease_s, job_id, token),
+        (now + lease_s, *job),
     )
     return cursor.rowcount == 1
 
@@ -67,10 +80,12 @@ def report_progress(
     """Record the step reached and the latest preview (replacing the previous one)."""
     check_int("step", step, 0, 10**9)
     if steps_per_s is not None:
-        check_seconds("steps_per_s", steps_per_s)
+        steps_per_s = check_seconds("steps_per_s", steps_per_s, most=MAX_STEPS_PER_S)
     if lease_s is not None:
-        check_lease(lease_s)
+        lease_s = check_lease(lease_s)
     image = None if preview is None else check_bytes("preview", preview, MAX_PREVIEW_BYTES)
+    if held(job_id, token) is None:
+        return ProgressAck(ok=False)
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
@@ -111,7 +126,9 @@ def finish(
 ) -> bool:
     """Succeed the job with its picture. A cancel that came too late is ignored."""
     png = check_bytes("result_png", result_png, MAX_RESULT_BYTES)
-    gpu_seconds = check_seconds("gpu_seconds", gpu_seconds)
+    gpu_seconds = check_gpu_seconds(gpu_seconds)
+    if held(job_id, token) is None:
+        return False
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
@@ -141,8 +158,11 @@ def fail(
 ) -> bool:
     """End the attempt with an error: back to the queue if ``retry`` and attempts
     are left, else failed (or cancelled, if the user asked meanwhile)."""
-    gpu_seconds = check_seconds("gpu_seconds", gpu_seconds)
+    gpu_seconds = check_gpu_seconds(gpu_seconds)
     error = clip_error(error)
+    retry = check_bool("retry", retry)
+    if held(job_id, token) is None:
+        return False
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
@@ -172,6 +192,8 @@ def fail(
 
 def release(conn: sqlite3.Connection, job_id: int, token: str, *, now: float) -> bool:
     """A worker shutting down hands the job back; the attempt does not count."""
+    if held(job_id, token) is None:
+        return False
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
@@ -201,7 +223,9 @@ def confirm_cancelled(
     conn: sqlite3.Connection, job_id: int, token: str, *, gpu_seconds: float, now: float
 ) -> bool:
     """The worker stopped a job whose cancel was requested."""
-    gpu_seconds = check_seconds("gpu_seconds", gpu_seconds)
+    gpu_seconds = check_gpu_seconds(gpu_seconds)
+    if held(job_id, token) is None:
+        return False
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None or row["state"] != "cancelling":
@@ -216,12 +240,17 @@ def request_cancel(
     conn: sqlite3.Connection, job_id: int, *, by_user: int, is_admin: bool, now: float
 ) -> Job:
     """Cancel a queued job at once, or ask the worker to stop a running one."""
+    found = lookup_id("job_id", job_id)
+    check_int("by_user", by_user, 0, MAX_SNOWFLAKE)  # 0: no member (the operator)
+    check_bool("is_admin", is_admin)
+    if found is None:
+        raise NotFound.job(job_id)
     with write(conn):
         row = conn.execute(
             "SELECT guild_id, user_id, state, cost FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         if row is None:
-            raise NotFound(f"Job {job_id} does not exist. Check the job number and try again.")
+            raise NotFound.job(job_id)
         if row["user_id"] != by_user and not is_admin:
             raise NotAllowed(
                 "Only the member who started this job or a server admin can cancel it."
@@ -248,6 +277,8 @@ def request_cancel(
 
 def mark_delivered(conn: sqlite3.Connection, job_id: int) -> bool:
     """Record that the bot posted the finished job's outcome; False if not finished or done."""
+    if lookup_id("job_id", job_id) is None:
+        return False
     with write(conn):
         cursor = conn.execute(
             "UPDATE jobs SET delivered = 1 WHERE id = ? AND delivered = 0 "
@@ -265,17 +296,21 @@ MESSAGE_COLUMNS = {"card": "message_id", "result": "result_message_id"}
 
 def set_message(conn: sqlite3.Connection, job_id: int, message_id: int, *, kind: str) -> Job:
     """Remember the Discord message that shows the job (its card or its result)."""
-    column = MESSAGE_COLUMNS.get(kind)
+    column = MESSAGE_COLUMNS.get(kind) if isinstance(kind, str) else None
     if column is None:
-        raise InvalidInput("kind", f"kind must be one of {sorted(MESSAGE_COLUMNS)}, got {kind!r}.")
-    check_int("message_id", message_id, 1, 2**63 - 1)
+        raise InvalidInput(
+            "kind", f"kind must be one of {sorted(MESSAGE_COLUMNS)}, got {describe(kind)}."
+        )
+    check_id("message_id", message_id)
+    if lookup_id("job_id", job_id) is None:
+        raise NotFound.job(job_id)
     with write(conn):
         cursor = conn.execute(
             f"UPDATE jobs SET {column} = ?, version = ? WHERE id = ?",
             (message_id, next_version(conn), job_id),
         )
         if cursor.rowcount == 0:
-            raise NotFound(f"Job {job_id} does not exist. Check the job number and try again.")
+            raise NotFound.job(job_id)
         job = fetch_job(conn, job_id)
     assert job is not None
     return job

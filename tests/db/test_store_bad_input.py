@@ -84,10 +84,10 @@ async def test_a_parent_from_another_guild_or_nowhere_is_refused(store: SqliteSt
 @pytest.mark.parametrize("text", SQLISH)
 async def test_sql_looking_text_is_stored_verbatim(store: SqliteStore, text: str) -> None:
     job = await store.enqueue(new_job(prompt=text, model=text))
-    await store.set_setting(1, "banned_words", [text + " x"], by_user=1)
+    await store.set_setting(1, "allowed_models", [text + " x"], by_user=1)
     await store.set_style(1, "sql", text, by_user=1)
     assert (await store.get(job.id)).prompt == text.strip()  # type: ignore[union-attr]
-    assert (await store.settings(1)).banned_words == (text + " x",)
+    assert (await store.settings(1)).allowed_models == (text + " x",)
     assert (await store.styles(1))["sql"] == text.strip()
     (claim,) = await store.claim(text, lease_seconds=30)
     assert claim.job.worker == text

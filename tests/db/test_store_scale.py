@@ -108,18 +108,18 @@ def test_claim_work_does_not_grow_with_the_queue(big: Path, tmp_path: Path) -> N
     assert claim_instructions(big, 200) < 2 * claim_instructions(small, 200)
 
 
-async def test_claims_stay_fast_with_100000_queued_jobs(big: Path) -> None:
-    latencies = []
+async def test_a_thousand_claims_through_the_store_each_take_a_new_job(big: Path) -> None:
+    """What a claim costs is test_claim_work_does_not_grow_with_the_queue's business (in
+    SQLite instructions, not seconds: bench/bench_queue.py measures the time); this checks
+    that the store's own path takes 1,000 different jobs off a 100,000-job queue."""
+    taken = set()
     async with await SqliteStore.open(big) as store:
         for _ in range(1000):
-            start = time.perf_counter()
-            assert await store.claim("gpu-0", lease_seconds=60)
-            latencies.append(time.perf_counter() - start)
-    latencies.sort()
-    # The target is 5 ms at p99 (bench/bench_queue.py measures it); this bound
-    # only catches a claim that scans the table (tens of ms at this size).
-    assert latencies[len(latencies) // 2] < 0.005
-    assert latencies[int(len(latencies) * 0.99)] < 0.025
+            (claim,) = await store.claim("gpu-0", lease_seconds=60)
+            taken.add(claim.job.id)
+        stats = await store.stats()
+    assert len(taken) == 1000
+    assert stats["running"] == 1000 and stats["queued"] == 100_000 - 1000
 
 
 async def test_batch_claims_and_listings_work_at_scale(big: Path) -> None:
