@@ -188,9 +188,11 @@ async def connect(url: str, timeouts: Timeouts, application_name: str) -> Conn:
     return conn
 
 
-async def open_pool(url: str, timeouts: Timeouts, *, min_size: int, max_size: int, timeout_s: float) -> Pool:
+async def open_pool(
+    url: str, timeouts: Timeouts, *, application_name: str, min_size: int, max_size: int, timeout_s: float
+) -> Pool:
     pool: Pool = AsyncConnectionPool(
-        conninfo(url, timeouts, "vqbot"),
+        conninfo(url, timeouts, application_name),
         connection_class=AsyncConnection[DictRow],
         kwargs={"autocommit": True, "row_factory": dict_row},
         min_size=min_size,

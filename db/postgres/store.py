@@ -67,6 +67,7 @@ class PostgresStore:
         lock_timeout_s: float = 10.0,
         poll_interval_s: float = 2.0,
         listen_retry_s: float = 1.0,
+        application_name: str = "vqbot",
     ) -> Self:
         """Connect to ``url`` (``postgresql://user:password@host:port/dbname``), migrating the
         database as needed.
@@ -75,7 +76,8 @@ class PostgresStore:
         can't be reached, refuses the login, lacks the database or is too
         old, and SchemaTooNew for a database of a newer vqbot.
         ``poll_interval_s`` bounds how long ``wait_for_change`` relies on
-        notifications alone.
+        notifications alone; ``application_name`` names the pool's sessions
+        in ``pg_stat_activity`` (e.g. one name per worker).
         """
         timeouts = Timeouts(
             statement_s=statement_timeout_s, idle_in_transaction_s=idle_in_transaction_timeout_s, lock_s=lock_timeout_s
@@ -91,7 +93,14 @@ class PostgresStore:
             await conn.close()
         if applied:
             log.info("database %s migrated to version %d", where(url), applied[-1])
-        pool = await open_pool(url, timeouts, min_size=1, max_size=pool_size, timeout_s=max(10.0, lock_timeout_s))
+        pool = await open_pool(
+            url,
+            timeouts,
+            application_name=application_name,
+            min_size=1,
+            max_size=pool_size,
+            timeout_s=max(10.0, lock_timeout_s),
+        )
         return cls(
             pool,
             url=url,
