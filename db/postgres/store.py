@@ -10,13 +10,14 @@ See docs/queue.md for how it differs from SqliteStore, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Self, TypeVar
 
 from db.clock import Clock, SystemClock, to_epoch, utc_day
 from db.custom_ids import parse_custom_id
-from db.errors import InvalidInput
+from db.errors import InvalidInput, StoreUnavailable
 from db.jobs import Claim, Job, NewJob, ProgressAck, check_new_job, check_seconds
 from db.postgres import admission, guild_config, listings, scheduler, transitions
 from db.postgres.connection import Pool, Timeouts, Tx, connect, open_pool, run_transaction, where
@@ -52,6 +53,7 @@ class PostgresStore:
         self.timeouts = timeouts
         self.poll_interval_s = poll_interval_s
         self.wakeups = Wakeups()
+        self.parked = asyncio.Event()  # set while a wait_for_change waits (tests start changes then)
         self.listener = Listener(url, timeouts, retry_s=listen_retry_s)
 
     @classmethod
@@ -149,6 +151,16 @@ class PostgresStore:
         return to_epoch(self.clock.now())
 
     # --- waiting for changes -----------------------------------------------------
+    async def listen(self, timeout: float = 30.0) -> None:
+        """Start listening for notifications now (``wait_for_change`` does it on first use)."""
+        self.listener.start()
+        try:
+            await asyncio.wait_for(self.listener.connected.wait(), timeout)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"Could not listen for changes at {self.where}; workers fall back to polling.", transient=True
+            ) from None
+
     async def wait_for_change(self, since: int, timeout: float) -> int:
         """The newest version once it is above ``since`` (woken by NOTIFY, or by the poll
         every ``poll_interval_s``), or the current version after ``timeout`` seconds."""
@@ -157,13 +169,22 @@ class PostgresStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            if not self.listener.connected.is_set():  # a change after this check must notify us
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self.listener.connected.wait(), max(0.0, min(deadline - loop.time(), self.poll_interval_s))
+                    )
             signal = self.listener.next_wake()
             current = await self.version()
             remaining = deadline - loop.time()
             if current > since or remaining <= 0:
                 return current
             self.wakeups.parked += 1
-            woke = await self.listener.wait(signal, min(remaining, self.poll_interval_s))
+            self.parked.set()
+            try:
+                woke = await self.listener.wait(signal, min(remaining, self.poll_interval_s))
+            finally:
+                self.parked.clear()
             if woke is Wake.NOTIFIED:
                 self.wakeups.notified += 1
             elif woke is Wake.DROPPED:

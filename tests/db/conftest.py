@@ -20,11 +20,12 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from db import FakeClock, SqliteStore, Store
 from db.postgres import PostgresStore
@@ -64,7 +65,21 @@ def db_path(tmp_path: Path) -> Path:
 
 
 def database_url(admin: str, dbname: str) -> str:
-    return make_conninfo(admin, dbname=dbname)
+    """The postgresql:// URL of database ``dbname`` on the server of ``admin`` (a URL or key=value string)."""
+    info = conninfo_to_dict(admin) | {"dbname": dbname}
+    user = quote(str(info.pop("user", "postgres")), safe="")
+    password = info.pop("password", None)
+    secret = f":{quote(str(password), safe='')}" if password else ""
+    host = str(info.pop("host", ""))
+    port = info.pop("port", None)
+    rest = {k: str(v) for k, v in info.items() if k != "dbname"}
+    if host.startswith("/"):
+        rest["host"] = host
+        host = ""
+    netloc = f"{user}{secret}@{host}{':' + str(port) if port and host else ''}"
+    if port and not host:
+        rest["port"] = str(port)
+    return f"postgresql://{netloc}/{quote(dbname)}" + (f"?{urlencode(rest)}" if rest else "")
 
 
 @pytest.fixture(scope="session")

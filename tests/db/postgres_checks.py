@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -70,3 +73,42 @@ async def until_waiting_for_a_lock(url: str, application_name: str) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         while not await (await conn.execute(query, (application_name,))).fetchone():
             await asyncio.sleep(0.01)
+
+
+def postgres_bin() -> Path:
+    """The folder of initdb and pg_ctl (Debian keeps them out of PATH)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    which = shutil.which("pg_ctl")
+    assert which, "PostgreSQL's server programs (initdb, pg_ctl) are not installed"
+    return Path(which).parent
+
+
+@contextmanager
+def throwaway_cluster(password: str) -> Iterator[str]:
+    """A PostgreSQL cluster of its own on a Unix socket, with password logins only; yields its URL.
+
+    initdb refuses to run as root, so as root the cluster belongs to the postgres user.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="vqpg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, pwfile = folder / "data", folder / "pw"
+    pwfile.write_text(password + "\n")
+    if as_user:
+        shutil.chown(pwfile, "postgres")
+    port = 5433 + secrets.randbelow(2000)
+    bin_dir = postgres_bin()
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
+        f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8")
+    options = f"-k {folder} -p {port} -c listen_addresses='' -c fsync=off"
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(folder / "log"), "start")
+    try:
+        yield f"postgresql://postgres:{password}@/postgres?host={folder}&port={port}"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
