@@ -60,8 +60,10 @@ def assert_counters_match(url: str) -> None:
 
 
 def rows(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """The rows ``query`` returns (none for a statement without results), committed."""
     with psycopg.connect(url) as conn:
-        return conn.execute(query, params).fetchall()
+        cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 async def until_waiting_for_a_lock(url: str, application_name: str) -> None:
