@@ -113,3 +113,11 @@ async def test_bad_pool_settings_are_refused_naming_them(pg_url: str) -> None:
         with pytest.raises(InvalidInput) as refused:
             await PostgresStore.open(pg_url, **{option: value})
         assert option.removesuffix("_timeout_s") in refused.value.field
+
+
+async def test_a_closed_store_says_so(pg_url: str) -> None:
+    store = await PostgresStore.open(pg_url)
+    await store.close()
+    await store.close()  # closing twice is fine
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.get(1)
