@@ -72,6 +72,10 @@ class Tx:
             self._version = int(row["v"])
         return self._version
 
+    def note(self, version: int) -> None:
+        """Record the change number a statement took itself (``pg_current_xact_id()`` in its SQL)."""
+        self._version = version
+
     @property
     def changed(self) -> int | None:
         """The change number if this transaction changed the feed, else None."""
@@ -248,6 +252,7 @@ async def run_transaction(
     timeouts: Timeouts,
     synchronous: bool = True,
     read_only: bool = False,
+    single_statement: bool = False,
 ) -> T:
     """``fn(tx)`` inside one transaction on a pooled connection, run again if it lost a race.
 
@@ -262,17 +267,22 @@ async def run_transaction(
     (progress and heartbeats: losing the last second of them in a server
     crash costs nothing). ``read_only`` runs ``fn`` on one snapshot
     (REPEATABLE READ), so its queries agree with each other.
+    ``single_statement``: ``fn`` runs one statement, in autocommit mode (its
+    own transaction, without the round trips of BEGIN and COMMIT).
     """
     for attempt in range(1, RETRIES + 1):
         try:
             async with pool.connection() as conn:
                 tx = Tx(conn)
-                async with conn.transaction():
-                    if read_only:
-                        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    if not synchronous:
-                        await conn.execute("SET LOCAL synchronous_commit = off")
+                if single_statement:
                     result = await fn(tx)
+                else:
+                    async with conn.transaction():
+                        if read_only:
+                            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        if not synchronous:
+                            await conn.execute("SET LOCAL synchronous_commit = off")
+                        result = await fn(tx)
                 if tx.changed is not None:
                     await _notify(conn, tx.changed)
                 return result

@@ -121,6 +121,64 @@ ENTER_USER = f"""INSERT INTO user_queues AS u (guild_id, user_id, vtime, queued,
         last_enqueued_at = COALESCE(excluded.last_enqueued_at, u.last_enqueued_at)"""
 
 
+# One job, claimed in one statement (so in one round trip, as its own transaction) when no
+# lease has expired and the first pick finds a job; otherwise it claims nothing and says why.
+FAST_CLAIM = f"""WITH expired AS (
+        SELECT 1 FROM job_progress WHERE lease_expires_at < %(now)s LIMIT 1
+    ), g AS (
+        SELECT guild_id, vtime FROM guild_queues WHERE queued > 0 AND NOT EXISTS (SELECT 1 FROM expired)
+        ORDER BY vtime, last_claim, guild_id LIMIT 1 FOR UPDATE SKIP LOCKED
+    ), u AS (
+        SELECT q.user_id, q.vtime FROM user_queues q JOIN g ON q.guild_id = g.guild_id WHERE q.queued > 0
+        ORDER BY q.vtime, q.last_claim, q.user_id LIMIT 1 FOR UPDATE OF q SKIP LOCKED
+    ), pick AS (
+        SELECT jobs.id FROM jobs JOIN g ON jobs.guild_id = g.guild_id JOIN u ON jobs.user_id = u.user_id
+        WHERE jobs.state = 'queued' ORDER BY jobs.priority DESC, jobs.id LIMIT 1 FOR UPDATE OF jobs SKIP LOCKED
+    ), j AS (
+        UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = %(worker)s,
+            lease_token = %(token)s, started_at = %(now)s, step = 0, steps_per_s = NULL,
+            charged_s = cost * {RATE}, version = pg_current_xact_id()::text::bigint
+        FROM pick WHERE jobs.id = pick.id RETURNING jobs.*
+    ), p AS (
+        INSERT INTO job_progress (job_id, lease_token, lease_expires_at, step, steps_per_s, version)
+        SELECT id, lease_token, %(expires)s, 0, NULL, version FROM j
+        ON CONFLICT (job_id) DO UPDATE SET lease_token = excluded.lease_token,
+            lease_expires_at = excluded.lease_expires_at, step = 0, steps_per_s = NULL,
+            version = excluded.version
+        RETURNING *
+    ), gq AS (
+        UPDATE guild_queues q SET vtime = q.vtime + j.charged_s, user_vtime = u.vtime, claim_vtime = g.vtime,
+            last_claim = j.version, queued = q.queued - 1, queued_cost = q.queued_cost - j.cost
+        FROM j, g, u WHERE q.guild_id = g.guild_id
+    ), uq AS (
+        UPDATE user_queues q SET vtime = q.vtime + j.charged_s, last_claim = j.version, queued = q.queued - 1,
+            queued_cost = q.queued_cost - j.cost
+        FROM j, g, u WHERE q.guild_id = g.guild_id AND q.user_id = u.user_id
+    )
+    SELECT (SELECT count(*) FROM expired) AS expired, (SELECT count(*) FROM g) AS guilds, {JOB_COLUMNS}
+    FROM (SELECT 1) AS one LEFT JOIN (j JOIN p ON p.job_id = j.id) ON true"""
+
+
+async def fast_claim(tx: Tx, worker: str, *, lease_s: float, now: float) -> list[Claim] | None:
+    """Claim one job in a single statement (``tx`` in autocommit mode): the common case.
+
+    Returns None when the full ``claim`` must run instead: a lease expired
+    (it must be reclaimed first), or the least-served guild's counters show
+    work that its member or job rows don't (locked by a cancel, or wrong).
+    """
+    check_worker(worker)
+    check_lease(lease_s)
+    token = secrets.token_hex(16)
+    row = await tx.one(FAST_CLAIM, {"worker": worker, "token": token, "now": now, "expires": now + lease_s})
+    assert row is not None
+    if row["id"] is not None:
+        tx.note(row["version"])
+        return [Claim(job=job_from_row(row), token=token)]
+    if row["expired"] or row["guilds"]:
+        return None
+    return []
+
+
 async def claim(tx: Tx, worker: str, *, lease_s: float, max_jobs: int, now: float) -> list[Claim]:
     """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one shape to ``worker``."""
     check_worker(worker)

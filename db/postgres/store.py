@@ -133,6 +133,7 @@ class PostgresStore:
         *args: Any,
         synchronous: bool = True,
         read_only: bool = False,
+        single_statement: bool = False,
         **kwargs: Any,
     ) -> T:
         pool = self._pool
@@ -145,6 +146,7 @@ class PostgresStore:
             timeouts=self.timeouts,
             synchronous=synchronous,
             read_only=read_only,
+            single_statement=single_statement,
         )
 
     def _now(self) -> float:
@@ -214,9 +216,14 @@ class PostgresStore:
 
     # --- working ---------------------------------------------------------------
     async def claim(self, worker: str, *, lease_seconds: float, max_jobs: int = 1) -> list[Claim]:
-        claims = await self._run(
-            scheduler.claim, worker, lease_s=lease_seconds, max_jobs=max_jobs, now=self._now()
-        )
+        now = self._now()
+        claims = None
+        if max_jobs == 1:  # the common case in one round trip; the full claim when it can't be
+            claims = await self._run(
+                scheduler.fast_claim, worker, lease_s=lease_seconds, now=now, single_statement=True
+            )
+        if claims is None:
+            claims = await self._run(scheduler.claim, worker, lease_s=lease_seconds, max_jobs=max_jobs, now=now)
         for c in claims:
             log.info("job %d claimed by %s (attempt %d of %d)", c.job.id, worker, c.job.attempts, c.job.max_attempts)
         return claims
