@@ -9,6 +9,7 @@ ends it and its locks go with it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -37,6 +39,14 @@ RETRIES = 5
 # LISTEN/NOTIFY channel of the change feed (channels are per database).
 CHANNEL = "vqbot_changes"
 NOTIFY = sql.SQL("BEGIN; SET LOCAL synchronous_commit = off; NOTIFY {}, {}; COMMIT")
+# BEGIN for (read_only, synchronous): every transaction says how it commits, whatever the session's default.
+BEGIN = {
+    (read_only, synchronous): "BEGIN"
+    + (" ISOLATION LEVEL REPEATABLE READ, READ ONLY" if read_only else "")
+    + f"; SET LOCAL synchronous_commit = {'on' if synchronous else 'off'}"
+    for read_only in (False, True)
+    for synchronous in (False, True)
+}
 
 
 class Tx:
@@ -83,12 +93,14 @@ class Tx:
 
 
 @dataclass(frozen=True)
-class Timeouts:
-    """Server-side limits on every connection of the store's pool, in seconds (0: none)."""
+class SessionSettings:
+    """Session settings of every connection of the store's pool: limits in seconds (0: none),
+    and whether a statement outside a transaction waits for its commit to reach the disk."""
 
     statement_s: float = 30.0
     idle_in_transaction_s: float = 60.0
     lock_s: float = 10.0
+    synchronous: bool = True  # statements outside a transaction (a one-statement claim) wait for the disk
 
     def __post_init__(self) -> None:
         for name in ("statement_s", "idle_in_transaction_s", "lock_s"):
@@ -103,7 +115,8 @@ class Timeouts:
             "idle_in_transaction_session_timeout": self.idle_in_transaction_s,
             "lock_timeout": self.lock_s,
         }
-        return " ".join(f"-c {key}={round(value * 1000)}" for key, value in ms.items())
+        settings = [f"-c {key}={round(value * 1000)}" for key, value in ms.items()]
+        return " ".join([*settings, f"-c synchronous_commit={'on' if self.synchronous else 'off'}"])
 
 
 def where(url: str) -> str:
@@ -118,7 +131,7 @@ def where(url: str) -> str:
     return f"{host}:{port}, database {info.get('dbname') or info.get('user') or 'postgres'}"
 
 
-def conninfo(url: str, timeouts: Timeouts, application_name: str) -> str:
+def conninfo(url: str, session: SessionSettings, application_name: str) -> str:
     """``url`` with the store's session settings added (the caller's own options kept)."""
     try:
         info = conninfo_to_dict(url)
@@ -126,7 +139,7 @@ def conninfo(url: str, timeouts: Timeouts, application_name: str) -> str:
         raise InvalidInput(
             "database", "The PostgreSQL address is not a valid URL; write it as postgresql://user@host:port/dbname."
         ) from None
-    options = " ".join(str(o) for o in (info.get("options"), timeouts.options()) if o)
+    options = " ".join(str(o) for o in (info.get("options"), session.options()) if o)
     info.setdefault("connect_timeout", 10)
     return make_conninfo("", **(info | {"options": options, "application_name": application_name}))
 
@@ -176,11 +189,11 @@ def check_server(server_version: int, url: str) -> None:
         )
 
 
-async def connect(url: str, timeouts: Timeouts, application_name: str) -> Conn:
+async def connect(url: str, session: SessionSettings, application_name: str) -> Conn:
     """One autocommit connection with the store's settings, or StoreUnavailable."""
     try:
         conn = await AsyncConnection.connect(
-            conninfo(url, timeouts, application_name), autocommit=True, row_factory=dict_row
+            conninfo(url, session, application_name), autocommit=True, row_factory=dict_row
         )
     except psycopg.OperationalError as exc:
         raise connect_failure(exc, url) from None
@@ -193,10 +206,10 @@ async def connect(url: str, timeouts: Timeouts, application_name: str) -> Conn:
 
 
 async def open_pool(
-    url: str, timeouts: Timeouts, *, application_name: str, min_size: int, max_size: int, timeout_s: float
+    url: str, session: SessionSettings, *, application_name: str, min_size: int, max_size: int, timeout_s: float
 ) -> Pool:
     pool: Pool = AsyncConnectionPool(
-        conninfo(url, timeouts, application_name),
+        conninfo(url, session, application_name),
         connection_class=AsyncConnection[DictRow],
         kwargs={"autocommit": True, "row_factory": dict_row},
         min_size=min_size,
@@ -216,18 +229,18 @@ async def open_pool(
     return pool
 
 
-def query_failure(exc: psycopg.Error, url: str, timeouts: Timeouts) -> StoreUnavailable | None:
+def query_failure(exc: psycopg.Error, url: str, session: SessionSettings) -> StoreUnavailable | None:
     """The StoreUnavailable for an error of a running store, or None for a bug to raise as is."""
     state = exc.sqlstate or ""
     if state == "57014":  # query_canceled: statement_timeout
         return StoreUnavailable(
-            f"The database at {where(url)} took longer than {timeouts.statement_s:g} seconds to answer; "
+            f"The database at {where(url)} took longer than {session.statement_s:g} seconds to answer; "
             "try again, and check the server's load if it keeps happening.",
             transient=True,
         )
     if state == "55P03":  # lock_not_available: lock_timeout
         return StoreUnavailable(
-            f"A row of the queue at {where(url)} stayed locked for {timeouts.lock_s:g} seconds; "
+            f"A row of the queue at {where(url)} stayed locked for {session.lock_s:g} seconds; "
             "try again, and look for a stuck session (pg_stat_activity) if it keeps happening.",
             transient=True,
         )
@@ -249,7 +262,7 @@ async def run_transaction(
     fn: Callable[[Tx], Awaitable[T]],
     *,
     url: str,
-    timeouts: Timeouts,
+    session: SessionSettings,
     synchronous: bool = True,
     read_only: bool = False,
     single_statement: bool = False,
@@ -268,7 +281,8 @@ async def run_transaction(
     crash costs nothing). ``read_only`` runs ``fn`` on one snapshot
     (REPEATABLE READ), so its queries agree with each other.
     ``single_statement``: ``fn`` runs one statement, in autocommit mode (its
-    own transaction, without the round trips of BEGIN and COMMIT).
+    own transaction, without the round trips of BEGIN and COMMIT), committed
+    as the pool's sessions commit (``SessionSettings.synchronous``).
     """
     for attempt in range(1, RETRIES + 1):
         try:
@@ -277,12 +291,16 @@ async def run_transaction(
                 if single_statement:
                     result = await fn(tx)
                 else:
-                    async with conn.transaction():
-                        if read_only:
-                            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        if not synchronous:
-                            await conn.execute("SET LOCAL synchronous_commit = off")
+                    # BEGIN and the transaction's settings in one round trip (no parameters: constants).
+                    await conn.execute(BEGIN[read_only, synchronous])
+                    try:
                         result = await fn(tx)
+                    except BaseException:
+                        if not conn.closed and conn.info.transaction_status != TransactionStatus.UNKNOWN:
+                            with contextlib.suppress(psycopg.Error):
+                                await conn.execute("ROLLBACK")
+                        raise
+                    await conn.execute("COMMIT")
                 if tx.changed is not None:
                     await _notify(conn, tx.changed)
                 return result
@@ -296,7 +314,7 @@ async def run_transaction(
             if (exc.sqlstate or "") in RETRY_SQLSTATES and attempt < RETRIES:
                 log.info("transaction lost a race (%s); running it again (attempt %d)", exc.sqlstate, attempt + 1)
                 continue
-            failure = query_failure(exc, url, timeouts)
+            failure = query_failure(exc, url, session)
             if failure is None:
                 raise
             raise failure from exc

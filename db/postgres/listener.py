@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from db.errors import StoreUnavailable
-from db.postgres.connection import CHANNEL, Conn, Timeouts, connect
+from db.postgres.connection import CHANNEL, Conn, SessionSettings, connect
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ class Signal:
 
 
 class Listener:
-    def __init__(self, url: str, timeouts: Timeouts, *, retry_s: float) -> None:
+    def __init__(self, url: str, session: SessionSettings, *, retry_s: float) -> None:
         self._url = url
-        self._timeouts = timeouts
+        self._timeouts = session
         self._retry_s = retry_s
         self._signal = Signal()
         self._task: asyncio.Task[None] | None = None

@@ -20,7 +20,7 @@ from db.custom_ids import parse_custom_id
 from db.errors import InvalidInput, StoreUnavailable
 from db.jobs import Claim, Job, NewJob, ProgressAck, check_new_job, check_seconds
 from db.postgres import admission, guild_config, listings, scheduler, transitions
-from db.postgres.connection import Pool, Timeouts, Tx, connect, open_pool, run_transaction, where
+from db.postgres.connection import Pool, SessionSettings, Tx, connect, open_pool, run_transaction, where
 from db.postgres.listener import Listener, Wake, Wakeups
 from db.postgres.rows import fetch_job
 from db.postgres.schema import migrate
@@ -41,7 +41,7 @@ class PostgresStore:
         url: str,
         clock: Clock,
         defaults: GuildSettings,
-        timeouts: Timeouts,
+        session: SessionSettings,
         poll_interval_s: float,
         listen_retry_s: float,
     ) -> None:
@@ -50,11 +50,11 @@ class PostgresStore:
         self.where = where(url)
         self.clock = clock
         self.defaults = defaults
-        self.timeouts = timeouts
+        self.session = session
         self.poll_interval_s = poll_interval_s
         self.wakeups = Wakeups()
         self.parked = asyncio.Event()  # set while a wait_for_change waits (tests start changes then)
-        self.listener = Listener(url, timeouts, retry_s=listen_retry_s)
+        self.listener = Listener(url, session, retry_s=listen_retry_s)
 
     @classmethod
     async def open(
@@ -70,6 +70,7 @@ class PostgresStore:
         poll_interval_s: float = 2.0,
         listen_retry_s: float = 1.0,
         application_name: str = "vqbot",
+        durable_claims: bool = True,
     ) -> Self:
         """Connect to ``url`` (``postgresql://user:password@host:port/dbname``), migrating the
         database as needed.
@@ -80,15 +81,25 @@ class PostgresStore:
         ``poll_interval_s`` bounds how long ``wait_for_change`` relies on
         notifications alone; ``application_name`` names the pool's sessions
         in ``pg_stat_activity`` (e.g. one name per worker).
+
+        ``durable_claims=False`` commits claims (like progress and heartbeats)
+        without waiting for the disk: a claim then costs CPU, not a flush, but
+        a server crash can forget the last claims of the crash's last fraction
+        of a second; those jobs are queued again and their workers' next
+        report fails its lease check, as after a lease expiry. Enqueues,
+        finishes, failures and cancels always wait for the disk.
         """
-        timeouts = Timeouts(
-            statement_s=statement_timeout_s, idle_in_transaction_s=idle_in_transaction_timeout_s, lock_s=lock_timeout_s
+        session = SessionSettings(
+            statement_s=statement_timeout_s,
+            idle_in_transaction_s=idle_in_transaction_timeout_s,
+            lock_s=lock_timeout_s,
+            synchronous=bool(durable_claims),
         )
         check_seconds("poll_interval_s", poll_interval_s, positive=True, most=3600)
         check_seconds("listen_retry_s", listen_retry_s, positive=True, most=3600)
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 1000:
             raise InvalidInput("pool_size", f"pool_size must be 1 to 1000 connections, got {pool_size!r}.")
-        conn = await connect(url, timeouts, "vqbot-migrate")
+        conn = await connect(url, session, "vqbot-migrate")
         try:
             applied = await migrate(conn)
         finally:
@@ -97,7 +108,7 @@ class PostgresStore:
             log.info("database %s migrated to version %d", where(url), applied[-1])
         pool = await open_pool(
             url,
-            timeouts,
+            session,
             application_name=application_name,
             min_size=1,
             max_size=pool_size,
@@ -108,7 +119,7 @@ class PostgresStore:
             url=url,
             clock=clock or SystemClock(),
             defaults=defaults or GuildSettings(),
-            timeouts=timeouts,
+            session=session,
             poll_interval_s=poll_interval_s,
             listen_retry_s=listen_retry_s,
         )
@@ -143,7 +154,7 @@ class PostgresStore:
             pool,
             lambda tx: fn(tx, *args, **kwargs),
             url=self._url,
-            timeouts=self.timeouts,
+            session=self.session,
             synchronous=synchronous,
             read_only=read_only,
             single_statement=single_statement,
@@ -223,7 +234,14 @@ class PostgresStore:
                 scheduler.fast_claim, worker, lease_s=lease_seconds, now=now, single_statement=True
             )
         if claims is None:
-            claims = await self._run(scheduler.claim, worker, lease_s=lease_seconds, max_jobs=max_jobs, now=now)
+            claims = await self._run(
+                scheduler.claim,
+                worker,
+                lease_s=lease_seconds,
+                max_jobs=max_jobs,
+                now=now,
+                synchronous=self.session.synchronous,
+            )
         for c in claims:
             log.info("job %d claimed by %s (attempt %d of %d)", c.job.id, worker, c.job.attempts, c.job.max_attempts)
         return claims

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from db.postgres.connection import Timeouts, Tx, connect
+from db.postgres.connection import SessionSettings, Tx, connect
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 @asynccontextmanager
 async def open_transaction(url: str, name: str = "vqbot-test") -> AsyncIterator[Tx]:
     """A transaction on a connection of its own, committed when the block ends."""
-    conn = await connect(url, Timeouts(statement_s=0, idle_in_transaction_s=0, lock_s=0), name)
+    conn = await connect(url, SessionSettings(statement_s=0, idle_in_transaction_s=0, lock_s=0), name)
     try:
         async with conn.transaction():
             yield Tx(conn)

@@ -38,10 +38,10 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 HOLDER = """
 import asyncio, json, sys, time
 from db.postgres import scheduler
-from db.postgres.connection import Timeouts, Tx, connect
+from db.postgres.connection import SessionSettings, Tx, connect
 
 async def main(url, idle_s):
-    conn = await connect(url, Timeouts(idle_in_transaction_s=float(idle_s)), "vqbot-holder")
+    conn = await connect(url, SessionSettings(idle_in_transaction_s=float(idle_s)), "vqbot-holder")
     async with conn.transaction():
         claims = await scheduler.claim(Tx(conn), "holder", lease_s=600, max_jobs=3, now=time.time())
         print(json.dumps([c.job.id for c in claims]), flush=True)

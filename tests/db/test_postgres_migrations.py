@@ -11,18 +11,18 @@ import pytest
 from db import SchemaTooNew
 from db.migrations import Migration
 from db.postgres import PostgresStore
-from db.postgres.connection import Timeouts, connect
+from db.postgres.connection import SessionSettings, connect
 from db.postgres.schema import MIGRATIONS, migrate, schema_version
 from tests.db.factories import new_job
 from tests.db.postgres_checks import rows, start_python
 
 OPENER = """
 import asyncio, json, sys
-from db.postgres.connection import Timeouts, connect
+from db.postgres.connection import SessionSettings, connect
 from db.postgres.schema import migrate
 
 async def main(url):
-    conn = await connect(url, Timeouts(), "vqbot-migrate")
+    conn = await connect(url, SessionSettings(), "vqbot-migrate")
     try:
         print(json.dumps(await migrate(conn)))
     finally:
@@ -65,7 +65,7 @@ async def test_a_new_migration_applies_on_top_and_only_once(pg_url: str) -> None
     extra = Migration(
         len(MIGRATIONS) + 1, "test: a column with a default", ("ALTER TABLE jobs ADD COLUMN nsfw boolean DEFAULT false",)
     )
-    conn = await connect(pg_url, Timeouts(), "test")
+    conn = await connect(pg_url, SessionSettings(), "test")
     try:
         assert await migrate(conn) == list(range(1, len(MIGRATIONS) + 1))
         assert await migrate(conn, (*MIGRATIONS, extra)) == [extra.version]
@@ -79,7 +79,7 @@ async def test_a_new_migration_applies_on_top_and_only_once(pg_url: str) -> None
 
 async def test_a_failing_migration_leaves_the_database_as_it_was(pg_url: str) -> None:
     broken = Migration(len(MIGRATIONS) + 1, "test: fails half way", ("CREATE TABLE half (x integer)", "NOT SQL"))
-    conn = await connect(pg_url, Timeouts(), "test")
+    conn = await connect(pg_url, SessionSettings(), "test")
     try:
         await migrate(conn)
         with pytest.raises(psycopg.errors.SyntaxError):
@@ -100,7 +100,7 @@ async def test_a_database_newer_than_the_code_is_refused(pg_url: str) -> None:
 
 
 async def test_migrations_must_be_numbered_in_order(pg_url: str) -> None:
-    conn = await connect(pg_url, Timeouts(), "test")
+    conn = await connect(pg_url, SessionSettings(), "test")
     try:
         with pytest.raises(ValueError, match="numbered"):
             await migrate(conn, (Migration(2, "two", ()),))
