@@ -96,10 +96,10 @@ async def enqueue_all(target: str, news: list[NewJob], calls: int) -> tuple[floa
     return per_call, bulk
 
 
-def claimer(target: str, worker: str, claims: int, go: Any, out: Any) -> None:
+def claimer(target: str, worker: str, claims: int, options: dict[str, Any], go: Any, out: Any) -> None:
     async def run() -> tuple[list[float], list[int]]:
         latencies, claimed = [], []
-        async with await open_store(target) as store:
+        async with await open_store(target, **options) as store:
             await store.version()  # connection warm before the start signal
             go.wait()
             for _ in range(claims):
@@ -115,11 +115,12 @@ def claimer(target: str, worker: str, claims: int, go: Any, out: Any) -> None:
     out.put((time.perf_counter(), latencies, claimed))
 
 
-def claim_round(target: str, claimers: int, claims: int) -> dict[str, Any]:
+def claim_round(target: str, claimers: int, claims: int, **options: Any) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     procs = [
-        ctx.Process(target=claimer, args=(target, f"gpu-{k}", claims // claimers, go, out)) for k in range(claimers)
+        ctx.Process(target=claimer, args=(target, f"gpu-{k}", claims // claimers, options, go, out))
+        for k in range(claimers)
     ]
     for proc in procs:
         proc.start()
@@ -169,25 +170,28 @@ def wake_round(target: str, news: list[NewJob]) -> dict[str, Any]:
     proc.start()
     ready.wait(60)
 
-    async def send() -> list[float]:
+    async def send() -> list[tuple[float, float]]:
         sent = []
         async with await open_store(target, defaults=OPEN_LIMITS) as store:
             for new in news:
                 await asyncio.sleep(0.05)  # one change per wake-up
-                sent.append(time.perf_counter())
+                called = time.perf_counter()
                 await store.enqueue(new)
+                sent.append((called, time.perf_counter()))
         return sent
 
     sent = asyncio.run(send())
     notified, woke = out.get(timeout=120), out.get(timeout=120)
     proc.join()
-    latencies = sorted(w - s for s, w in zip(sent, woke, strict=True))
-    n = len(latencies)
+    from_call = sorted(w - called for (called, _), w in zip(sent, woke, strict=True))
+    calls = sorted(done - called for called, done in sent)
+    n = len(from_call)
     return {
         "wakeups": n,
         "by_notification": notified,
-        "p50_wake_ms": round(latencies[n // 2] * 1e3, 3),
-        "p99_wake_ms": round(latencies[int(n * 0.99)] * 1e3, 3),
+        "p50_wake_ms": round(from_call[n // 2] * 1e3, 3),
+        "p99_wake_ms": round(from_call[int(n * 0.99)] * 1e3, 3),
+        "p50_enqueue_call_ms": round(calls[n // 2] * 1e3, 3),
     }
 
 
@@ -208,7 +212,7 @@ def postgres_copies(admin: str) -> Iterator[tuple[str, Callable[[int], str]]]:
     import psycopg
     from psycopg import sql
 
-    from tests.db.conftest import database_url
+    from db.postgres.connection import with_database
 
     prefix = f"vqbench_{secrets.token_hex(4)}"
     made = [f"{prefix}_template"]
@@ -219,7 +223,7 @@ def postgres_copies(admin: str) -> Iterator[tuple[str, Callable[[int], str]]]:
             if template:
                 query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
             conn.execute(query)
-        return database_url(admin, name)
+        return with_database(admin, name)
 
     def copy(k: int) -> str:
         made.append(f"{prefix}_{k}")
@@ -241,6 +245,12 @@ def bench(backend: str, copies: Any, news: list[NewJob], args: argparse.Namespac
         for k in CLAIMERS:
             result["claimers"][str(k)] = claim_round(copy(k), k, args.claims)
             print(f"{backend}, {k} claimer(s): {result['claimers'][str(k)]}", file=sys.stderr)
+        if backend == "postgres" and args.async_claims:
+            result["claimers_async_commit"] = {}
+            for k in CLAIMERS:
+                figures = claim_round(copy(100 + k), k, args.claims, durable_claims=False)
+                result["claimers_async_commit"][str(k)] = figures
+                print(f"{backend}, {k} claimer(s), durable_claims=False: {figures}", file=sys.stderr)
         if backend == "postgres":
             result["wake"] = wake_round(template, jobs(args.wakes, 10, random.Random(2)))
             print(f"{backend} wake-ups: {result['wake']}", file=sys.stderr)
@@ -258,6 +268,8 @@ def main() -> None:
     parser.add_argument("--wakes", type=int, default=200, help="wake-ups timed (PostgreSQL)")
     parser.add_argument("--postgres", default=os.environ.get("VQBOT_TEST_POSTGRES") or DEFAULT_POSTGRES,
                         help="admin URL of the PostgreSQL server")
+    parser.add_argument("--async-claims", action="store_true",
+                        help="also claim on PostgreSQL with durable_claims=False (commits that don't wait for the disk)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 

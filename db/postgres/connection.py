@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import AsyncConnection, sql
@@ -129,6 +130,24 @@ def where(url: str) -> str:
     host = "the local socket" if host.startswith("/") else host
     port = info.get("port") or "5432"
     return f"{host}:{port}, database {info.get('dbname') or info.get('user') or 'postgres'}"
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The postgresql:// URL of database ``dbname`` on the server of ``url`` (a URL or key=value string)."""
+    info: dict[str, Any] = conninfo_to_dict(url) | {"dbname": dbname}
+    user = quote(str(info.pop("user", "postgres")), safe="")
+    password = info.pop("password", None)
+    secret = f":{quote(str(password), safe='')}" if password else ""
+    host = str(info.pop("host", ""))
+    port = info.pop("port", None)
+    rest = {k: str(v) for k, v in info.items() if k != "dbname"}
+    if host.startswith("/"):
+        rest["host"] = host
+        host = ""
+    netloc = f"{user}{secret}@{host}{':' + str(port) if port and host else ''}"
+    if port and not host:
+        rest["port"] = str(port)
+    return f"postgresql://{netloc}/{quote(dbname)}" + (f"?{urlencode(rest)}" if rest else "")
 
 
 def conninfo(url: str, session: SessionSettings, application_name: str) -> str:

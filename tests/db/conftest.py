@@ -20,7 +20,6 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
@@ -29,6 +28,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from db import FakeClock, SqliteStore, Store
 from db.postgres import PostgresStore
+from db.postgres.connection import with_database
 from tests.db.factories import OPEN_LIMITS
 
 POSTGRES_ENV = "VQBOT_TEST_POSTGRES"
@@ -64,24 +64,6 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "vqbot.sqlite3"
 
 
-def database_url(admin: str, dbname: str) -> str:
-    """The postgresql:// URL of database ``dbname`` on the server of ``admin`` (a URL or key=value string)."""
-    info = conninfo_to_dict(admin) | {"dbname": dbname}
-    user = quote(str(info.pop("user", "postgres")), safe="")
-    password = info.pop("password", None)
-    secret = f":{quote(str(password), safe='')}" if password else ""
-    host = str(info.pop("host", ""))
-    port = info.pop("port", None)
-    rest = {k: str(v) for k, v in info.items() if k != "dbname"}
-    if host.startswith("/"):
-        rest["host"] = host
-        host = ""
-    netloc = f"{user}{secret}@{host}{':' + str(port) if port and host else ''}"
-    if port and not host:
-        rest["port"] = str(port)
-    return f"postgresql://{netloc}/{quote(dbname)}" + (f"?{urlencode(rest)}" if rest else "")
-
-
 @pytest.fixture(scope="session")
 def postgres_admin() -> str:
     """The admin URL of a PostgreSQL server that answers (the test fails otherwise)."""
@@ -109,7 +91,7 @@ def make_database(postgres_admin: str) -> Iterator[Callable[[], str]]:
         with psycopg.connect(postgres_admin, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         made.append(name)
-        return database_url(postgres_admin, name)
+        return with_database(postgres_admin, name)
 
     yield make
     with psycopg.connect(postgres_admin, autocommit=True) as conn:
