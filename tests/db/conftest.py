@@ -1,7 +1,8 @@
 """Fixtures for the store tests: each store test runs on a real SQLite file and on a real PostgreSQL server.
 
 ``store`` and ``limited`` are parametrised over both backends (test ids end in
-``[sqlite]`` and ``[postgres]``). A test that asks for ``db_path`` itself reads
+``[sqlite]`` and ``[postgres]``), and so is ``fresh_store`` (an empty store
+per example of a property test). A test that asks for ``db_path`` itself reads
 or reopens the SQLite file, so it runs on SQLite only; so does one marked
 ``@pytest.mark.sqlite_only(reason=...)``.
 
@@ -18,6 +19,7 @@ import inspect
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,42 @@ async def open_store(
     yield open_one
     for store in opened:
         await store.close()
+
+
+def empty_database(url: str) -> None:
+    """Delete every row the store keeps (fast enough to run before each example of a property test)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        if "store_state" not in tables:
+            return  # not migrated yet: the store will create everything
+        data = [sql.Identifier(t) for t in tables if t not in ("store_state", "schema_version")]
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(sql.SQL(", ").join(data)))
+        conn.execute("UPDATE store_state SET seconds_per_cost = NULL")
+
+
+@pytest.fixture
+def fresh_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[..., AbstractAsyncContextManager[Store]]:
+    """``async with fresh_store(**options) as store``: an empty store every time, on this test's
+    backend (for property tests, which run many examples inside one test)."""
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    made = iter(range(1_000_000))
+
+    @asynccontextmanager
+    async def fresh(**options: Any) -> AsyncIterator[Store]:
+        store: SqliteStore | PostgresStore
+        if url is not None:
+            empty_database(url)
+            store = await PostgresStore.open(url, **options)
+        else:
+            store = await SqliteStore.open(tmp_path / f"fresh-{next(made)}.sqlite3", **options)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return fresh
 
 
 @pytest.fixture
