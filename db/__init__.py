@@ -1,7 +1,8 @@
 """vqbot's job store: jobs, fair queueing, guild settings and the audit trail.
 
 Imports neither ``bot`` nor ``engine``. Code outside ``db`` uses the names
-re-exported here; ``Store`` is the interface, ``SqliteStore`` the backend.
+re-exported here; ``Store`` is the interface, ``SqliteStore`` and
+``PostgresStore`` the backends, ``open_store`` picks one for a path or URL.
 """
 
 from db.clock import Clock, FakeClock, SystemClock
@@ -17,10 +18,14 @@ from db.errors import (
     UnknownSetting,
 )
 from db.jobs import Claim, Job, NewJob, ProgressAck
+from db.open import open_store
+from db.postgres import PostgresStore
+from db.postgres.from_sqlite import CopyReport, migrate_sqlite_to_postgres
 from db.settings import DEFAULT_STYLES, SETTINGS, AuditEntry, GuildSettings, Setting, SettingKind
 from db.sqlite_store import SqliteStore
 from db.states import JobState, Relation
 from db.store import Store
+from db.wakeups import WaitsForChanges
 
 __all__ = [
     "CUSTOM_ID_PATTERN",
@@ -29,6 +34,7 @@ __all__ = [
     "AuditEntry",
     "Claim",
     "Clock",
+    "CopyReport",
     "FakeClock",
     "GuildSettings",
     "InvalidInput",
@@ -38,6 +44,7 @@ __all__ = [
     "NewJob",
     "NotAllowed",
     "NotFound",
+    "PostgresStore",
     "ProgressAck",
     "Relation",
     "SchemaTooNew",
@@ -49,6 +56,9 @@ __all__ = [
     "StoreUnavailable",
     "SystemClock",
     "UnknownSetting",
+    "WaitsForChanges",
     "custom_id",
+    "migrate_sqlite_to_postgres",
+    "open_store",
     "parse_custom_id",
 ]

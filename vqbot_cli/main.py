@@ -27,6 +27,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vqbot_cli.db_commands import add_db_commands
     from vqbot_cli.imagine import add_imagine_command
     from vqbot_cli.models import add_models_command
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_imagine_command(sub)
     add_models_command(sub)
+    add_db_commands(sub)
     try:
         from vqbot_cli.run import add_run_commands
     except ImportError:  # the bot is optional for local use

@@ -1,14 +1,59 @@
-"""Fixtures for the store tests: real SQLite files in a temporary folder."""
+"""Fixtures for the store tests: each store test runs on a real SQLite file and on a real PostgreSQL server.
+
+``store`` and ``limited`` are parametrised over both backends (test ids end in
+``[sqlite]`` and ``[postgres]``), and so is ``fresh_store`` (an empty store
+per example of a property test). A test that asks for ``db_path`` itself reads
+or reopens the SQLite file, so it runs on SQLite only; so does one marked
+``@pytest.mark.sqlite_only(reason=...)``.
+
+PostgreSQL: the server named by ``VQBOT_TEST_POSTGRES`` (an admin URL; by
+default the local server as user postgres, as ``.ci/run`` starts it). Each test
+run creates its own database ``vqbot_test_<random>`` and drops it at the end;
+each test starts from an empty schema. Without a server the PostgreSQL tests
+fail, they don't skip.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
-from db import FakeClock, SqliteStore
+from db import FakeClock, SqliteStore, Store
+from db.postgres import PostgresStore
+from db.postgres.connection import with_database
 from tests.db.factories import OPEN_LIMITS
+
+POSTGRES_ENV = "VQBOT_TEST_POSTGRES"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+BACKENDS = ("sqlite", "postgres")
+OpenStore = Callable[..., Awaitable[Store]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only(reason): the test checks something only SQLite has")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    own = inspect.signature(metafunc.function).parameters
+    sqlite_only = "db_path" in own or metafunc.definition.get_closest_marker("sqlite_only") is not None
+    metafunc.parametrize("backend", ["sqlite"] if sqlite_only else list(BACKENDS), indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture
@@ -21,14 +66,120 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "vqbot.sqlite3"
 
 
-@pytest.fixture
-async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
-    async with await SqliteStore.open(db_path, clock=clock, defaults=OPEN_LIMITS) as opened:
-        yield opened
+@pytest.fixture(scope="session")
+def postgres_admin() -> str:
+    """The admin URL of a PostgreSQL server that answers (the test fails otherwise)."""
+    url = os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        info = conninfo_to_dict(url)
+        pytest.fail(
+            f"No PostgreSQL server for the store tests at {info.get('host')}:{info.get('port')} ({exc}). "
+            f"Start one (.ci/run shows how) or set {POSTGRES_ENV} to an admin URL.",
+            pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def make_database(postgres_admin: str) -> Iterator[Callable[[], str]]:
+    """Creates databases named vqbot_test_<random> on demand; drops them all at the end."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"vqbot_test_{secrets.token_hex(6)}"
+        with psycopg.connect(postgres_admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append(name)
+        return with_database(postgres_admin, name)
+
+    yield make
+    with psycopg.connect(postgres_admin, autocommit=True) as conn:
+        for name in made:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def session_database(make_database: Callable[[], str]) -> str:
+    return make_database()
 
 
 @pytest.fixture
-async def limited(db_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
+def pg_url(session_database: str) -> str:
+    """The test run's database, emptied: the store under test migrates it afresh."""
+    with psycopg.connect(session_database, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return session_database
+
+
+@pytest.fixture
+async def open_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[OpenStore]:
+    """``await open_store(**options)``: another store on this test's database (same file or
+    same PostgreSQL database), with the test's clock unless given one; closed at the end."""
+    opened: list[SqliteStore | PostgresStore] = []
+    target = request.getfixturevalue("pg_url") if backend == "postgres" else tmp_path / "vqbot.sqlite3"
+
+    async def open_one(**options: Any) -> Store:
+        options.setdefault("clock", clock)
+        if backend == "postgres":
+            store: SqliteStore | PostgresStore = await PostgresStore.open(str(target), **options)
+        else:
+            store = await SqliteStore.open(target, **options)
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        await store.close()
+
+
+def empty_database(url: str) -> None:
+    """Delete every row the store keeps (fast enough to run before each example of a property test)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        if "store_state" not in tables:
+            return  # not migrated yet: the store will create everything
+        data = [sql.Identifier(t) for t in tables if t not in ("store_state", "schema_version")]
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(sql.SQL(", ").join(data)))
+        conn.execute("UPDATE store_state SET seconds_per_cost = NULL")
+
+
+@pytest.fixture
+def fresh_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[..., AbstractAsyncContextManager[Store]]:
+    """``async with fresh_store(**options) as store``: an empty store every time, on this test's
+    backend (for property tests, which run many examples inside one test)."""
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    made = iter(range(1_000_000))
+
+    @asynccontextmanager
+    async def fresh(**options: Any) -> AsyncIterator[Store]:
+        store: SqliteStore | PostgresStore
+        if url is not None:
+            empty_database(url)
+            store = await PostgresStore.open(url, **options)
+        else:
+            store = await SqliteStore.open(tmp_path / f"fresh-{next(made)}.sqlite3", **options)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return fresh
+
+
+@pytest.fixture
+async def store(open_store: OpenStore) -> Store:
+    return await open_store(defaults=OPEN_LIMITS)
+
+
+@pytest.fixture
+async def limited(open_store: OpenStore) -> Store:
     """A store with the shipped default limits."""
-    async with await SqliteStore.open(db_path, clock=clock) as opened:
-        yield opened
+    return await open_store()

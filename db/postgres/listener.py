@@ -1,0 +1,124 @@
+"""LISTEN on the change feed's channel, wake waiters, and reconnect after a drop.
+
+One connection per store, outside the pool, opened on the first
+``wait_for_change``. Waiters never depend on it alone: they poll the feed
+every ``poll_interval_s`` anyway, so a notification lost in a crash, or a
+listening connection the server dropped (a restart, ``pg_terminate_backend``,
+a network cut), costs at most one poll interval until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+import psycopg
+from psycopg import sql
+
+from db.errors import StoreUnavailable
+from db.postgres.connection import CHANNEL, Conn, SessionSettings, connect
+
+log = logging.getLogger(__name__)
+
+
+class Wake(StrEnum):
+    NOTIFIED = "notified"
+    DROPPED = "dropped"
+    TIMEOUT = "timeout"
+
+
+@dataclass
+class Wakeups:
+    """What woke the store's waiters, counted (read by tests and /status)."""
+
+    notified: int = 0
+    polled: int = 0
+    dropped: int = 0
+    parked: int = 0
+
+
+class Signal:
+    """Set once, by the next notification or drop after it was handed out."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason = Wake.TIMEOUT
+
+    def fire(self, reason: Wake) -> None:
+        self.reason = reason
+        self.event.set()
+
+
+class Listener:
+    def __init__(self, url: str, session: SessionSettings, *, retry_s: float) -> None:
+        self._url = url
+        self._timeouts = session
+        self._retry_s = retry_s
+        self._signal = Signal()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: Conn | None = None
+        self.connected = asyncio.Event()
+        self.dropped = asyncio.Event()
+        self.notifications = 0
+        self.drops = 0
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the listening connection (None while there is none)."""
+        conn = self._conn
+        return conn.info.backend_pid if conn is not None and not conn.closed else None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen(), name="vqbot-listener")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def next_wake(self) -> Signal:
+        """The signal the next notification (or drop) fires: take it before checking the store,
+        so that a notification that arrives in between still wakes the waiter."""
+        return self._signal
+
+    @staticmethod
+    async def wait(signal: Signal, timeout: float) -> Wake:
+        try:
+            await asyncio.wait_for(signal.event.wait(), timeout)
+        except TimeoutError:
+            return Wake.TIMEOUT
+        return signal.reason
+
+    def _fire(self, reason: Wake) -> None:
+        signal, self._signal = self._signal, Signal()
+        signal.fire(reason)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                self._conn = await connect(self._url, self._timeouts, "vqbot-listener")
+                await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+                self.dropped.clear()
+                self.connected.set()
+                log.info("listening for changes (server process %s)", self.backend_pid)
+                async for _ in self._conn.notifies():
+                    self.notifications += 1
+                    self._fire(Wake.NOTIFIED)
+            except (psycopg.Error, StoreUnavailable) as exc:
+                log.warning("the listening connection dropped (%s); polling until it is back", exc)
+            finally:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.close()
+            self.connected.clear()
+            self.drops += 1
+            self.dropped.set()
+            self._fire(Wake.DROPPED)
+            await asyncio.sleep(self._retry_s)

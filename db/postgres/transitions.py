@@ -1,0 +1,255 @@
+"""State changes of a claimed job (the worker's side) and cancellation, on PostgreSQL.
+
+As in SqliteStore, every change a worker asks for is fenced by its lease
+token: the ending calls lock the job row with ``SELECT ... FOR UPDATE``
+(which waits for a concurrent change and then re-checks the token on the
+newest row), heartbeats and progress update the job's progress row only
+where it still carries the token. Every end of an attempt deletes the
+progress row, so a late heartbeat finds nothing to update.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from db.errors import InvalidInput, NotAllowed, NotFound
+from db.jobs import (
+    MAX_PREVIEW_BYTES,
+    MAX_RESULT_BYTES,
+    Job,
+    ProgressAck,
+    check_bytes,
+    check_int,
+    check_lease,
+    check_seconds,
+    clip_error,
+)
+from db.postgres.connection import Tx
+from db.postgres.rows import fetch_job
+from db.postgres.scheduler import enter_queue, leave_queue, settle
+from db.sqlite.transitions import MESSAGE_COLUMNS
+
+log = logging.getLogger(__name__)
+
+HELD = (
+    "SELECT id, guild_id, user_id, state, cost, charged_s, attempts, max_attempts, total_steps "
+    "FROM jobs WHERE id = %s AND lease_token = %s AND state IN ('running', 'cancelling') FOR UPDATE"
+)
+# Ends the attempt: drops the progress row (folding its step and speed into the job as
+# ``progress`` says: 'keep' them, 'done' at the last step, or 'reset' for another attempt)
+# and clears the lease.
+END = """WITH p AS (DELETE FROM job_progress WHERE job_id = %(id)s RETURNING step, steps_per_s)
+    UPDATE jobs SET state = %(state)s, error = %(error)s, finished_at = %(finished)s,
+        gpu_seconds = gpu_seconds + %(gpu)s, version = %(version)s, lease_owner = NULL,
+        lease_token = NULL, charged_s = 0, attempts = attempts - %(give_back)s,
+        step = CASE %(progress)s WHEN 'keep' THEN COALESCE((SELECT step FROM p), step)
+            WHEN 'done' THEN total_steps ELSE 0 END,
+        steps_per_s = CASE %(progress)s WHEN 'reset' THEN NULL
+            ELSE COALESCE((SELECT steps_per_s FROM p), steps_per_s) END
+    WHERE id = %(id)s"""
+
+
+async def _end(
+    tx: Tx,
+    job_id: int,
+    state: str,
+    *,
+    error: str | None,
+    finished: float | None,
+    gpu_seconds: float,
+    progress: str,
+    give_back: int = 0,
+) -> None:
+    await tx.run(
+        END,
+        {
+            "id": job_id,
+            "state": state,
+            "error": error,
+            "finished": finished,
+            "gpu": gpu_seconds,
+            "version": await tx.version(),
+            "give_back": give_back,
+            "progress": progress,
+        },
+    )
+
+
+async def heartbeat(tx: Tx, job_id: int, token: str, *, lease_s: float, now: float) -> bool:
+    """Extend the lease; False if the worker no longer holds the job."""
+    check_lease(lease_s)
+    changed = await tx.run(
+        "UPDATE job_progress SET lease_expires_at = %s WHERE job_id = %s AND lease_token = %s",
+        (now + lease_s, job_id, token),
+    )
+    return changed == 1
+
+
+async def report_progress(
+    tx: Tx,
+    job_id: int,
+    token: str,
+    *,
+    step: int,
+    preview: bytes | None,
+    steps_per_s: float | None,
+    lease_s: float | None,
+    now: float,
+) -> ProgressAck:
+    """Record the step reached and the latest preview (replacing the previous one)."""
+    check_int("step", step, 0, 10**9)
+    if steps_per_s is not None:
+        check_seconds("steps_per_s", steps_per_s)
+    if lease_s is not None:
+        check_lease(lease_s)
+    image = None if preview is None else check_bytes("preview", preview, MAX_PREVIEW_BYTES)
+    row = await tx.one(
+        "SELECT j.state, j.total_steps FROM job_progress p JOIN jobs j ON j.id = p.job_id "
+        "WHERE p.job_id = %s AND p.lease_token = %s",
+        (job_id, token),
+    )
+    if row is None:
+        return ProgressAck(ok=False)
+    if step > row["total_steps"]:
+        raise InvalidInput("step", f"step {step} is past the job's {row['total_steps']} steps (job {job_id}).")
+    changed = await tx.run(
+        "UPDATE job_progress SET step = %s, steps_per_s = COALESCE(%s, steps_per_s), version = %s, "
+        "lease_expires_at = COALESCE(%s, lease_expires_at) WHERE job_id = %s AND lease_token = %s",
+        (step, steps_per_s, await tx.version(), None if lease_s is None else now + lease_s, job_id, token),
+    )
+    if changed == 0:  # the lease ended while we looked
+        return ProgressAck(ok=False)
+    if image is not None:
+        await tx.run(
+            "INSERT INTO previews (job_id, step, image, updated_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (job_id) DO UPDATE SET step = excluded.step, "
+            "image = excluded.image, updated_at = excluded.updated_at",
+            (job_id, step, image, now),
+        )
+    return ProgressAck(ok=True, cancel=row["state"] == "cancelling")
+
+
+async def finish(tx: Tx, job_id: int, token: str, *, result_png: bytes, gpu_seconds: float, now: float) -> bool:
+    """Succeed the job with its picture. A cancel that came too late is ignored."""
+    png = check_bytes("result_png", result_png, MAX_RESULT_BYTES)
+    gpu_seconds = check_seconds("gpu_seconds", gpu_seconds)
+    row = await tx.one(HELD, (job_id, token))
+    if row is None:
+        return False
+    await _end(tx, job_id, "succeeded", error=None, finished=now, gpu_seconds=gpu_seconds, progress="done")
+    await tx.run(
+        "INSERT INTO results (job_id, png, created_at) VALUES (%s, %s, %s) "
+        "ON CONFLICT (job_id) DO UPDATE SET png = excluded.png, created_at = excluded.created_at",
+        (job_id, png, now),
+    )
+    await settle(tx, row, gpu_seconds=gpu_seconds, leaves=True, now=now, speed_sample=True)
+    log.info("job %d succeeded after %.1f GPU seconds", job_id, gpu_seconds)
+    return True
+
+
+async def fail(
+    tx: Tx, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool, now: float
+) -> bool:
+    """End the attempt with an error: back to the queue if ``retry`` and attempts
+    are left, else failed (or cancelled, if the user asked meanwhile)."""
+    gpu_seconds = check_seconds("gpu_seconds", gpu_seconds)
+    error = clip_error(error)
+    row = await tx.one(HELD, (job_id, token))
+    if row is None:
+        return False
+    requeue = retry and row["state"] == "running" and row["attempts"] < row["max_attempts"]
+    if requeue:
+        state = "queued"
+        await _end(tx, job_id, state, error=error, finished=None, gpu_seconds=gpu_seconds, progress="reset")
+        await settle(tx, row, gpu_seconds=gpu_seconds, leaves=False, now=now)
+        await enter_queue(tx, row["guild_id"], row["user_id"], jobs=1, cost=row["cost"], pending=0)
+    else:
+        state = "cancelled" if retry and row["state"] == "cancelling" else "failed"
+        await _end(tx, job_id, state, error=error, finished=now, gpu_seconds=gpu_seconds, progress="keep")
+        await settle(tx, row, gpu_seconds=gpu_seconds, leaves=True, now=now)
+    log.warning(
+        "job %d attempt %d of %d failed (%s); now %s", job_id, row["attempts"], row["max_attempts"], error, state
+    )
+    return True
+
+
+async def release(tx: Tx, job_id: int, token: str, *, now: float) -> bool:
+    """A worker shutting down hands the job back; the attempt does not count."""
+    row = await tx.one(HELD, (job_id, token))
+    if row is None:
+        return False
+    if row["state"] == "cancelling":
+        state = "cancelled"
+        await _end(tx, job_id, state, error=None, finished=now, gpu_seconds=0.0, progress="keep")
+        await settle(tx, row, gpu_seconds=0.0, leaves=True, now=now)
+    else:
+        state = "queued"
+        await _end(tx, job_id, state, error=None, finished=None, gpu_seconds=0.0, progress="reset", give_back=1)
+        await settle(tx, row, gpu_seconds=0.0, leaves=False, now=now)
+        await enter_queue(tx, row["guild_id"], row["user_id"], jobs=1, cost=row["cost"], pending=0)
+    log.info("job %d released by its worker; now %s", job_id, state)
+    return True
+
+
+async def confirm_cancelled(tx: Tx, job_id: int, token: str, *, gpu_seconds: float, now: float) -> bool:
+    """The worker stopped a job whose cancel was requested."""
+    gpu_seconds = check_seconds("gpu_seconds", gpu_seconds)
+    row = await tx.one(HELD, (job_id, token))
+    if row is None or row["state"] != "cancelling":
+        return False
+    await _end(tx, job_id, "cancelled", error=None, finished=now, gpu_seconds=gpu_seconds, progress="keep")
+    await settle(tx, row, gpu_seconds=gpu_seconds, leaves=True, now=now)
+    log.info("job %d cancelled by its worker after %.1f GPU seconds", job_id, gpu_seconds)
+    return True
+
+
+async def request_cancel(tx: Tx, job_id: int, *, by_user: int, is_admin: bool, now: float) -> Job:
+    """Cancel a queued job at once, or ask the worker to stop a running one."""
+    row = await tx.one("SELECT guild_id, user_id, state, cost FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+    if row is None:
+        raise NotFound(f"Job {job_id} does not exist. Check the job number and try again.")
+    if row["user_id"] != by_user and not is_admin:
+        raise NotAllowed("Only the member who started this job or a server admin can cancel it.")
+    if row["state"] == "queued":
+        await tx.run(
+            "UPDATE jobs SET state = 'cancelled', finished_at = %s, version = %s WHERE id = %s",
+            (now, await tx.version(), job_id),
+        )
+        await leave_queue(tx, row["guild_id"], row["user_id"], cost=row["cost"])
+    elif row["state"] == "running":
+        await tx.run(
+            "UPDATE jobs SET state = 'cancelling', version = %s WHERE id = %s", (await tx.version(), job_id)
+        )
+    job = await fetch_job(tx, job_id)
+    assert job is not None
+    if job.state != row["state"]:
+        log.info("job %d: cancel requested by user %d; now %s", job_id, by_user, job.state)
+    return job
+
+
+async def mark_delivered(tx: Tx, job_id: int) -> bool:
+    """Record that the bot posted the finished job's outcome; False if not finished or done."""
+    row = await tx.one(
+        "SELECT 1 FROM jobs WHERE id = %s AND NOT delivered AND state IN ('succeeded', 'failed', 'cancelled') "
+        "FOR UPDATE",
+        (job_id,),
+    )
+    if row is None:
+        return False
+    await tx.run("UPDATE jobs SET delivered = true, version = %s WHERE id = %s", (await tx.version(), job_id))
+    return True
+
+
+async def set_message(tx: Tx, job_id: int, message_id: int, *, kind: str) -> Job:
+    """Remember the Discord message that shows the job (its card or its result)."""
+    column = MESSAGE_COLUMNS.get(kind)
+    if column is None:
+        raise InvalidInput("kind", f"kind must be one of {sorted(MESSAGE_COLUMNS)}, got {kind!r}.")
+    check_int("message_id", message_id, 1, 2**63 - 1)
+    if await tx.one("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,)) is None:
+        raise NotFound(f"Job {job_id} does not exist. Check the job number and try again.")
+    # The column name comes from MESSAGE_COLUMNS, never from the caller.
+    await tx.run(f"UPDATE jobs SET {column} = %s, version = %s WHERE id = %s", (message_id, await tx.version(), job_id))
+    job = await fetch_job(tx, job_id)
+    assert job is not None
+    return job
