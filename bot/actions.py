@@ -16,6 +16,7 @@ import discord
 from bot import cards, own_reactions
 from bot.attachments import Picture, save_picture
 from bot.options import new_seed
+from bot.text import plain
 from db.errors import InvalidInput, LimitExceeded, NotAllowed, NotFound
 from db.jobs import Job, NewJob, check_new_job
 from db.limits import check_policy
@@ -77,7 +78,7 @@ class Actions:
         try:
             updated = await self.bot.store.request_cancel(job.id, by_user=actor.user_id, is_admin=actor.is_admin)
         except NotAllowed as exc:
-            return Outcome(str(exc))
+            return Outcome(plain(exc))
         log.info("job %s: cancel requested by %s", job.id, actor.user_id)
         self.bot.delivery.wake()
         self.bot.notify_worker()
@@ -111,7 +112,7 @@ class Actions:
         except LimitExceeded as exc:
             return Outcome(cards.refusal(exc))
         except InvalidInput as exc:
-            return Outcome(str(exc))
+            return Outcome(plain(exc))
         log.info("job %s: %s of job %s queued by %s", job.id, relation, parent.id, actor.user_id)
         await self.post_card(job)
         self.bot.notify_worker()
@@ -126,11 +127,8 @@ class Actions:
         view = cards.card_view(job, buttons_enabled=settings.buttons_enabled)
         if view is not None:
             kwargs["view"] = view
-        channel = self.bot.get_channel(job.channel_id) or discord.PartialMessageable(
-            state=self.bot._connection, id=job.channel_id
-        )
         try:
-            message = await channel.send(**kwargs)  # type: ignore[union-attr]
+            message = await self.bot.channel_for(job.channel_id).send(**kwargs)
         except discord.HTTPException as exc:
             log.warning("job %s: card not posted in %s (%s %s)", job.id, job.channel_id, exc.status, exc.code)
             return None

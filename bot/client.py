@@ -10,7 +10,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot import reactions
+from bot import mentions, reactions
 from bot.actions import Actions
 from bot.config import BotConfig
 from bot.controls import JobButton
@@ -18,6 +18,13 @@ from bot.delivery import Delivery
 from db import Store
 
 log = logging.getLogger(__name__)
+
+
+# The channels the bot posts in and edits its messages in.
+MessageChannel = (discord.TextChannel | discord.VoiceChannel | discord.StageChannel | discord.Thread
+                  | discord.DMChannel | discord.PartialMessageable)
+MESSAGE_CHANNELS = (discord.TextChannel, discord.VoiceChannel, discord.StageChannel, discord.Thread,
+                    discord.DMChannel)
 
 
 def intents() -> discord.Intents:
@@ -39,15 +46,16 @@ class VQBot(discord.Client):
         worker_status: Callable[[], Any] | None = None,
         notify_worker: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(intents=intents(), allowed_mentions=discord.AllowedMentions.none())
+        # Nothing a message says pings anyone unless it passes mentions.owner(...) itself.
+        super().__init__(intents=intents(), allowed_mentions=mentions.NOBODY)
         self.store = store
         self.config = config
         self.sync_commands = sync_commands
         self.sync_guild = sync_guild
         self.worker_status = worker_status or (lambda: None)
         self._notify_worker = notify_worker
-        self.tree = app_commands.CommandTree(self)
-        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+        self.tree: app_commands.CommandTree[VQBot] = app_commands.CommandTree(self)
+        self.tree.error(self.on_app_command_error)
         self.actions = Actions(self)
         self.delivery = Delivery(self)
         self.synced: list[app_commands.AppCommand] = []
@@ -83,6 +91,13 @@ class VQBot(discord.Client):
     async def guild_settings(self, guild_id: int) -> Any:
         return await self.store.settings(guild_id)
 
+    def channel_for(self, channel_id: int) -> MessageChannel:
+        """The channel to post in: the cached one, or a partial one that needs no cache."""
+        channel = self.get_channel(channel_id)
+        if isinstance(channel, MESSAGE_CHANNELS):
+            return channel
+        return discord.PartialMessageable(state=self._connection, id=channel_id)
+
     def notify_worker(self) -> None:
         if self._notify_worker is not None:
             self._notify_worker()
@@ -98,7 +113,7 @@ class VQBot(discord.Client):
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         await reactions.on_reaction(self, payload)
 
-    async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+    async def on_app_command_error(self, interaction: discord.Interaction[VQBot], error: app_commands.AppCommandError) -> None:
         if isinstance(error, app_commands.CheckFailure):
             text = "You need the Manage Server permission for this."
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
@@ -36,9 +36,10 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"vq:(?P<act
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /) -> JobButton:
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str],
+                             /) -> JobButton:
         return cls(match["action"], int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot: VQBot = interaction.client  # type: ignore[assignment]
+        bot = cast("VQBot", interaction.client)  # the only client this item is added to
         await bot.actions.from_button(interaction, self.action, self.job_id)
