@@ -34,6 +34,7 @@ class Actor:
 
     user_id: int
     is_admin: bool
+    guild_id: int
     channel_id: int
 
 
@@ -43,11 +44,16 @@ class Outcome:
     job: Job | None = None
 
 
+def admin_permissions(perms: discord.Permissions) -> bool:
+    """Whether these permissions make their holder an admin of vqbot in the guild."""
+    return bool(perms.manage_guild or perms.administrator)
+
+
 def is_admin(member: discord.abc.User | None, channel: Any) -> bool:
     if not isinstance(member, discord.Member):
         return False
-    perms = channel.permissions_for(member) if hasattr(channel, "permissions_for") else member.guild_permissions
-    return bool(perms.manage_guild or perms.administrator)
+    return admin_permissions(channel.permissions_for(member) if hasattr(channel, "permissions_for")
+                             else member.guild_permissions)
 
 
 class Actions:
@@ -60,7 +66,7 @@ class Actions:
             job = await store.get(job_id)
         except NotFound:
             job = None
-        if job is None:
+        if job is None or job.guild_id != actor.guild_id:  # another server's job is none of this one's
             return Outcome(f"Job #{job_id} no longer exists.")
         if action == "cancel":
             return await self.cancel(job, actor)
@@ -145,6 +151,7 @@ class Actions:
             await interaction.response.send_message("Buttons are turned off in this server.", ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        actor = Actor(interaction.user.id, bool(interaction.permissions.manage_guild), interaction.channel_id)
+        actor = Actor(interaction.user.id, admin_permissions(interaction.permissions), interaction.guild_id,
+                      interaction.channel_id)
         outcome = await self.perform(action, job_id, actor)
         await interaction.edit_original_response(content=outcome.text)

@@ -13,7 +13,7 @@ from discord import app_commands
 from bot import mentions, reactions
 from bot.actions import Actions
 from bot.config import BotConfig
-from bot.controls import JobButton
+from bot.controls import TEMPLATE, UNKNOWN_BUTTON, JobButton
 from bot.delivery import Delivery
 from db import Store
 
@@ -109,6 +109,16 @@ class VQBot(discord.Client):
     # ---------------------------------------------------------------- events
     async def on_ready(self) -> None:
         log.info("logged in as %s (%s) in %d guilds", self.user, self.user.id if self.user else "?", len(self.guilds))
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Answer a component whose custom id no JobButton matches (a forged or outdated one):
+        discord.py would leave it unanswered and the user would see "interaction failed"."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        custom_id = interaction.data.get("custom_id") if interaction.data else None
+        if not isinstance(custom_id, str) or TEMPLATE.fullmatch(custom_id) is None:
+            log.info("unknown component %r from %s", custom_id, interaction.user.id)
+            await interaction.response.send_message(UNKNOWN_BUTTON, ephemeral=True)
 
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         await reactions.on_reaction(self, payload)

@@ -28,7 +28,11 @@ ACTIONS = {
 EMOJI_ACTIONS = {emoji: action for action, (_, emoji, _) in ACTIONS.items()}
 
 
-class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"vq:(?P<action>rerun|continue|cancel):(?P<job>[1-9][0-9]{0,18})"):
+TEMPLATE = re.compile(r"vq:(?P<action>rerun|continue|cancel):(?P<job>[1-9][0-9]{0,18})")
+UNKNOWN_BUTTON = "This button is not one I know (it may be from an older version of vqbot); use /show with the job number."
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
     def __init__(self, action: str, job_id: int) -> None:
         label, emoji, style = ACTIONS[action]
         super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id(action, job_id)))

@@ -35,7 +35,7 @@ async def on_reaction(bot: VQBot, payload: discord.RawReactionActionEvent) -> No
     if not settings.reactions_enabled:
         return
     channel = bot.get_channel(payload.channel_id)
-    actor = Actor(payload.user_id, is_admin(payload.member, channel), payload.channel_id)
+    actor = Actor(payload.user_id, is_admin(payload.member, channel), payload.guild_id, payload.channel_id)
     outcome = await bot.actions.perform(action, job.id, actor)
     log.info("job %s: reaction %s by %s: %s", job.id, action, payload.user_id, outcome.text)
     # A refusal needs an answer; a new job's card (or a cancel's card edit) answers by itself.

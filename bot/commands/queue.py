@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 
 from bot import cards, mentions
-from bot.actions import Actor
+from bot.actions import Actor, admin_permissions
 from bot.pictures import fit_upload
 from bot.status import status_embed
 from bot.text import join_lines, plain
@@ -64,8 +64,8 @@ async def cancel(interaction: discord.Interaction[VQBot], job: app_commands.Rang
     if found is None:
         await interaction.response.send_message(f"There is no job #{job} in this server.", ephemeral=True)
         return
-    perms = interaction.permissions
-    actor = Actor(interaction.user.id, bool(perms.manage_guild or perms.administrator), interaction.channel_id)
+    actor = Actor(interaction.user.id, admin_permissions(interaction.permissions), interaction.guild_id,
+                  interaction.channel_id)
     outcome = await bot.actions.cancel(found, actor)
     await interaction.response.send_message(outcome.text, ephemeral=True)
 
