@@ -49,6 +49,39 @@ def live(text: str) -> Counter[str]:
     return Counter({name: n for name, rx in LIVE.items() if (n := len(rx.findall(inert)))})
 
 
+def _shown_with_origin(raw: str) -> tuple[str, list[int]]:
+    """``shown(raw)`` and, for each of its characters, where it came from in ``raw``."""
+    out: list[str] = []
+    origin: list[int] = []
+    i = 0
+    while i < len(raw):
+        escape = ESCAPED.match(raw, i)
+        if escape:
+            out.append(escape.group(1))
+            origin.append(i)
+            i = escape.end()
+        elif raw[i] == ZWSP:
+            i += 1
+        else:
+            out.append(raw[i])
+            origin.append(i)
+            i += 1
+    return "".join(out), origin
+
+
+def markup_where_shown(raw: str, display: str) -> Counter[str] | None:
+    """The live constructs in the part of ``raw`` that shows ``display`` (None when ``raw`` does
+    not show it). Line constructs count only where that part starts a line."""
+    text, origin = _shown_with_origin(raw)
+    at = text.find(display)
+    if at < 0 or not display:
+        return None
+    end = at + len(display)
+    start, stop = origin[at], origin[end] if end < len(origin) else len(raw)
+    line_start = raw[raw.rfind("\n", 0, start) + 1:start].strip() == ""
+    return live(("" if line_start else "\x00") + raw[start:stop])
+
+
 def one_line(text: str) -> str:
     """``text`` as the bot shows user text: bidi controls gone, whitespace runs one space."""
     return " ".join(re.sub("[\u202a-\u202e\u2066-\u2069]", "", text).split())
