@@ -15,6 +15,7 @@ from bot.actions import Actions
 from bot.config import BotConfig
 from bot.controls import TEMPLATE, UNKNOWN_BUTTON, JobButton
 from bot.delivery import Delivery
+from bot.text import is_text
 from db import Store
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,33 @@ MessageChannel = (discord.TextChannel | discord.VoiceChannel | discord.StageChan
                   | discord.DMChannel | discord.PartialMessageable)
 MESSAGE_CHANNELS = (discord.TextChannel, discord.VoiceChannel, discord.StageChannel, discord.Thread,
                     discord.DMChannel)
+
+
+NOT_TEXT = "Part of what you typed is not text I can read (a broken character); type it again without it."
+
+
+def options_are_text(data: object) -> bool:
+    """Whether every string option in an interaction's data is text (``bot.text.is_text``)."""
+    if isinstance(data, dict):
+        value = data.get("value")
+        if isinstance(value, str) and not is_text(value):
+            return False
+        return all(options_are_text(option) for option in data.get("options") or [])
+    return True
+
+
+class CommandTree(app_commands.CommandTree["VQBot"]):
+    async def interaction_check(self, interaction: discord.Interaction[VQBot]) -> bool:
+        """Refuse, before any command runs, options that are no text: nothing downstream
+        (the store, the prompt parser, Discord itself) can take them."""
+        if options_are_text(interaction.data):
+            return True
+        log.info("interaction from %s with options that are not text", interaction.user.id)
+        if interaction.type is discord.InteractionType.autocomplete:
+            await interaction.response.autocomplete([])
+        else:
+            await interaction.response.send_message(NOT_TEXT, ephemeral=True)
+        return False
 
 
 def intents() -> discord.Intents:
@@ -54,7 +82,7 @@ class VQBot(discord.Client):
         self.sync_guild = sync_guild
         self.worker_status = worker_status or (lambda: None)
         self._notify_worker = notify_worker
-        self.tree: app_commands.CommandTree[VQBot] = app_commands.CommandTree(self)
+        self.tree = CommandTree(self)
         self.tree.error(self.on_app_command_error)
         self.actions = Actions(self)
         self.delivery = Delivery(self)

@@ -26,6 +26,8 @@ ELLIPSIS = "…"
 _SPACES = re.compile(r"\s+")
 # Bidirectional overrides and isolates reorder what follows them on screen.
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Halves of a surrogate pair on their own are no text (they can't be encoded); shown as U+FFFD.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Backslash-escaped wherever they appear: Discord's markdown treats a backslash before any
 # ASCII punctuation as "this character, literally". ``|`` only matters doubled (spoilers).
 _MARKUP = re.compile(r"[\\*_~`<>\[\]#]|\|(?=\|)|(?<=\|)\|")
@@ -39,8 +41,10 @@ _EVERYONE = re.compile(r"@(?=everyone|here|[!&]?\d)", re.IGNORECASE)
 
 
 def one_line(text: str) -> str:
-    """``text`` without control characters or bidi overrides, its whitespace runs as one space."""
-    visible = "".join(" " if unicodedata.category(c) == "Cc" else c for c in _BIDI.sub("", text))
+    """``text`` without control characters, bidi overrides or lone surrogates, its whitespace
+    runs as one space."""
+    text = _SURROGATE.sub("\ufffd", _BIDI.sub("", text))
+    visible = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
     return _SPACES.sub(" ", visible).strip()
 
 
@@ -75,6 +79,11 @@ def label(text: object, limit: int = 100) -> str:
     if len(line) > limit:
         line = line[: limit - 1].rstrip() + ELLIPSIS
     return line or ELLIPSIS
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is text that can be stored and shown (no lone surrogates)."""
+    return _SURROGATE.search(value) is None
 
 
 def join_lines(lines: list[str], limit: int = 2000) -> str:

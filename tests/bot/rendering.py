@@ -135,3 +135,14 @@ def unwanted_pings(requests: list[Any], owners: set[int]) -> list[str]:
     """Requests that could ping anyone but the given owners (as "METHOD path: what")."""
     allowed = {f"user:{o}" for o in owners}
     return [f"{r.method} {r.path}: {sorted(p - allowed)}" for r in requests if (p := pingable(r.json)) - allowed]
+
+
+def markup_problems(requests: list[Any], display: str) -> list[str]:
+    """Every piece of text the bot sent that shows ``display`` where it renders as more than text."""
+    found = []
+    for r in requests:
+        for piece in texts(r.json):
+            markup = markup_where_shown(piece, display)
+            if markup:
+                found.append(f"{r.method} {r.path}: {dict(markup)} in {piece!r}")
+    return found

@@ -11,7 +11,7 @@ import pytest
 
 from tests.bot.discord_spec import all_problems
 from tests.bot.finishing import finish_next
-from tests.bot.rendering import markup_where_shown, one_line, shown, texts
+from tests.bot.rendering import markup_problems, markup_where_shown, one_line, shown
 from tests.bot.world import build_world
 
 NASTY = {  # id: text a member might type
@@ -55,17 +55,6 @@ ADMIN_NASTY = {  # admins type these into /config: the same, plus spoilers (prom
 @pytest.fixture
 def world(simcord_env, store, tiny_engine):
     return build_world(simcord_env, store, tiny_engine)
-
-
-def markup_problems(requests, display: str) -> list[str]:
-    """Every piece of text the bot sent that shows ``display``, where it renders as more than text."""
-    found = []
-    for r in requests:
-        for piece in texts(r.json):
-            markup = markup_where_shown(piece, display)
-            if markup:
-                found.append(f"{r.method} {r.path}: {dict(markup)} in {piece!r}")
-    return found
 
 
 def assert_plain(world, display: str, *answers: str) -> None:
