@@ -33,10 +33,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _MARKUP = re.compile(r"[\\*_~`<>\[\]#]|\|(?=\|)|(?<=\|)\|")
 # Only at the start of the text: list markers ("- ", "+ ", "1. ").
 _LIST_START = re.compile(r"^([-+])|^(\d+)\.")
-# "scheme://..." is linked (and previewed) by Discord; a zero-width space after the colon
-# keeps it readable and makes it text. Invite links are linked even without a scheme.
-_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(?=//)")
-_INVITE = re.compile(r"(?i)\b(discord(?:app)?)\.(?=(?:gg|io|me|li|com)\b)")
+# "scheme://..." is linked (and previewed) by Discord, even glued to other letters; a zero-width
+# space in "://" keeps it readable and makes it text. Invite links are linked without a scheme.
+_SCHEME = re.compile(r"://")
+_INVITE = re.compile(r"(?i)(discord(?:app)?)\.(?=(?:gg|io|me|li|com)\b)")
 _EVERYONE = re.compile(r"@(?=everyone|here|[!&]?\d)", re.IGNORECASE)
 
 
@@ -51,7 +51,7 @@ def one_line(text: str) -> str:
 def _escape(text: str) -> str:
     text = _MARKUP.sub(lambda m: "\\" + m.group(0), text)
     text = _LIST_START.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(2) + "\\.", text)
-    text = _SCHEME.sub(lambda m: m.group(1) + ":" + ZWSP, text)
+    text = _SCHEME.sub(":" + ZWSP + "//", text)
     text = _INVITE.sub(lambda m: m.group(1) + ZWSP + ".", text)
     return _EVERYONE.sub("@" + ZWSP, text)
 
