@@ -16,6 +16,7 @@ import discord
 from bot import cards, own_reactions
 from bot.attachments import Picture, save_picture
 from bot.options import new_seed
+from bot.text import plain
 from db.errors import InvalidInput, LimitExceeded, NotAllowed, NotFound
 from db.jobs import Job, NewJob, check_new_job
 from db.limits import check_policy
@@ -33,6 +34,7 @@ class Actor:
 
     user_id: int
     is_admin: bool
+    guild_id: int
     channel_id: int
 
 
@@ -42,11 +44,16 @@ class Outcome:
     job: Job | None = None
 
 
+def admin_permissions(perms: discord.Permissions) -> bool:
+    """Whether these permissions make their holder an admin of vqbot in the guild."""
+    return bool(perms.manage_guild or perms.administrator)
+
+
 def is_admin(member: discord.abc.User | None, channel: Any) -> bool:
     if not isinstance(member, discord.Member):
         return False
-    perms = channel.permissions_for(member) if hasattr(channel, "permissions_for") else member.guild_permissions
-    return bool(perms.manage_guild or perms.administrator)
+    return admin_permissions(channel.permissions_for(member) if hasattr(channel, "permissions_for")
+                             else member.guild_permissions)
 
 
 class Actions:
@@ -59,7 +66,7 @@ class Actions:
             job = await store.get(job_id)
         except NotFound:
             job = None
-        if job is None:
+        if job is None or job.guild_id != actor.guild_id:  # another server's job is none of this one's
             return Outcome(f"Job #{job_id} no longer exists.")
         if action == "cancel":
             return await self.cancel(job, actor)
@@ -77,7 +84,7 @@ class Actions:
         try:
             updated = await self.bot.store.request_cancel(job.id, by_user=actor.user_id, is_admin=actor.is_admin)
         except NotAllowed as exc:
-            return Outcome(str(exc))
+            return Outcome(plain(exc))
         log.info("job %s: cancel requested by %s", job.id, actor.user_id)
         self.bot.delivery.wake()
         self.bot.notify_worker()
@@ -111,7 +118,7 @@ class Actions:
         except LimitExceeded as exc:
             return Outcome(cards.refusal(exc))
         except InvalidInput as exc:
-            return Outcome(str(exc))
+            return Outcome(plain(exc))
         log.info("job %s: %s of job %s queued by %s", job.id, relation, parent.id, actor.user_id)
         await self.post_card(job)
         self.bot.notify_worker()
@@ -126,11 +133,8 @@ class Actions:
         view = cards.card_view(job, buttons_enabled=settings.buttons_enabled)
         if view is not None:
             kwargs["view"] = view
-        channel = self.bot.get_channel(job.channel_id) or discord.PartialMessageable(
-            state=self.bot._connection, id=job.channel_id
-        )
         try:
-            message = await channel.send(**kwargs)  # type: ignore[union-attr]
+            message = await self.bot.channel_for(job.channel_id).send(**kwargs)
         except discord.HTTPException as exc:
             log.warning("job %s: card not posted in %s (%s %s)", job.id, job.channel_id, exc.status, exc.code)
             return None
@@ -147,6 +151,7 @@ class Actions:
             await interaction.response.send_message("Buttons are turned off in this server.", ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        actor = Actor(interaction.user.id, bool(interaction.permissions.manage_guild), interaction.channel_id)
+        actor = Actor(interaction.user.id, admin_permissions(interaction.permissions), interaction.guild_id,
+                      interaction.channel_id)
         outcome = await self.perform(action, job_id, actor)
         await interaction.edit_original_response(content=outcome.text)

@@ -9,6 +9,7 @@ from typing import Any
 import discord
 
 from bot.controls import JobButton
+from bot.text import plain
 from db.jobs import Job
 from db.states import JobState
 
@@ -65,7 +66,7 @@ def state_line(job: Job, spot: QueueSpot | None = None, now: datetime | None = N
     if state is JobState.SUCCEEDED:
         return f"✅ Done in {job.gpu_seconds:.0f} s" if job.gpu_seconds else "✅ Done"
     if state is JobState.FAILED:
-        return f"⚠️ Failed: {shorten(job.error or 'unknown error', 300)}"
+        return f"⚠️ Failed: {plain(job.error or 'unknown error', 300)}"
     return f"✖️ Cancelled at step {job.step}/{job.total_steps}" if job.step else "✖️ Cancelled"
 
 
@@ -76,7 +77,7 @@ def parameter_text(job: Job) -> str:
         f"{p.get('steps')} steps",
         f"seed {job.seed}",
         f"{p.get('cutn')} cutouts",
-        str(p.get("model")),
+        plain(p.get("model")),
     ]
     if p.get("init_image"):
         parts.append("init image")
@@ -96,7 +97,7 @@ def card_embed(job: Job, *, spot: QueueSpot | None = None, with_preview: bool = 
                now: datetime | None = None) -> discord.Embed:
     """The job card's embed. ``with_preview`` refers to an attached ``preview.webp``."""
     embed = discord.Embed(
-        title=shorten(job.prompt, EMBED_TITLE_MAX),
+        title=plain(job.prompt, EMBED_TITLE_MAX),
         description=state_line(job, spot, now),
         colour=COLOURS.get(job.state, discord.Colour.default()),
     )
@@ -126,18 +127,14 @@ def card_view(job: Job, *, buttons_enabled: bool = True) -> discord.ui.View | No
 
 
 def result_content(job: Job) -> str:
-    """The message that goes out when a job succeeds: it mentions the owner."""
-    return shorten(
-        f"<@{job.user_id}> here is **{discord.utils.escape_markdown(job.prompt)}**\n"
-        f"-# {parameter_text(job)} · job #{job.id}",
-        2000,
-    )
+    """The message that goes out when a job succeeds: it mentions the owner (send it with
+    ``mentions.owner(job.user_id)``: the prompt is inert text, but only the owner may ping)."""
+    return f"<@{job.user_id}> here is **{plain(job.prompt, 1200)}**\n-# {parameter_text(job)} · job #{job.id}"
 
 
 def failure_content(job: Job) -> str:
-    return shorten(
-        f"<@{job.user_id}> job #{job.id} failed: {job.error or 'unknown error'}", 2000
-    )
+    """A failed job's message to its owner (send it with ``mentions.owner(job.user_id)``)."""
+    return f"<@{job.user_id}> job #{job.id} failed: {plain(job.error or 'unknown error', 1500)}"
 
 
 def result_view(job: Job, *, buttons_enabled: bool = True) -> discord.ui.View | None:
@@ -152,4 +149,4 @@ def result_view(job: Job, *, buttons_enabled: bool = True) -> discord.ui.View | 
 def refusal(exc: Any) -> str:
     """A LimitExceeded as the user reads it: the store's sentence, the limit, when it frees up."""
     when = f", frees up {discord.utils.format_dt(exc.retry_at, 'R')}" if exc.retry_at else ""
-    return f"{exc.message} (limit: {exc.limit}{when})"
+    return f"{plain(exc.message)} (limit: `{exc.limit}`{when})"

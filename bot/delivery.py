@@ -17,22 +17,24 @@ import dataclasses
 import io
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot import cards, own_reactions
+from bot import cards, mentions, own_reactions
 from bot.pictures import fit_upload
 from db.jobs import Job
+from db.settings import GuildSettings
 from db.states import JobState
 
 if TYPE_CHECKING:
-    from bot.client import VQBot
+    from bot.client import MessageChannel, VQBot
 
 log = logging.getLogger(__name__)
 
-MENTION_OWNER = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
 QUEUED_REFRESH_LIMIT = 10
+CHANGES_PAGE = 500  # changed jobs read at a time; a pass reads pages until one comes back short
+BACKLOG_PAGE = 100  # finished, undelivered jobs read at a time, until a page comes back short
 
 
 @dataclass
@@ -51,6 +53,15 @@ def discord_now() -> float:
     return discord.utils.utcnow().timestamp()
 
 
+def jump_url(job: Job, message_id: int) -> str:
+    return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{message_id}"
+
+
+def result_nonce(job: Job) -> str:
+    """The same for every post of one job's result, so Discord keeps only the first one."""
+    return f"vqr-{job.id}"  # Discord takes 25 characters at most
+
+
 def retryable(exc: discord.HTTPException) -> bool:
     return exc.status == 429 or exc.status >= 500
 
@@ -59,7 +70,9 @@ class Delivery:
     def __init__(self, bot: VQBot) -> None:
         self.bot = bot
         self.config = bot.config
-        self.version = 0
+        self.version: int | None = None  # None until the first pass reads the store's version
+        self.backlog = True  # jobs that ended before the start (or before a lost pass) may wait
+        self.backlog_seen: set[int] = set()  # ids the backlog already brought this sweep
         self.pending: dict[int, Job] = {}
         self.cards: dict[int, CardState] = {}
         self.finished: set[int] = set()
@@ -121,26 +134,48 @@ class Delivery:
         """Read what changed and act on every pending job that is due."""
         async with self._lock:
             store = self.bot.store
-            if self.version == 0:  # first pass: start from now, plus whatever is not yet delivered
+            if self.version is None:  # first pass: changes from now on; what ended before is the backlog
                 self.version = await store.version()
-                for job in await store.undelivered():
-                    self.pending[job.id] = job
-            changed = await store.changed_since(self.version)
             started_or_ended: set[int] = set()
-            for job in changed:
-                self.version = max(self.version, job.version)
-                if job.state.is_terminal and job.delivered and job.id in self.finished:
-                    continue  # our own marks (delivered, result message) come back as changes
-                old = self.pending.get(job.id)
-                if (old is None or old.state != job.state) and job.state is not JobState.QUEUED:
-                    started_or_ended.add(job.guild_id)
-                self.pending[job.id] = job
+            while True:
+                changed = await store.changed_since(self.version, limit=CHANGES_PAGE)
+                for job in changed:
+                    self.version = max(self.version, job.version)
+                    if job.state.is_terminal and job.delivered and job.id in self.finished:
+                        continue  # our own marks (delivered, result message) come back as changes
+                    old = self.pending.get(job.id)
+                    if (old is None or old.state != job.state) and job.state is not JobState.QUEUED:
+                        started_or_ended.add(job.guild_id)
+                    self.pending[job.id] = job
+                if len(changed) < CHANGES_PAGE:
+                    break
             for guild_id in started_or_ended:
                 for queued in (await store.queue(guild_id))[:QUEUED_REFRESH_LIMIT]:
                     if queued.state is JobState.QUEUED:
                         self.pending.setdefault(queued.id, queued)
             for job in list(self.pending.values()):
                 await self._attend(job)
+            await self._drain_backlog()
+
+    async def _drain_backlog(self) -> None:
+        """Deliver the jobs that ended while no bot watched, a page of ``store.undelivered()``
+        at a time, however many there are.
+
+        Delivered jobs leave ``undelivered()``, so each page brings the next ones. A page is
+        read only once the last page's jobs have left ``pending``: jobs held back by a rate
+        limit are retried by later passes at their own pace, and the sweep goes on after them.
+        A short page is the last; a page that brings nothing new also ends the sweep.
+        """
+        while self.backlog and not (self.backlog_seen & self.pending.keys()):
+            read = await self.bot.store.undelivered(limit=BACKLOG_PAGE)
+            page = [job for job in read if job.id not in self.backlog_seen]
+            self.backlog = len(read) == BACKLOG_PAGE and len(page) > 0
+            for job in page:
+                self.backlog_seen.add(job.id)
+                self.pending.setdefault(job.id, job)
+                await self._attend(self.pending[job.id])
+        if not self.backlog:
+            self.backlog_seen.clear()
 
     async def _attend(self, job: Job) -> None:
         state = self.cards.setdefault(job.id, CardState())
@@ -173,11 +208,8 @@ class Delivery:
                 self.finished.add(job.id)
 
     # ---------------------------------------------------------------- cards
-    def _channel(self, job: Job) -> discord.abc.Messageable:
-        channel = self.bot.get_channel(job.channel_id)
-        if channel is None:
-            return discord.PartialMessageable(state=self.bot._connection, id=job.channel_id)
-        return channel  # type: ignore[return-value]
+    def _channel(self, job: Job) -> MessageChannel:
+        return self.bot.channel_for(job.channel_id)
 
     async def _update(self, job: Job, state: CardState, now: float) -> bool:
         """Edit a pending job's card; True when nothing is left to do for this version."""
@@ -194,7 +226,7 @@ class Delivery:
         if job.state is JobState.RUNNING and job.step != state.shown_step:
             stored = await self.bot.store.preview(job.id)
             preview = stored[1] if stored is not None else None
-        kwargs: dict = {
+        kwargs: dict[str, Any] = {
             "embed": cards.card_embed(job, spot=spot, with_preview=preview is not None),
             "view": cards.card_view(job, buttons_enabled=settings.buttons_enabled),
         }
@@ -205,7 +237,7 @@ class Delivery:
             state.replaced = True
         else:
             try:
-                await self._channel(job).get_partial_message(job.message_id).edit(**kwargs)  # type: ignore[union-attr]
+                await self._channel(job).get_partial_message(job.message_id).edit(**kwargs)
             except discord.NotFound:
                 log.info("job %s: card %s is gone; posting a new one", job.id, job.message_id)
                 await self._replace_card(job, kwargs, delete_old=False)
@@ -220,7 +252,7 @@ class Delivery:
         age = (discord.utils.utcnow() - discord.utils.snowflake_time(job.message_id)).total_seconds()
         return age > self.config.card_max_age_s
 
-    async def _replace_card(self, job: Job, kwargs: dict, *, delete_old: bool = True) -> discord.Message:
+    async def _replace_card(self, job: Job, kwargs: dict[str, Any], *, delete_old: bool = True) -> discord.Message:
         """Post a fresh card (old cards edit slowly and the original may be gone)."""
         send = dict(kwargs)
         if "attachments" in send:
@@ -234,7 +266,7 @@ class Delivery:
         log.info("job %s: new card %s replaces %s", job.id, message.id, old)
         if delete_old and old is not None:
             try:
-                await self._channel(job).get_partial_message(old).delete()  # type: ignore[union-attr]
+                await self._channel(job).get_partial_message(old).delete()
             except discord.HTTPException as exc:
                 log.info("job %s: old card %s not deleted (%s)", job.id, old, exc.status)
         return message
@@ -242,17 +274,24 @@ class Delivery:
     # ---------------------------------------------------------------- the end
     async def _finish(self, job: Job, state: CardState) -> bool:
         settings = await self.bot.guild_settings(job.guild_id)
-        result_message: discord.Message | None = None
         if not job.delivered:
-            result_message = await self._post_result(job, settings)
+            # Posted first, marked delivered after: a crash in between errs towards posting the
+            # result twice, never towards losing it. Two things keep the repost rare: the
+            # result's message id is stored right after the post (a job that has one is only
+            # marked delivered, not posted again), and the post carries a nonce per job that
+            # Discord dedupes for a few minutes (enforce_nonce), which covers a crash between
+            # the post and storing its id when the bot comes back soon.
+            if job.result_message_id is None:
+                job = await self._post_result(job, settings)
             await self.bot.store.mark_delivered(job.id)
-            self.pending[job.id] = dataclasses.replace(job, delivered=True)  # a retried edit must not post twice
+            job = dataclasses.replace(job, delivered=True)
+            self.pending[job.id] = job  # a retried card edit must not post again
         if job.message_id is not None:
             embed = cards.card_embed(job)
-            if result_message is not None:
-                embed.description = f"{embed.description} · [result]({result_message.jump_url})"
+            if job.result_message_id is not None:
+                embed.description = f"{embed.description} · [result]({jump_url(job, job.result_message_id)})"
             try:
-                await self._channel(job).get_partial_message(job.message_id).edit(  # type: ignore[union-attr]
+                await self._channel(job).get_partial_message(job.message_id).edit(
                     embed=embed, attachments=[], view=cards.card_view(job, buttons_enabled=settings.buttons_enabled)
                 )
             except discord.NotFound:
@@ -263,27 +302,30 @@ class Delivery:
         log.info("job %s: delivered (%s)", job.id, job.state)
         return True
 
-    async def _post_result(self, job: Job, settings: object) -> discord.Message | None:
-        channel = self._channel(job)
-        buttons = getattr(settings, "buttons_enabled", True)
+    async def _post_result(self, job: Job, settings: GuildSettings) -> Job:
+        """Post the picture (or the failure) that mentions the owner; the job as it is now,
+        with ``result_message_id`` set once the message went out."""
         if job.state is JobState.CANCELLED:
-            return None
-        if job.state is JobState.FAILED:
-            return await channel.send(cards.failure_content(job), allowed_mentions=MENTION_OWNER)
-        png = await self.bot.store.result(job.id)
-        if png is None:
+            return job
+        channel = self._channel(job)
+        kwargs: dict[str, Any] = {"allowed_mentions": mentions.owner(job.user_id), "nonce": result_nonce(job)}
+        content = cards.failure_content(job)
+        png = None if job.state is JobState.FAILED else await self.bot.store.result(job.id)
+        if job.state is JobState.SUCCEEDED and png is None:
             log.error("job %s: succeeded but has no stored result", job.id)
-            return await channel.send(cards.failure_content(job), allowed_mentions=MENTION_OWNER)
-        timelapse = self.bot.timelapse_for(job.id) if job.params.get("extra", {}).get("timelapse") else None
-        files = fit_upload(job.id, png, timelapse, limit=self.config.upload_limit_bytes)
-        kwargs: dict = {"files": files, "allowed_mentions": MENTION_OWNER}
-        view = cards.result_view(job, buttons_enabled=buttons)
-        if view is not None:
-            kwargs["view"] = view
-        message = await channel.send(cards.result_content(job), **kwargs)
-        await self.bot.store.set_message(job.id, message.id, kind="result")
-        own_reactions.add_controls(self.bot, job, message.id, own_reactions.RESULT)
-        return message
+        if png is not None:
+            timelapse = self.bot.timelapse_for(job.id) if job.params.get("extra", {}).get("timelapse") else None
+            kwargs["files"] = fit_upload(job.id, png, timelapse, limit=self.config.upload_limit_bytes)
+            view = cards.result_view(job, buttons_enabled=settings.buttons_enabled)
+            if view is not None:
+                kwargs["view"] = view
+            content = cards.result_content(job)
+        message = await channel.send(content, **kwargs)
+        job = await self.bot.store.set_message(job.id, message.id, kind="result")
+        self.pending[job.id] = job
+        if png is not None:
+            own_reactions.add_controls(self.bot, job, message.id, own_reactions.RESULT)
+        return job
 
     async def _undeliverable(self, job: Job, exc: discord.HTTPException) -> None:
         """The channel refused a finished job's result: tell the owner by DM where possible."""

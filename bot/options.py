@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from bot.config import BotConfig
 from bot.errors import OptionError
+from bot.text import plain
 from jobspec import JobParams, ParamError, Prompt, PromptError, parse_prompts
 from jobspec.params import parse_size
 
@@ -66,7 +67,7 @@ def pick_size(opts: ImagineOptions, limits: Limits, config: BotConfig) -> tuple[
         try:
             width, height = parse_size(opts.size)
         except ParamError as exc:
-            raise OptionError(str(exc)) from None
+            raise OptionError(plain(exc)) from None
         if width % MULTIPLE or height % MULTIPLE:
             raise OptionError(
                 f"The size {width}x{height} must be a multiple of {MULTIPLE} on each side, "
@@ -74,7 +75,10 @@ def pick_size(opts: ImagineOptions, limits: Limits, config: BotConfig) -> tuple[
             )
     else:
         side = min(config.default_side, limits.max_size)
-        a, b = ASPECTS.get(opts.aspect or "1:1", (1, 1))
+        if opts.aspect is not None and opts.aspect not in ASPECTS:
+            raise OptionError(f"The aspect ratio {plain(opts.aspect, 20)} is not one I know; "
+                              f"choose one of: {', '.join(ASPECTS)}.")
+        a, b = ASPECTS[opts.aspect or "1:1"]
         if a >= b:
             width, height = side, round_side(side * b / a)
         else:
@@ -102,14 +106,15 @@ def build_params(
         if opts.style:
             prompts = prompts + parse_prompts(opts.style)
     except PromptError as exc:
-        raise OptionError(str(exc)) from None
+        raise OptionError(plain(exc)) from None
     steps = opts.steps if opts.steps is not None else min(config.default_steps, limits.max_steps)
     cutn = opts.cutouts if opts.cutouts is not None else min(config.default_cutouts, limits.max_cutouts)
     model = opts.model or next(
         (m for m in config.models if not limits.allowed_models or m in limits.allowed_models), config.models[0]
     )
     if model not in config.models:
-        raise OptionError(f"The model {model} is not installed; choose one of: {', '.join(config.models)}.")
+        raise OptionError(f"The model {plain(model, 100)} is not installed; choose one of: "
+                          f"{plain(', '.join(config.models))}.")
     width, height = pick_size(opts, limits, config)
     extra: dict[str, Any] = dict(config.extra_params)
     if opts.timelapse:
@@ -131,4 +136,4 @@ def build_params(
     try:
         return params.validate(multiple_of=MULTIPLE)
     except (ParamError, PromptError) as exc:
-        raise OptionError(str(exc)) from None
+        raise OptionError(plain(exc)) from None

@@ -66,10 +66,7 @@ async def _react(bot: VQBot, job: Job, message_id: int, actions: tuple[str, ...]
         settings = await bot.guild_settings(job.guild_id)
         if not settings.reactions_enabled or bot.user is None or not may_react(bot, job.channel_id):
             return
-        channel = bot.get_channel(job.channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
-            channel = discord.PartialMessageable(state=bot._connection, id=job.channel_id)
-        message = channel.get_partial_message(message_id)  # type: ignore[attr-defined]
+        message = bot.channel_for(job.channel_id).get_partial_message(message_id)
         for action in remove:
             try:
                 await message.remove_reaction(ACTIONS[action][1], bot.user)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot import mentions
 from bot.actions import Actor, is_admin
 from bot.controls import EMOJI_ACTIONS
 
@@ -34,18 +35,21 @@ async def on_reaction(bot: VQBot, payload: discord.RawReactionActionEvent) -> No
     if not settings.reactions_enabled:
         return
     channel = bot.get_channel(payload.channel_id)
-    actor = Actor(payload.user_id, is_admin(payload.member, channel), payload.channel_id)
+    actor = Actor(payload.user_id, is_admin(payload.member, channel), payload.guild_id, payload.channel_id)
     outcome = await bot.actions.perform(action, job.id, actor)
     log.info("job %s: reaction %s by %s: %s", job.id, action, payload.user_id, outcome.text)
     # A refusal needs an answer; a new job's card (or a cancel's card edit) answers by itself.
-    if outcome.job is None and channel is not None:
+    # The answer replies to the reacted message and names the reactor without pinging them:
+    # only a job's owner is ever pinged, and the reactor is often not the owner.
+    if outcome.job is None:
         try:
-            await channel.send(  # type: ignore[union-attr]
+            await bot.channel_for(payload.channel_id).send(
                 f"<@{payload.user_id}> {outcome.text}",
-                allowed_mentions=discord.AllowedMentions(users=True, everyone=False, roles=False),
+                allowed_mentions=mentions.NOBODY,
                 reference=discord.MessageReference(
                     message_id=payload.message_id, channel_id=payload.channel_id, fail_if_not_exists=False
                 ),
+                silent=True,
             )
         except discord.HTTPException as exc:
             log.info("job %s: could not answer the reaction (%s)", job.id, exc.status)

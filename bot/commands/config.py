@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from db.errors import InvalidInput
+from bot import mentions
+from bot.text import join_lines, label, plain
+from db.errors import InvalidInput, NotFound
 from db.settings import SETTINGS, AuditEntry
 
 if TYPE_CHECKING:
@@ -21,14 +23,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+VALUE_MAX = 300  # characters of one value shown in an answer
+
+
 def show_value(value: object) -> str:
+    """A setting's value as inert text (banned words and model names are admins' text)."""
     if isinstance(value, tuple):
-        return ", ".join(map(str, value)) if value else "(none)"
-    return str(value)
+        return plain(", ".join(map(str, value)), VALUE_MAX) if value else "(none)"
+    return plain(value, VALUE_MAX)
 
 
-async def setting_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    return [app_commands.Choice(name=k, value=k) for k in SETTINGS if current.casefold() in k][:25]
+async def setting_autocomplete(interaction: discord.Interaction[VQBot], current: str) -> list[app_commands.Choice[str]]:
+    typed = current.casefold()
+    return [app_commands.Choice(name=label(k), value=k) for k in SETTINGS if typed in k][:25]
+
+
+def guild_of(interaction: discord.Interaction[VQBot]) -> int:
+    """The guild the command runs in (the group is guild-only, so there always is one)."""
+    assert interaction.guild_id is not None
+    return interaction.guild_id
 
 
 @app_commands.default_permissions(manage_guild=True)
@@ -43,90 +56,90 @@ class ConfigGroup(app_commands.Group, name="config", description="Server limits,
         return False
 
     @app_commands.command(name="show", description="Every setting and its value")
-    async def show(self, interaction: discord.Interaction) -> None:
-        bot: VQBot = interaction.client  # type: ignore[assignment]
-        settings = await bot.guild_settings(interaction.guild_id)  # type: ignore[arg-type]
+    async def show(self, interaction: discord.Interaction[VQBot]) -> None:
+        bot = interaction.client
+        settings = await bot.guild_settings(guild_of(interaction))
         lines = []
         for key, spec in SETTINGS.items():
             value = getattr(settings, key)
             shown = show_value(value) if value != () or spec.empty_means is None else f"(empty: {spec.empty_means})"
             lines.append(f"`{key}` = {shown} · {spec.help}")
-        await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)
+        await interaction.response.send_message(join_lines(lines), ephemeral=True)
 
     @app_commands.command(name="set", description="Change one setting")
     @app_commands.autocomplete(key=setting_autocomplete)
-    async def set(self, interaction: discord.Interaction, key: str, value: app_commands.Range[str, 0, 1500]) -> None:
-        bot: VQBot = interaction.client  # type: ignore[assignment]
+    async def set(self, interaction: discord.Interaction[VQBot], key: str, value: app_commands.Range[str, 0, 1500]) -> None:
+        bot = interaction.client
         try:
-            await bot.store.set_setting(interaction.guild_id, key, value, by_user=interaction.user.id)
+            await bot.store.set_setting(guild_of(interaction), key, value, by_user=interaction.user.id)
         except InvalidInput as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(plain(exc), ephemeral=True)
             return
-        settings = await bot.guild_settings(interaction.guild_id)  # type: ignore[arg-type]
+        settings = await bot.guild_settings(guild_of(interaction))
         log.info("guild %s: %s set %s", interaction.guild_id, interaction.user.id, key)
         await interaction.response.send_message(f"`{key}` is now {show_value(getattr(settings, key))}.", ephemeral=True)
 
     @app_commands.command(name="audit", description="Who changed what, newest first")
-    async def audit(self, interaction: discord.Interaction) -> None:
-        bot: VQBot = interaction.client  # type: ignore[assignment]
-        entries = await bot.store.audit(interaction.guild_id)
+    async def audit(self, interaction: discord.Interaction[VQBot]) -> None:
+        bot = interaction.client
+        entries = await bot.store.audit(guild_of(interaction))
         lines = [audit_line(e) for e in list(entries)[:20]] or ["No changes yet."]
-        await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True,
-                                                allowed_mentions=discord.AllowedMentions.none())
+        await interaction.response.send_message(join_lines(lines), ephemeral=True, allowed_mentions=mentions.NOBODY)
 
     @app_commands.command(name="styles", description="The style presets of this server")
-    async def styles(self, interaction: discord.Interaction) -> None:
-        bot: VQBot = interaction.client  # type: ignore[assignment]
-        styles = await bot.store.styles(interaction.guild_id)
-        text = "\n".join(f"`{n}`: {t}" for n, t in sorted(styles.items())) or "No styles."
-        await interaction.response.send_message(text[:2000], ephemeral=True)
+    async def styles(self, interaction: discord.Interaction[VQBot]) -> None:
+        bot = interaction.client
+        styles = await bot.store.styles(guild_of(interaction))
+        lines = [f"**{plain(n)}**: {plain(t, VALUE_MAX)}" for n, t in sorted(styles.items())]
+        await interaction.response.send_message(join_lines(lines) or "No styles.", ephemeral=True)
 
     @app_commands.command(name="style-set", description="Add or change a style preset")
-    async def style_set(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 32],
+    async def style_set(self, interaction: discord.Interaction[VQBot], name: app_commands.Range[str, 1, 32],
                         text: app_commands.Range[str, 1, 200]) -> None:
-        bot: VQBot = interaction.client  # type: ignore[assignment]
+        bot = interaction.client
         try:
-            await bot.store.set_style(interaction.guild_id, name, text, by_user=interaction.user.id)
+            await bot.store.set_style(guild_of(interaction), name, text, by_user=interaction.user.id)
         except InvalidInput as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(plain(exc), ephemeral=True)
             return
-        await interaction.response.send_message(f"Style `{name.strip().lower()}` is now “{text.strip()}”.", ephemeral=True)
+        await interaction.response.send_message(
+            f"Style **{plain(name.strip().lower())}** is now “{plain(text, VALUE_MAX)}”.", ephemeral=True)
 
     @app_commands.command(name="style-delete", description="Remove a style preset")
-    async def style_delete(self, interaction: discord.Interaction, name: str) -> None:
-        bot: VQBot = interaction.client  # type: ignore[assignment]
+    async def style_delete(self, interaction: discord.Interaction[VQBot], name: str) -> None:
+        bot = interaction.client
         try:
-            await bot.store.delete_style(interaction.guild_id, name, by_user=interaction.user.id)
-        except InvalidInput as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await bot.store.delete_style(guild_of(interaction), name, by_user=interaction.user.id)
+        except (InvalidInput, NotFound) as exc:
+            await interaction.response.send_message(plain(exc), ephemeral=True)
             return
-        await interaction.response.send_message(f"Style `{name}` removed.", ephemeral=True)
+        await interaction.response.send_message(f"Style **{plain(name.strip().lower())}** removed.", ephemeral=True)
 
     @app_commands.command(name="ban", description="Refuse prompts containing a word or phrase")
-    async def ban(self, interaction: discord.Interaction, word: app_commands.Range[str, 1, 100]) -> None:
+    async def ban(self, interaction: discord.Interaction[VQBot], word: app_commands.Range[str, 1, 100]) -> None:
         await self._change_words(interaction, add=word.strip())
 
     @app_commands.command(name="unban", description="Allow a banned word or phrase again")
-    async def unban(self, interaction: discord.Interaction, word: app_commands.Range[str, 1, 100]) -> None:
+    async def unban(self, interaction: discord.Interaction[VQBot], word: app_commands.Range[str, 1, 100]) -> None:
         await self._change_words(interaction, remove=word.strip())
 
-    async def _change_words(self, interaction: discord.Interaction, *, add: str | None = None,
+    async def _change_words(self, interaction: discord.Interaction[VQBot], *, add: str | None = None,
                             remove: str | None = None) -> None:
-        bot: VQBot = interaction.client  # type: ignore[assignment]
-        settings = await bot.guild_settings(interaction.guild_id)  # type: ignore[arg-type]
+        bot = interaction.client
+        settings = await bot.guild_settings(guild_of(interaction))
         words = [w for w in settings.banned_words if remove is None or w.casefold() != remove.casefold()]
         if add is not None and add.casefold() not in (w.casefold() for w in words):
             words.append(add)
         try:
-            await bot.store.set_setting(interaction.guild_id, "banned_words", words, by_user=interaction.user.id)
+            await bot.store.set_setting(guild_of(interaction), "banned_words", words, by_user=interaction.user.id)
         except InvalidInput as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(plain(exc), ephemeral=True)
             return
-        await interaction.response.send_message(f"Banned words: {len(words)} (“{add or remove}” "
+        await interaction.response.send_message(f"Banned words: {len(words)} (“{plain(add or remove, VALUE_MAX)}” "
                                                 f"{'added' if add else 'removed'}).", ephemeral=True)
 
 
 def audit_line(entry: AuditEntry) -> str:
     old = "default" if entry.old is None else show_value(entry.old)
     new = "default" if entry.new is None else show_value(entry.new)
-    return f"{discord.utils.format_dt(entry.at, 'R')} <@{entry.user_id}> `{entry.key}`: {old} → {new}"
+    return f"{discord.utils.format_dt(entry.at, 'R')} <@{entry.user_id}> {plain(entry.key)}: {old} → {new}"

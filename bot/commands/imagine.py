@@ -15,6 +15,7 @@ from bot import cards, own_reactions
 from bot.attachments import PictureCaps, check_announced, fetch_picture, save_picture
 from bot.errors import UserError
 from bot.options import ASPECTS, MAX_SEED, ImagineOptions, build_params
+from bot.text import label, plain
 from db.errors import InvalidInput, LimitExceeded
 from db.jobs import Job, NewJob, check_new_job
 from db.limits import check_policy
@@ -41,19 +42,20 @@ def caps(bot: VQBot) -> PictureCaps:
     return PictureCaps(hosts=c.attachment_hosts, max_bytes=c.max_attachment_bytes, max_pixels=c.max_attachment_pixels)
 
 
-async def style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    bot: VQBot = interaction.client  # type: ignore[assignment]
+async def style_autocomplete(interaction: discord.Interaction[VQBot], current: str) -> list[app_commands.Choice[str]]:
+    bot = interaction.client
     if interaction.guild_id is None:
         return []
     styles: dict[str, str] = await bot.store.styles(interaction.guild_id)
     typed = current.casefold()
     found = [(n, t) for n, t in sorted(styles.items()) if typed in n.casefold() or typed in t.casefold()]
-    return [app_commands.Choice(name=f"{n}: {t}"[:100], value=n) for n, t in found[:25]]
+    return [app_commands.Choice(name=label(f"{n}: {t}"), value=n) for n, t in found[:25]]
 
 
-async def model_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    bot: VQBot = interaction.client  # type: ignore[assignment]
-    return [app_commands.Choice(name=m, value=m) for m in bot.config.models if current.casefold() in m.casefold()][:25]
+async def model_autocomplete(interaction: discord.Interaction[VQBot], current: str) -> list[app_commands.Choice[str]]:
+    bot = interaction.client
+    typed = current.casefold()
+    return [app_commands.Choice(name=label(m), value=m) for m in bot.config.models if typed in m.casefold()][:25]
 
 
 @app_commands.command(name="imagine", description="Make a picture from a prompt with VQGAN+CLIP")
@@ -74,7 +76,7 @@ async def model_autocomplete(interaction: discord.Interaction, current: str) -> 
 @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
 @app_commands.autocomplete(style=style_autocomplete, model=model_autocomplete)
 async def imagine(
-    interaction: discord.Interaction,
+    interaction: discord.Interaction[VQBot],
     prompt: app_commands.Range[str, 1, 1000],
     steps: app_commands.Range[int, 1, int(LIMITS["steps"].high)] | None = None,
     size: app_commands.Range[str, 2, 11] | None = None,
@@ -87,7 +89,7 @@ async def imagine(
     model: str | None = None,
     timelapse: bool = False,
 ) -> None:
-    bot: VQBot = interaction.client  # type: ignore[assignment]
+    bot = interaction.client
     assert interaction.guild_id is not None and interaction.channel_id is not None
     try:
         new = await precheck(bot, interaction, ImagineOptions(
@@ -129,7 +131,7 @@ async def imagine(
     bot.delivery.wake()
 
 
-async def precheck(bot: VQBot, interaction: discord.Interaction, opts: ImagineOptions,
+async def precheck(bot: VQBot, interaction: discord.Interaction[VQBot], opts: ImagineOptions,
                    init_image: discord.Attachment | None, image_prompt: discord.Attachment | None) -> NewJob:
     """Everything that needs no download: permissions, options, styles, attachments' metadata, policy."""
     assert interaction.guild_id is not None and interaction.channel_id is not None
@@ -141,8 +143,8 @@ async def precheck(bot: VQBot, interaction: discord.Interaction, opts: ImagineOp
         styles: dict[str, str] = await bot.store.styles(interaction.guild_id)
         text = styles.get(opts.style.strip().casefold())
         if text is None:
-            known = ", ".join(sorted(styles)[:10]) or "none yet"
-            raise UserError(f"There is no style called “{opts.style}” here; pick one of: {known}.")
+            known = plain(", ".join(sorted(styles)[:10])) or "none yet"
+            raise UserError(f"There is no style called “{plain(opts.style, 100)}” here; pick one of: {known}.")
         opts = dataclasses.replace(opts, style=text)
     for what, attachment in (("init image", init_image), ("image prompt", image_prompt)):
         if attachment is not None:
@@ -157,7 +159,7 @@ async def precheck(bot: VQBot, interaction: discord.Interaction, opts: ImagineOp
     except LimitExceeded as exc:
         raise UserError(cards.refusal(exc)) from None
     except InvalidInput as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(plain(exc)) from None
     return new
 
 
@@ -167,7 +169,7 @@ async def queue_job(bot: VQBot, new: NewJob, init_image: discord.Attachment | No
     try:
         return await bot.store.enqueue(await with_pictures(bot, new, init_image, image_prompt))
     except InvalidInput as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(plain(exc)) from None
     except LimitExceeded as exc:
         raise UserError(cards.refusal(exc)) from None
 
@@ -186,7 +188,7 @@ async def with_pictures(bot: VQBot, new: NewJob, init_image: discord.Attachment 
     return dataclasses.replace(new, params=params)
 
 
-async def refuse_late(interaction: discord.Interaction, text: str) -> None:
+async def refuse_late(interaction: discord.Interaction[VQBot], text: str) -> None:
     """A refusal after the public defer (a slow download): answer privately, leave nothing public.
 
     Discord turns the first follow-up after a "thinking" defer into the public original

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot import cards
-from bot.actions import Actor
+from bot import cards, mentions
+from bot.actions import Actor, admin_permissions
 from bot.pictures import fit_upload
 from bot.status import status_embed
+from bot.text import join_lines, plain
 from db.errors import NotFound
 from db.jobs import Job
 
@@ -24,10 +25,10 @@ LIST_LIMIT = 15
 
 def job_line(job: Job) -> str:
     step = f" {job.step}/{job.total_steps}" if job.state in ("running", "cancelling") else ""
-    return f"`#{job.id}` {job.state}{step} · {cards.shorten(job.prompt, 60)} · <@{job.user_id}>"
+    return f"`#{job.id}` {job.state}{step} · {plain(job.prompt, 80)} · <@{job.user_id}>"
 
 
-async def own_guild_job(bot: VQBot, interaction: discord.Interaction, job_id: int) -> Job | None:
+async def own_guild_job(bot: VQBot, interaction: discord.Interaction[VQBot], job_id: int) -> Job | None:
     try:
         job = await bot.store.get(job_id)
     except NotFound:
@@ -37,22 +38,21 @@ async def own_guild_job(bot: VQBot, interaction: discord.Interaction, job_id: in
 
 @app_commands.command(name="queue", description="Your jobs and this server's queue")
 @app_commands.guild_only()
-async def queue(interaction: discord.Interaction) -> None:
-    bot: VQBot = interaction.client  # type: ignore[assignment]
+async def queue(interaction: discord.Interaction[VQBot]) -> None:
+    bot = interaction.client
     assert interaction.guild_id is not None
     jobs = await bot.store.queue(interaction.guild_id)
     mine = [j for j in jobs if j.user_id == interaction.user.id]
     lines = [f"**Yours:** {len(mine)} waiting or running"] + [job_line(j) for j in mine[:LIST_LIMIT]]
     lines += [f"**This server:** {len(jobs)} waiting or running"] + [job_line(j) for j in jobs[:LIST_LIMIT]]
-    await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True,
-                                            allowed_mentions=discord.AllowedMentions.none())
+    await interaction.response.send_message(join_lines(lines), ephemeral=True, allowed_mentions=mentions.NOBODY)
 
 
 @app_commands.command(name="cancel", description="Cancel one of your jobs (admins: any job)")
 @app_commands.guild_only()
 @app_commands.describe(job="Job number; leave empty for your newest waiting or running job")
-async def cancel(interaction: discord.Interaction, job: app_commands.Range[int, 1] | None = None) -> None:
-    bot: VQBot = interaction.client  # type: ignore[assignment]
+async def cancel(interaction: discord.Interaction[VQBot], job: app_commands.Range[int, 1] | None = None) -> None:
+    bot = interaction.client
     assert interaction.guild_id is not None and interaction.channel_id is not None
     if job is None:
         mine = [j for j in await bot.store.queue(interaction.guild_id) if j.user_id == interaction.user.id]
@@ -64,16 +64,16 @@ async def cancel(interaction: discord.Interaction, job: app_commands.Range[int, 
     if found is None:
         await interaction.response.send_message(f"There is no job #{job} in this server.", ephemeral=True)
         return
-    perms = interaction.permissions
-    actor = Actor(interaction.user.id, bool(perms.manage_guild or perms.administrator), interaction.channel_id)
+    actor = Actor(interaction.user.id, admin_permissions(interaction.permissions), interaction.guild_id,
+                  interaction.channel_id)
     outcome = await bot.actions.cancel(found, actor)
     await interaction.response.send_message(outcome.text, ephemeral=True)
 
 
 @app_commands.command(name="show", description="Post a job's card and picture again")
 @app_commands.guild_only()
-async def show(interaction: discord.Interaction, job: app_commands.Range[int, 1]) -> None:
-    bot: VQBot = interaction.client  # type: ignore[assignment]
+async def show(interaction: discord.Interaction[VQBot], job: app_commands.Range[int, 1]) -> None:
+    bot = interaction.client
     found = await own_guild_job(bot, interaction, job)
     if found is None:
         await interaction.response.send_message(f"There is no job #{job} in this server.", ephemeral=True)
@@ -94,16 +94,16 @@ async def show(interaction: discord.Interaction, job: app_commands.Range[int, 1]
 
 @app_commands.command(name="history", description="Your recent jobs in this server")
 @app_commands.guild_only()
-async def history(interaction: discord.Interaction) -> None:
-    bot: VQBot = interaction.client  # type: ignore[assignment]
+async def history(interaction: discord.Interaction[VQBot]) -> None:
+    bot = interaction.client
     jobs = await bot.store.history(interaction.user.id, guild_id=interaction.guild_id, limit=LIST_LIMIT)
-    text = "\n".join(job_line(j) for j in jobs) if jobs else "You have no jobs here yet; try /imagine."
-    await interaction.response.send_message(text[:2000], ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+    text = join_lines([job_line(j) for j in jobs]) if jobs else "You have no jobs here yet; try /imagine."
+    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=mentions.NOBODY)
 
 
 @app_commands.command(name="status", description="The worker, its GPU and the queue")
-async def status(interaction: discord.Interaction) -> None:
-    bot: VQBot = interaction.client  # type: ignore[assignment]
+async def status(interaction: discord.Interaction[VQBot]) -> None:
+    bot = interaction.client
     stats = await bot.store.stats()
     waiting = None
     if interaction.guild_id is not None:
@@ -112,4 +112,4 @@ async def status(interaction: discord.Interaction) -> None:
     await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
-COMMANDS = (queue, cancel, show, history, status)
+COMMANDS: tuple[app_commands.Command[Any, ..., None], ...] = (queue, cancel, show, history, status)

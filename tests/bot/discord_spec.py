@@ -64,10 +64,19 @@ def _validator(method: str, template: str) -> Draft202012Validator:
 
 def normalise(body: Any) -> Any:
     """discord.py sends some snowflakes as JSON integers (new-upload placeholder ids, the DM
-    ``recipient_id``), which Discord accepts but the spec's string snowflake does not;
-    stringify exactly those before validating."""
+    ``recipient_id``, the ids in ``allowed_mentions`` and ``message_reference``), which Discord
+    accepts but the spec's string snowflake does not; stringify exactly those before validating."""
     if isinstance(body, dict) and isinstance(body.get("recipient_id"), int):
         body = {**body, "recipient_id": str(body["recipient_id"])}
+    reference = body.get("message_reference") if isinstance(body, dict) else None
+    if isinstance(reference, dict):
+        body = {**body, "message_reference": {
+            k: str(v) if k.endswith("_id") and isinstance(v, int) else v for k, v in reference.items()}}
+    mentions = body.get("allowed_mentions") if isinstance(body, dict) else None
+    if isinstance(mentions, dict):
+        body = {**body, "allowed_mentions": {
+            k: [str(i) if isinstance(i, int) else i for i in v] if k in ("users", "roles") and isinstance(v, list)
+            else v for k, v in mentions.items()}}
     if isinstance(body, dict) and isinstance(body.get("attachments"), list):
         body = {**body, "attachments": [
             {**a, "id": str(a["id"])} if isinstance(a, dict) and isinstance(a.get("id"), int) else a

@@ -28,3 +28,15 @@ def huge_png(width: int = 20_000, height: int = 20_000) -> bytes:
     body = b"".join(compressor.compress(block) for _ in range(height // 500)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def picture(fmt: str, size: tuple[int, int] = (32, 32), frames: int = 1) -> bytes:
+    """A small picture in any format Pillow writes ("JPEG", "TIFF", "GIF", ...)."""
+    buffer = io.BytesIO()
+    images = [Image.new("RGB", size, (10 * i, 30, 30)) for i in range(frames)]
+    images[0].save(buffer, format=fmt, save_all=frames > 1, append_images=images[1:])
+    return buffer.getvalue()
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"><script>alert(1)</script></svg>'
+HTML = b"<!doctype html><html><body><script>alert(document.cookie)</script></body></html>"

@@ -79,20 +79,26 @@ async def test_a_good_init_image_is_accepted_and_stored(world, bot_config):
     assert stored.startswith(str(bot_config.attachments_dir)) and stored.endswith(".png")  # type by content
 
 
+@pytest.mark.simcord(settle_timeout=1.0)  # the bot's 2 s wait parks on the virtual clock
 async def test_a_slow_download_is_still_refused_privately_and_leaves_no_public_trace(world):
     """The download outlasts the 2 s the bot waits before deferring: the public 'thinking…'
     message goes away and the refusal arrives as a private follow-up."""
-    http = world.env.bot.http
+    env, http = world.env, world.env.bot.http
     fast = http.get_from_cdn
+    cdn_answers = asyncio.Event()
 
-    async def slow_cdn(url: str) -> bytes:  # Discord's CDN having a bad day
-        await asyncio.sleep(3.0)
+    async def slow_cdn(url: str) -> bytes:  # Discord's CDN having a bad day: it answers when the test says
+        await env.external_wait(cdn_answers.wait(), reason="the CDN is slow")
         return await fast(url)
 
     http.get_from_cdn = slow_cdn
     result = await world.alice.slash(world.channel, "imagine", prompt="a cat",
                                      init_image=("cat.png", b"this is not a picture at all"))
+    assert not world.requests("POST", "/callback")  # still waiting for the download
+    await env.advance_time(2.0)
     assert world.requests("POST", "/callback")[0].json["type"] == 5  # it had to defer
+    cdn_answers.set()
+    await env.settle()
     assert "not a picture" in answer(result)
     assert result.response is None or not result.response.content  # the public placeholder is gone
     assert [m for m in world.messages() if not m.flags.ephemeral] == []

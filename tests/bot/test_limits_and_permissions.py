@@ -7,6 +7,7 @@ from discord import app_commands
 from simcord import SetupError, assert_error, assert_responded
 
 from db import JobState
+from tests.bot.rendering import shown
 from tests.bot.world import REACT_CANCEL, build_world
 
 
@@ -36,12 +37,12 @@ async def test_an_admin_sets_a_limit_and_it_refuses_bigger_jobs(world):
     assert refused.ephemeral and "max_steps" in refused.response.content and "at most 10" in refused.response.content
     assert await world.store.get(1) is None
     audit = await world.admin.slash(world.channel, "config audit")
-    assert "max_steps" in audit.response.content
+    assert "max_steps: 500 → 10" in shown(audit.response.content)
 
 
 async def test_an_invalid_setting_value_is_explained(world):
     bad = await world.admin.slash(world.channel, "config set", key="max_steps", value="lots")
-    assert bad.ephemeral and "max_steps must be a whole number" in bad.response.content
+    assert bad.ephemeral and "max_steps must be a whole number" in shown(bad.response.content)
 
 
 async def test_banned_words_are_refused(world):
