@@ -5,34 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from pathlib import Path
 
-import pytest
 from PIL import Image
 
-from db import JobState, NewJob, SqliteStore
+from db import JobState
 from tests.worker.engine_fixtures import tiny_params
-from worker.worker import Worker, WorkerConfig
-
-GUILD, CHANNEL, USER = 1001, 2002, 3003
-
-
-@pytest.fixture
-async def store(tmp_path: Path):
-    store = await SqliteStore.open(tmp_path / "vqbot.sqlite3")
-    yield store
-    await store.close()
-
-
-def worker_for(store, engine, tmp_path: Path, on_change=None, **changes) -> Worker:
-    config = WorkerConfig(name="test-worker", progress_every=5, progress_min_interval_s=0.0,
-                          timelapse_dir=tmp_path / "timelapses", **changes)
-    return Worker(store, engine, config, on_change=on_change)
-
-
-async def enqueue(store, tiny_models, prompt="a red apple", user=USER, **changes):
-    params = tiny_params(tiny_models, prompt, **changes)
-    return await store.enqueue(NewJob(GUILD, CHANNEL, user, prompt, params, seed=params["seed"]))
+from tests.worker.queue import USER, enqueue, worker_for
 
 
 async def test_a_queued_job_is_run_and_its_png_stored(store, tiny_engine, tiny_models, tmp_path):
