@@ -17,21 +17,22 @@ from PIL import Image
 
 from db import JobState, SqliteStore
 from tests.worker.queue import enqueue, worker_for
-from worker.retry import Backoff
+from worker.waiting import Backoff
 
 NO_WAIT = Backoff(first_s=0.0, max_s=0.0)  # retry at once: these tests release the lock themselves
 
 
 class WriteLock:
-    """Another connection to the database that takes its write lock and keeps it until released."""
+    """Another connection to the database that takes its write lock once and keeps it until released."""
 
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.taken = False
+        self.taken = self.used = False
 
     def take(self) -> None:
-        self._conn.execute("BEGIN EXCLUSIVE")
-        self.taken = True
+        if not self.used:
+            self._conn.execute("BEGIN EXCLUSIVE")
+            self.taken = self.used = True
 
     def release(self) -> None:
         if self.taken:
@@ -79,7 +80,7 @@ async def open_store(tmp_path: Path, busy_timeout_s: float) -> tuple[SqliteStore
 
 def lock_after_first_progress(store: SqliteStore, job_id: int, lock: WriteLock):
     async def changed() -> None:
-        if not lock.taken and (await store.get(job_id)).step > 0:
+        if not lock.used and (await store.get(job_id)).step > 0:
             lock.take()
 
     return changed

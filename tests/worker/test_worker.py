@@ -109,9 +109,9 @@ class ThreadRecorder:
     def __getattr__(self, name):
         return getattr(self._engine, name)
 
-    def run(self, *args, **kwargs):
+    def batch(self, params):
         self.threads.append(threading.get_ident())
-        return self._engine.run(*args, **kwargs)
+        return self._engine.batch(params)
 
 
 async def test_every_batch_runs_on_the_same_engine_thread(store, tiny_engine, tiny_models, tmp_path):
@@ -138,9 +138,16 @@ async def test_a_warming_worker_prepares_the_usual_shape_before_it_takes_jobs(st
     from jobspec import JobParams
 
     class Recorder(ThreadRecorder):
-        def run(self, jobs, **kwargs):
-            runs.append(([key for key, _ in jobs], worker.status().state))
-            return super().run(jobs, **kwargs)
+        def batch(self, params):
+            batch = super().batch(params)
+            add = batch.add
+
+            def noted_add(key, job_params):
+                runs.append(([key], worker.status().state))
+                add(key, job_params)
+
+            batch.add = noted_add
+            return batch
 
         def warm_up(self, params, **kwargs):
             runs.append((["warm-up"], worker.status().state))
