@@ -75,7 +75,8 @@ class Step:
 class BatchOptimiser:
     """Optimises the latents of all jobs of one picture size together.
 
-    Tensors are stacked on dim 0 in ``slots`` order: z, Adam moments (B, C, h, w).
+    Tensors are stacked on dim 0 in ``slots`` order: z, Adam moments (B, C, h, w). ``settings()``
+    is entered around its torch work (the caller's process-wide switches, e.g. Engine.settings).
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class BatchOptimiser:
         autocast_dtype: torch.dtype | None = None,
         augment: Augment = Augment(),
         compile_mode: str = "none",
+        settings: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         f = vqgan.factor
         if width % f or height % f:
@@ -110,9 +112,10 @@ class BatchOptimiser:
         self.steps_taken = 0
         self.last_step: Step | None = None
         self._pictures: dict[Hashable, torch.Tensor] | None = None  # decoded since the last step
-        self.compile_mode = compile_mode
+        self.compile_mode, self.settings = compile_mode, settings
         if compile_mode != "none":
-            prepare_for_compile(vqgan, device, autocast=autocast_dtype is not None)
+            with settings():
+                prepare_for_compile(vqgan, device, autocast=autocast_dtype is not None)
         self._loss_fn = compiled(self._loss_from, compile_mode)
         self._adam_fn = compiled(_adam_update, "default" if compile_mode != "none" else "none")
 
@@ -150,7 +153,8 @@ class BatchOptimiser:
             )
         if any(s.key == key for s in self.slots):
             raise ValueError(f"job {key} is already in the batch")
-        z = self.start_latent(params, init_image)
+        with self.settings():
+            z = self.start_latent(params, init_image)
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         self.slots.append(JobSlot(key=key, params=params, targets=targets, generator=generator))
         zeros = torch.zeros_like(z)
@@ -230,16 +234,17 @@ class BatchOptimiser:
         """One Adam step for every job; the Step says how far each job is and holds the losses before it."""
         if not self.slots:
             raise RuntimeError("step() on an empty batch")
-        z = self.z.detach().requires_grad_(True)
-        losses = self.losses(z)
-        (grad,) = torch.autograd.grad(losses.sum(), z)
-        losses = losses.detach().clone()  # a CUDA-graph output is overwritten by the next replay
-        with torch.no_grad():
-            self.t += 1
-            args = (z.detach(), grad, self.m, self.v, self.t, self.lr, self.z_min, self.z_max)
-            if self.compile_mode != "none":
-                batch_dim_dynamic(args, len(self.slots))
-            self.z = self._adam_fn(*args)
+        with self.settings():
+            z = self.z.detach().requires_grad_(True)
+            losses = self.losses(z)
+            (grad,) = torch.autograd.grad(losses.sum(), z)
+            losses = losses.detach().clone()  # a CUDA-graph output is overwritten by the next replay
+            with torch.no_grad():
+                self.t += 1
+                args = (z.detach(), grad, self.m, self.v, self.t, self.lr, self.z_min, self.z_max)
+                if self.compile_mode != "none":
+                    batch_dim_dynamic(args, len(self.slots))
+                self.z = self._adam_fn(*args)
         for slot in self.slots:
             slot.steps_done += 1
         self.steps_taken += 1
@@ -249,7 +254,7 @@ class BatchOptimiser:
 
     def images(self) -> torch.Tensor:
         """Current pictures (B, 3, H, W) in [0, 1], float32 on the CPU."""
-        with torch.no_grad():
+        with self.settings(), torch.no_grad():
             return self.decode(self.z).float().cpu()
 
     def pictures(self) -> dict[Hashable, torch.Tensor]:

@@ -63,8 +63,6 @@ class InsufficientMemoryError(RuntimeError):
     """Not even one job of this size fits in the GPU's free memory now."""
 
 
-
-
 def timelapse_frame(picture: torch.Tensor) -> torch.Tensor:
     """A picture (3, H, W) in [0, 1] as the uint8 frame engine.images.timelapse_bytes takes (a quarter of the memory)."""
     return picture.mul(255).round().clamp(0, 255).to(torch.uint8)
@@ -216,7 +214,7 @@ class Batch:
 
     The caller drives it: ``add`` jobs (each joins at the next step), ``step``, then ``finish``
     each job the Step lists as finished (its PNG) and ``remove`` any that should stop without a
-    picture. Every call runs under the engine's settings (``Engine.settings``).
+    picture. Its torch work runs under the engine's settings (``Engine.settings``), Step.pictures included.
     """
 
     def __init__(self, engine: Engine, first: JobParams) -> None:
@@ -226,12 +224,11 @@ class Batch:
         self._first = first
         self._params: dict[Hashable, JobParams] = {}
         self._joined: dict[Hashable, float] = {}
-        with engine.settings():
-            self.vqgan = engine.cache.vqgan(self.source)
-            self.clip = engine.cache.clip(first.clip_model, first.clip_pretrained)
-            self.optimiser = BatchOptimiser(
-                self.vqgan, self.clip, width=first.width, height=first.height, cutn=first.cutn, device=engine.device,
-                autocast_dtype=engine.autocast_dtype, compile_mode=engine.config.compile)
+        self.vqgan = engine.cache.vqgan(self.source)
+        self.clip = engine.cache.clip(first.clip_model, first.clip_pretrained)
+        self.optimiser = BatchOptimiser(
+            self.vqgan, self.clip, width=first.width, height=first.height, cutn=first.cutn, device=engine.device,
+            autocast_dtype=engine.autocast_dtype, compile_mode=engine.config.compile, settings=engine.settings)
 
     def __len__(self) -> int:
         return len(self.optimiser)
@@ -252,26 +249,24 @@ class Batch:
         pictures = [load_image(p.text, what="image prompt") for p in params.image_prompts]
         init = load_image(params.init_image, what="init image") if params.init_image else None
         with self.engine.settings():
-            self.optimiser.add(key, params, build_targets(self.clip, params, pictures), init_image=init)
+            targets = build_targets(self.clip, params, pictures)
+        self.optimiser.add(key, params, targets, init_image=init)
         self._params[key], self._joined[key] = params, time.perf_counter()
 
     def step(self) -> Step:
         """One step for every job (see engine.optimiser.Step)."""
         self.engine._note_compile(self._first, len(self))
-        with self.engine.settings():
-            return self.optimiser.step()
+        return self.optimiser.step()
 
     def remove(self, key: Hashable) -> int:
         """Take a job out without a picture (cancelled, handed back); returns the steps it made."""
-        with self.engine.settings():
-            slot = self.optimiser.remove(key)
+        slot = self.optimiser.remove(key)
         del self._params[key], self._joined[key]
         return slot.steps_done
 
     def finish(self, key: Hashable) -> Result:
         """Take a job out with its picture as it is after the last step, as a PNG with its parameters."""
-        with self.engine.settings():
-            outcome = self.optimiser.finish(key)
+        outcome = self.optimiser.finish(key)
         params, source = self._params.pop(key), self.source
         metadata = {
             **params.to_json(),
