@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Job = tuple[Claim, JobParams]
+ClaimedJob = tuple[Claim, JobParams]  # a claimed job and its parameters
 
 
 class StopReason(StrEnum):
@@ -132,13 +132,13 @@ class Crash:
     """How a batch ended early: the error, and the jobs it left without an ending."""
 
     error: Exception
-    unfinished: list[Job]
+    unfinished: list[ClaimedJob]
 
 
 class BatchRun:
     """One batch from its first step to the last job's ending in the store: ``await BatchRun(...).run()``."""
 
-    def __init__(self, worker: Worker, jobs: list[Job]) -> None:
+    def __init__(self, worker: Worker, jobs: list[ClaimedJob]) -> None:
         self.worker, self.config, self.store = worker, worker.config, worker.store
         self.jobs = jobs
         self.claims = {claim.job.id: claim for claim, _ in jobs}

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from db import Claim, Store
 from engine.runner import Engine, batch_shape
 from jobspec import JobParams, ParamError, PromptError
-from worker.batch_run import BatchRun, Job
+from worker.batch_run import BatchRun, ClaimedJob
 from worker.failures import policy_for
 from worker.outbox import Outbox
 from worker.status import WorkerStatus
@@ -188,9 +188,9 @@ class Worker:
             await self.changed()
         return len(claims)
 
-    async def _by_batch_key(self, claims: list[Claim]) -> dict[tuple[Any, ...], list[Job]]:
+    async def _by_batch_key(self, claims: list[Claim]) -> dict[tuple[Any, ...], list[ClaimedJob]]:
         """The claimed jobs by what they must share to run together; jobs with unusable parameters fail."""
-        groups: dict[tuple[Any, ...], list[Job]] = defaultdict(list)
+        groups: dict[tuple[Any, ...], list[ClaimedJob]] = defaultdict(list)
         for claim in claims:
             try:
                 params = JobParams.from_json(claim.job.params)
@@ -212,7 +212,7 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001 - the next beat tries again
                     log.warning("job %s: heartbeat not recorded: the database is unavailable (%s)", claim.job.id, exc)
 
-    async def _run_group(self, group: list[Job]) -> None:
+    async def _run_group(self, group: list[ClaimedJob]) -> None:
         """Jobs of one batch key, in turns of as many as fit in the GPU's memory."""
         try:
             fits = await self.in_engine_thread(self.engine.admit, group[0][1], len(group))
@@ -222,7 +222,7 @@ class Worker:
         for start in range(0, len(group), fits):
             await self._run_batch(group[start:start + fits])
 
-    async def _run_batch(self, jobs: list[Job]) -> None:
+    async def _run_batch(self, jobs: list[ClaimedJob]) -> None:
         """Run one batch; if the engine crashes it, find the job that causes it before charging anyone."""
         self._state, self._jobs = "running", tuple(claim.job.id for claim, _ in jobs)
         crash = await BatchRun(self, jobs).run()
