@@ -192,7 +192,7 @@ def engine_steps(vqgan: VQGAN, clip: Clip, target: torch.Tensor, *, jobs: int, w
     trajectory = []
     start = time.perf_counter()
     for _ in range(steps):
-        trajectory.append(batch.step()[0])
+        trajectory.append(batch.step().losses[0])
     sync(device)
     rate = jobs * steps / (time.perf_counter() - start)
     return rate, [float(x) for x in torch.stack(trajectory).tolist()]

@@ -11,6 +11,7 @@ A ``_nofused`` suffix turns off engine/fused_norm.py's group norm + SiLU kernels
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -70,6 +71,7 @@ def main() -> None:
         target = clip32.encode_text(["a wooden banana temple"])[0]
     results = {}
     size = args.size
+    variant_switches = contextlib.ExitStack()
     for spec in args.variants.split(","):
         variant, _, own_batches = spec.partition("@")
         batches = [int(b) for b in (own_batches.replace("+", ",") or args.batches).split(",")]
@@ -78,10 +80,9 @@ def main() -> None:
             suffix = "_" + base.rsplit("_", 1)[1]
             base, suffixes = base.removesuffix(suffix), suffixes | {suffix}
         dtype, autocast, mode, channels_last, options = VARIANTS[base]
-        layers.FUSED_NORM_DEVICES.clear()
-        if "_nofused" not in suffixes:
-            layers.FUSED_NORM_DEVICES.add("cuda")
-        layers.SUBPIXEL_UPSAMPLE = "_nosubpixel" not in suffixes
+        variant_switches.close()  # the previous variant's
+        variant_switches.enter_context(layers.switched(fused_norm_devices=() if "_nofused" in suffixes else ("cuda",),
+                                                       subpixel_upsample="_nosubpixel" not in suffixes))
         compiling.INDUCTOR_OPTIONS = dict(options)
         vqgan, clip = build_models(device, tiny=False, classic="_plainclip" in suffixes)
         vqgan, clip.model = vqgan.to(dtype), clip.model.to(dtype)

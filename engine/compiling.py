@@ -5,7 +5,11 @@ What each setting gave is measured in bench/profile_engine.py (logs in bench/res
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,7 +21,7 @@ COMPILE_MODES = ("none", "default", "reduce-overhead")
 # transposes were ~23% of GPU time). Inductor's own heuristic skips it for any graph
 # with a conv whose output has half the input's channels (the decoder's 256->128 and
 # 128->3 convs), hence "force"; bench/profile_engine.py measures it both ways.
-INDUCTOR_OPTIONS: dict[str, object] = {"force_layout_optimization": True}
+INDUCTOR_OPTIONS: dict[str, Any] = {"force_layout_optimization": True}
 # None: one graph for a single job and one for any larger batch (batch_dim_dynamic), per
 # picture size; False: one specialised graph per batch size as well.
 COMPILE_DYNAMIC: bool | None = None
@@ -42,7 +46,9 @@ def compiled(fn: Callable, mode: str) -> Callable:
     """``fn`` through torch.compile (``reduce-overhead`` adds CUDA graphs), or as it is for ``none``.
 
     Each batch size compiles once; sizes seen before are reused, so jobs
-    joining and leaving don't recompile once the sizes have been seen.
+    joining and leaving don't recompile once the sizes have been seen. The
+    Dynamo settings this needs hold only inside calls of the compiled ``fn``
+    (where Dynamo traces and guards it), not for the rest of the process.
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode {mode!r}; valid choices are {', '.join(map(repr, COMPILE_MODES))}")
@@ -50,13 +56,31 @@ def compiled(fn: Callable, mode: str) -> Callable:
         return fn
     import torch._dynamo
 
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    # Only the batch dimension may become dynamic, and only where batch_dim_dynamic says so.
-    torch._dynamo.config.automatic_dynamic_shapes = False
     options = dict(INDUCTOR_OPTIONS)
     if mode == "reduce-overhead":
         options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets; mode and options don't mix
-    return torch.compile(fn, options=options, dynamic=COMPILE_DYNAMIC)
+    dynamo_settings = torch._dynamo.config.patch(
+        cache_size_limit=max(torch._dynamo.config.cache_size_limit, 64),
+        # Only the batch dimension may become dynamic, and only where batch_dim_dynamic says so.
+        automatic_dynamic_shapes=False,
+    )
+    return dynamo_settings(torch.compile(fn, options=options, dynamic=COMPILE_DYNAMIC))
+
+
+@contextlib.contextmanager
+def compile_cache(directory: Path) -> Iterator[None]:
+    """Inductor keeps the kernels it compiles inside the block in ``directory``; the environment variable
+    that says so (TORCHINDUCTOR_CACHE_DIR) is as it was afterwards. Inductor's compile workers, started
+    inside, keep the folder they were given."""
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
 
 
 def custom_op(name: str, *, flexible_layout: bool = False) -> Callable:

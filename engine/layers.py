@@ -21,6 +21,11 @@ layout transposes); run eagerly, they call the original fused kernels.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn.functional as F
 from taming.modules.diffusionmodules.model import Decoder, ResnetBlock, Upsample, nonlinearity
@@ -29,13 +34,45 @@ from torch import nn
 from engine import fused_norm, subpixel
 from engine.compiling import custom_op
 
-# Devices whose compiled steps use engine/fused_norm.py's kernels for group norm + SiLU
-# (bench/profile_engine.py empties it to measure what they give; the CPU tests add "cpu",
-# where the kernels run in Triton's interpreter).
-FUSED_NORM_DEVICES: set[str] = {"cuda"}
-# On that path, the upsampling 3x3 convolutions run on the small picture (engine/subpixel.py);
-# bench/profile_engine.py turns it off to measure what it gives.
-SUBPIXEL_UPSAMPLE = True
+
+@dataclass(frozen=True)
+class LayerSwitches:
+    """Which of the fast paths below compiled steps take; read when a step is traced.
+
+    ``fused_norm_devices``: devices whose compiled steps use engine/fused_norm.py's kernels for
+    group norm + SiLU (an engine with ``fused_kernels=False`` leaves its device out; the CPU tests
+    add "cpu", where the kernels run in Triton's interpreter; bench/profile_engine.py turns them
+    off to measure what they give). ``subpixel_upsample``: on that path, the upsampling 3x3
+    convolutions run on the small picture (engine/subpixel.py).
+    """
+
+    fused_norm_devices: frozenset[str] = frozenset({"cuda"})
+    subpixel_upsample: bool = True
+
+
+DEFAULT_SWITCHES = LayerSwitches()
+_SWITCHES: ContextVar[LayerSwitches] = ContextVar("vqbot_layer_switches", default=DEFAULT_SWITCHES)
+
+
+def switches() -> LayerSwitches:
+    """The switches in force here (this thread or task)."""
+    return _SWITCHES.get()
+
+
+@contextlib.contextmanager
+def switched(*, fused_norm_devices: Iterable[str] | None = None,
+             subpixel_upsample: bool | None = None) -> Iterator[LayerSwitches]:
+    """Change the switches for the code inside the block (this thread or task only); restored on exit."""
+    now = _SWITCHES.get()
+    if fused_norm_devices is not None:
+        now = replace(now, fused_norm_devices=frozenset(fused_norm_devices))
+    if subpixel_upsample is not None:
+        now = replace(now, subpixel_upsample=subpixel_upsample)
+    token = _SWITCHES.set(now)
+    try:
+        yield _SWITCHES.get()
+    finally:
+        _SWITCHES.reset(token)
 
 
 def group_norm_by_channels(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
@@ -49,7 +86,9 @@ def group_norm_by_channels(x: torch.Tensor, groups: int, weight: torch.Tensor | 
     var = centred.square().mean(dim=(2, 3)).view(b, groups, per).mean(2)
     y = centred * torch.rsqrt(var + eps).view(b, groups, 1).expand(b, groups, per).reshape(b, c, 1, 1)
     if weight is not None:
-        y = y * weight.float().view(1, c, 1, 1) + bias.float().view(1, c, 1, 1)
+        y = y * weight.float().view(1, c, 1, 1)
+    if bias is not None:
+        y = y + bias.float().view(1, c, 1, 1)
     if x.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
         return y  # CUDA autocast runs group_norm in float32 and returns float32; so do we
     return y.to(x.dtype)
@@ -87,7 +126,7 @@ def uses_fused_kernels(device: torch.device, *, autocast: bool = False) -> bool:
     """Whether compiled steps on ``device`` run the fused kernels and frozen convolutions (it changes their
     memory, engine/memory.py): a listed device, and no autocast (the engine runs bf16 weights; the
     kernels were measured so; fp16 precision keeps Inductor's code)."""
-    return not autocast and device.type in FUSED_NORM_DEVICES and fused_norm.available()
+    return not autocast and device.type in switches().fused_norm_devices and fused_norm.available()
 
 
 def fast_path(x: torch.Tensor, *frozen: torch.Tensor | None) -> bool:
@@ -183,7 +222,7 @@ class FrozenConv2d(nn.Conv2d):
         """The convolution of x doubled in size (nearest), for calls where ``frozen(x)`` holds (stride 1,
         ungrouped): a 3x3 one with padding 1 on the small picture (engine/subpixel.py), any other in one
         frozen_conv2d."""
-        if SUBPIXEL_UPSAMPLE and self.kernel_size == (3, 3) and self.padding == (1, 1):
+        if switches().subpixel_upsample and self.kernel_size == (3, 3) and self.padding == (1, 1):
             return self._plus_bias(subpixel.upsample_conv3x3(x, subpixel.phase_weights(self.weight)))
         return self._frozen_forward(x, upsample=True)
 

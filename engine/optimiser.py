@@ -2,15 +2,17 @@
 
 Each job keeps its own latent, Adam state, step count, prompts and random
 generator, so a job gives the same picture alone or in a batch, and jobs can
-join and leave between steps.
+join and leave between steps. ``optimise`` is the loop in k-diffusion's shape
+(a batch, jobs, one step callback); callers that decide more between steps
+(the worker) drive ``BatchOptimiser.step`` themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -38,23 +40,43 @@ class JobSlot:
     targets: Targets
     generator: torch.Generator
     steps_done: int = 0
-    last_loss: float = float("nan")
 
 
-@dataclass(frozen=True)
-class StepReport:
-    """What a progress callback receives after a step: per job, steps done and loss."""
+class Step:
+    """A batch right after one of its steps, as a step callback sees it.
 
-    keys: list[Hashable]
-    steps_done: list[int]
-    losses: list[float]
-    images: torch.Tensor | None = None  # (B, 3, H, W) in [0, 1] on the CPU, when asked for
+    ``keys`` in batch order; ``done[key]``: the steps that job has made; ``finished``: the jobs
+    that have made all of theirs. A loss waits for the device (``loss`` reads the whole batch's
+    at once) and a picture costs a decode (``pictures`` decodes the whole batch at once), so
+    neither is made unless asked for. Pictures can be read until the batch steps again.
+    """
+
+    def __init__(self, batch: BatchOptimiser, losses: torch.Tensor) -> None:
+        self._batch = batch
+        self._number = batch.steps_taken
+        self.losses = losses  # (B,) on the device, in ``keys`` order: the losses before the step
+        self._loss_list: list[float] | None = None
+        self.keys = tuple(s.key for s in batch.slots)
+        self.done = {s.key: s.steps_done for s in batch.slots}
+        self.finished = tuple(s.key for s in batch.slots if s.steps_done >= s.params.steps)
+
+    def loss(self, key: Hashable) -> float:
+        if self._loss_list is None:
+            self._loss_list = self.losses.tolist()
+        return self._loss_list[self.keys.index(key)]
+
+    def pictures(self) -> dict[Hashable, torch.Tensor]:
+        """Each job's picture after this step: (3, H, W) in [0, 1], float32 on the CPU."""
+        if self._batch.steps_taken != self._number:
+            raise RuntimeError(f"the pictures of step {self._number} are gone: the batch has stepped since")
+        return self._batch.pictures()
 
 
 class BatchOptimiser:
     """Optimises the latents of all jobs of one picture size together.
 
-    Tensors are stacked on dim 0 in ``slots`` order: z, Adam moments (B, C, h, w).
+    Tensors are stacked on dim 0 in ``slots`` order: z, Adam moments (B, C, h, w). ``settings()``
+    is entered around its torch work (the caller's process-wide switches, e.g. Engine.settings).
     """
 
     def __init__(
@@ -69,6 +91,7 @@ class BatchOptimiser:
         autocast_dtype: torch.dtype | None = None,
         augment: Augment = Augment(),
         compile_mode: str = "none",
+        settings: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         f = vqgan.factor
         if width % f or height % f:
@@ -86,14 +109,21 @@ class BatchOptimiser:
         self.t = torch.empty(0, device=device)
         self.lr = self.init_weight = self.alpha = self.cut_pow = torch.empty(0, device=device)
         self._targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self.compile_mode = compile_mode
+        self.steps_taken = 0
+        self.last_step: Step | None = None
+        self._pictures: dict[Hashable, torch.Tensor] | None = None  # decoded since the last step
+        self.compile_mode, self.settings = compile_mode, settings
         if compile_mode != "none":
-            prepare_for_compile(vqgan, device, autocast=autocast_dtype is not None)
+            with settings():
+                prepare_for_compile(vqgan, device, autocast=autocast_dtype is not None)
         self._loss_fn = compiled(self._loss_from, compile_mode)
         self._adam_fn = compiled(_adam_update, "default" if compile_mode != "none" else "none")
 
     def __len__(self) -> int:
         return len(self.slots)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return any(s.key == key for s in self.slots)
 
     @property
     def keys(self) -> list[Hashable]:
@@ -123,7 +153,8 @@ class BatchOptimiser:
             )
         if any(s.key == key for s in self.slots):
             raise ValueError(f"job {key} is already in the batch")
-        z = self.start_latent(params, init_image)
+        with self.settings():
+            z = self.start_latent(params, init_image)
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         self.slots.append(JobSlot(key=key, params=params, targets=targets, generator=generator))
         zeros = torch.zeros_like(z)
@@ -137,9 +168,10 @@ class BatchOptimiser:
         self.alpha = torch.cat([self.alpha, new(params.alpha)])
         self.cut_pow = torch.cat([self.cut_pow, new(params.cut_pow)])
         self._targets = None
+        self._pictures = None
 
     def remove(self, key: Hashable) -> JobSlot:
-        """Leave the batch (finished or cancelled)."""
+        """Leave the batch without a picture (cancelled, handed back); see ``finish``."""
         index = self.keys.index(key)
         keep = [i for i in range(len(self.slots)) if i != index]
         slot = self.slots.pop(index)
@@ -147,7 +179,17 @@ class BatchOptimiser:
         for name in ("z", "m", "v", "z_init", "t", "lr", "init_weight", "alpha", "cut_pow"):
             setattr(self, name, getattr(self, name).detach().index_select(0, idx))
         self._targets = None
+        if self._pictures is not None:
+            self._pictures.pop(key, None)
         return slot
+
+    def finish(self, key: Hashable) -> JobOutcome:
+        """Leave the batch with the job's picture after the last step and that step's loss."""
+        if self.last_step is None or key not in self.last_step.keys:
+            raise ValueError(f"job {key} has not made a step in this batch")
+        picture, loss = self.pictures()[key], self.last_step.loss(key)
+        slot = self.remove(key)
+        return JobOutcome(key=key, image=picture, steps_done=slot.steps_done, loss=loss)
 
     def targets(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._targets is None:
@@ -188,28 +230,38 @@ class BatchOptimiser:
             batch_dim_dynamic(args, len(self.slots))
         return self._loss_fn(*args)
 
-    def step(self) -> torch.Tensor:
-        """One Adam step for every job. Returns the losses (B,) before the step."""
+    def step(self) -> Step:
+        """One Adam step for every job; the Step says how far each job is and holds the losses before it."""
         if not self.slots:
             raise RuntimeError("step() on an empty batch")
-        z = self.z.detach().requires_grad_(True)
-        losses = self.losses(z)
-        (grad,) = torch.autograd.grad(losses.sum(), z)
-        losses = losses.detach().clone()  # a CUDA-graph output is overwritten by the next replay
-        with torch.no_grad():
-            self.t += 1
-            args = (z.detach(), grad, self.m, self.v, self.t, self.lr, self.z_min, self.z_max)
-            if self.compile_mode != "none":
-                batch_dim_dynamic(args, len(self.slots))
-            self.z = self._adam_fn(*args)
+        with self.settings():
+            z = self.z.detach().requires_grad_(True)
+            losses = self.losses(z)
+            (grad,) = torch.autograd.grad(losses.sum(), z)
+            losses = losses.detach().clone()  # a CUDA-graph output is overwritten by the next replay
+            with torch.no_grad():
+                self.t += 1
+                args = (z.detach(), grad, self.m, self.v, self.t, self.lr, self.z_min, self.z_max)
+                if self.compile_mode != "none":
+                    batch_dim_dynamic(args, len(self.slots))
+                self.z = self._adam_fn(*args)
         for slot in self.slots:
             slot.steps_done += 1
-        return losses
+        self.steps_taken += 1
+        self._pictures = None
+        self.last_step = Step(self, losses)
+        return self.last_step
 
     def images(self) -> torch.Tensor:
         """Current pictures (B, 3, H, W) in [0, 1], float32 on the CPU."""
-        with torch.no_grad():
+        with self.settings(), torch.no_grad():
             return self.decode(self.z).float().cpu()
+
+    def pictures(self) -> dict[Hashable, torch.Tensor]:
+        """Current pictures by job, (3, H, W) each: decoded once between steps however often asked."""
+        if self._pictures is None or set(self._pictures) != set(self.keys):
+            self._pictures = dict(zip(self.keys, self.images(), strict=True))
+        return self._pictures
 
 
 def _adam_update(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: torch.Tensor,
@@ -224,19 +276,17 @@ def _adam_update(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
     return torch.maximum(torch.minimum(z - lr.view(-1, 1, 1, 1) * update, z_max), z_min)
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobOutcome:
-    """How a job ended: the picture (3, H, W) in [0, 1] on the CPU, or cancelled."""
+    """A finished job: its picture (3, H, W) in [0, 1] on the CPU, steps made, loss before the last step."""
 
     key: Hashable
     image: torch.Tensor
     steps_done: int
     loss: float
-    cancelled: bool = False
-    frames: list[torch.Tensor] = field(default_factory=list)  # uint8 (3, H, W), when asked for
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobRequest:
     """A job to optimise: its parameters, targets and optional init picture (1, 3, H, W)."""
 
@@ -246,71 +296,17 @@ class JobRequest:
     init_image: torch.Tensor | None = None
 
 
-def _to_uint8(image: torch.Tensor) -> torch.Tensor:
-    return image.mul(255).round().clamp(0, 255).to(torch.uint8)
-
-
-def optimise(
-    requests: list[JobRequest],
-    vqgan: VQGAN,
-    clip: Clip,
-    *,
-    device: torch.device,
-    autocast_dtype: torch.dtype | None = None,
-    augment: Augment = Augment(),
-    progress_every: int = 0,
-    on_progress: Callable[[StepReport], None] | None = None,
-    is_cancelled: Callable[[Hashable], bool] | None = None,
-    frames_every: int = 0,
-    incoming: Callable[[], list[JobRequest]] | None = None,
-    progress_images: bool = True,
-    compile_mode: str = "none",
-    report_filter: Callable[[Hashable], bool] | None = None,
-) -> Iterator[JobOutcome]:
-    """Optimise all requests (one size and cutout count) together; yield each job as it ends.
-
-    ``on_progress`` gets a StepReport every ``progress_every`` steps (with
-    pictures). ``is_cancelled(key)`` is checked between steps. ``incoming()``
-    is called between steps and may return more jobs to join. ``report_filter(key)``,
-    when given, says whether a job wants a report now; a due report that no job wants
-    is skipped, so no picture is decoded for it.
-    """
-    first = requests[0].params
-    batch = BatchOptimiser(vqgan, clip, width=first.width, height=first.height, cutn=first.cutn,
-                           device=device, autocast_dtype=autocast_dtype, augment=augment, compile_mode=compile_mode)
-    frames: dict[Hashable, list[torch.Tensor]] = {}
-    pending = list(requests)
-    while pending or len(batch):
-        for request in pending:
-            batch.add(request.key, request.params, request.targets, init_image=request.init_image)
-            frames[request.key] = []
-        pending = []
-        losses = batch.step()
-        report_now = progress_every and any(s.steps_done % progress_every == 0 for s in batch.slots)
-        if report_now and report_filter is not None:
-            report_now = any(report_filter(s.key) for s in batch.slots)
-        frame_now = frames_every and any(s.steps_done % frames_every == 0 for s in batch.slots)
-        done_now = [s for s in batch.slots if s.steps_done >= s.params.steps]
-        cancelled = [s for s in batch.slots if is_cancelled is not None and is_cancelled(s.key)]
-        images = batch.images() if ((report_now and progress_images) or frame_now or done_now) else None
-        loss_list = losses.tolist() if (report_now or done_now or cancelled) else []
-        for i, slot in enumerate(batch.slots):
-            if loss_list:
-                slot.last_loss = loss_list[i]
-            if images is not None and frames_every and slot.steps_done % frames_every == 0:
-                frames[slot.key].append(_to_uint8(images[i]))
-        if report_now and on_progress is not None:
-            on_progress(StepReport(keys=batch.keys, steps_done=[s.steps_done for s in batch.slots],
-                                   losses=loss_list, images=images))
-        leaving = list({id(s): s for s in done_now + cancelled}.values())
-        if leaving and images is None:
-            images = batch.images()
-        row = {key: i for i, key in enumerate(batch.keys)}  # rows of ``images``, before anyone leaves
-        for slot in leaving:
-            picture = images[row[slot.key]]
-            batch.remove(slot.key)
-            log.debug("job %s left the batch after %d steps", slot.key, slot.steps_done)
-            yield JobOutcome(key=slot.key, image=picture, steps_done=slot.steps_done, loss=slot.last_loss,
-                             cancelled=slot in cancelled and slot not in done_now, frames=frames.pop(slot.key))
-        if incoming is not None:
-            pending = incoming()
+def optimise(batch: BatchOptimiser, requests: Iterable[JobRequest],
+             callback: Callable[[Step], None] | None = None) -> Iterator[JobOutcome]:
+    """Add ``requests`` to ``batch`` and step it until every job has made its steps; yield each job as it
+    finishes. ``callback(step)`` comes after every step: it may read the step's losses and pictures,
+    ``batch.add`` a job to join from the next step, or ``batch.remove`` one that should stop."""
+    for request in requests:
+        batch.add(request.key, request.params, request.targets, init_image=request.init_image)
+    while len(batch):
+        step = batch.step()
+        if callback is not None:
+            callback(step)
+        for key in step.finished:
+            if key in batch:
+                yield batch.finish(key)

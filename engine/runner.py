@@ -1,11 +1,13 @@
-"""The engine as a service: jobs in (parameters), pictures out (PNG bytes), progress by callback.
+"""The engine as a service: jobs in (parameters), pictures out (PNG bytes), one step callback.
 
-This is what ``vqbot imagine`` and the queue worker call; it knows nothing of
-Discord or the database.
+``Engine.run`` makes the pictures of a list of jobs (``vqbot imagine``);
+``Engine.batch`` gives a ``Batch`` that a caller steps itself and changes
+between steps (the queue worker). It knows nothing of Discord or the database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -16,12 +18,11 @@ from pathlib import Path
 import torch
 
 from engine import layers
-from engine.compiling import COMPILE_MODES
-from engine.cutouts import Augment
-from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
+from engine.compiling import COMPILE_MODES, compile_cache
+from engine.images import load_image, png_bytes
 from engine.memory import BatchShape, max_batch
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
-from engine.optimiser import JobRequest, StepReport, optimise
+from engine.optimiser import BatchOptimiser, Step
 from engine.targets import build_targets
 from jobspec import JobParams
 
@@ -36,31 +37,22 @@ class EngineConfig:
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     compile: str = "none"  # auto | none | default | reduce-overhead (CUDA graphs): faster steps, slower start
-    fused_kernels: bool = True  # compiled CUDA steps use engine/fused_norm.py's Triton kernels (False: process-wide)
+    fused_kernels: bool = True  # compiled CUDA steps use engine/fused_norm.py's Triton kernels
     vqgan_config: Path | None = None  # explicit taming files override the catalogue name
     vqgan_checkpoint: Path | None = None
     deterministic: bool = False
-
-
-@dataclass(frozen=True)
-class Progress:
-    key: Hashable
-    step: int
-    total: int
-    loss: float
-    preview: bytes | None  # small WebP
-    steps_per_s: float
+    compile_cache: Path | None = None  # compiled kernels kept here (default: model_dir/compile-cache)
 
 
 @dataclass(frozen=True)
 class Result:
+    """A finished job: its PNG (with metadata), the steps it made, its last loss, seconds since it joined."""
+
     key: Hashable
     png: bytes
     steps_done: int
     loss: float
-    cancelled: bool
     seconds: float
-    timelapse: bytes | None = None
     metadata: dict = field(default_factory=dict)
 
 
@@ -71,32 +63,69 @@ class InsufficientMemoryError(RuntimeError):
     """Not even one job of this size fits in the GPU's free memory now."""
 
 
+def timelapse_frame(picture: torch.Tensor) -> torch.Tensor:
+    """A picture (3, H, W) in [0, 1] as the uint8 frame engine.images.timelapse_bytes takes (a quarter of the memory)."""
+    return picture.mul(255).round().clamp(0, 255).to(torch.uint8)
+
+
+@contextlib.contextmanager
+def torch_settings(device: torch.device, *, deterministic: bool) -> Iterator[None]:
+    """The torch switches the engine runs under, as they were again on exit: TF32 matmuls and
+    convolutions and cuDNN autotuning on CUDA (no autotuning when ``deterministic``), and
+    deterministic algorithms (warning where there are none) when ``deterministic``."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = not deterministic
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved[:3]
+        if deterministic:
+            torch.use_deterministic_algorithms(saved[3], warn_only=saved[4])
+
+
+def batch_shape(params: JobParams) -> tuple[str, str, str, int, int, int]:
+    """What jobs must share to be stepped together: models, picture size and cutout count."""
+    return (params.model, params.clip_model, params.clip_pretrained, params.width, params.height, params.cutn)
+
+
 class Engine:
-    """Holds the models and runs batches of jobs that share model, size and cutout count."""
+    """Holds the models; makes batches of jobs that share model, size and cutout count."""
 
     def __init__(self, config: EngineConfig) -> None:
-        self.config = config
         self.device = pick_device(config.device)
         weights_dtype, self.autocast_dtype = pick_precision(self.device, config.precision)
         if config.compile == "auto":  # a long-running worker: compile with CUDA graphs on CUDA, where it pays
             config = replace(config, compile="reduce-overhead" if self.device.type == "cuda" else "none")
-            self.config = config
         if config.compile not in COMPILE_MODES:
             raise ValueError(f"compile mode {config.compile!r}; valid choices are 'auto', "
                              f"{', '.join(map(repr, COMPILE_MODES))}")
-        if not config.fused_kernels:
-            layers.FUSED_NORM_DEVICES.discard(self.device.type)
+        self.config = config
         self.cache = ModelCache(self.device, weights_dtype)
         self._compiled_shapes: set[tuple] = set()  # (models, width, height, cutn, batch of 2+) seen compiled
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-            torch.backends.cudnn.benchmark = not config.deterministic
-        if config.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+        # Compiled kernels kept beside the models, so a restarted worker skips most of the compiling
+        # (unless TORCHINDUCTOR_CACHE_DIR says where they go).
+        self._compile_cache = None
         if config.compile != "none" and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-            # Compiled kernels kept beside the models, so a restarted worker skips most of the compiling.
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(config.model_dir) / "compile-cache")
+            self._compile_cache = config.compile_cache or Path(config.model_dir) / "compile-cache"
+
+    @contextlib.contextmanager
+    def settings(self) -> Iterator[None]:
+        """The process-wide switches this engine's work runs under (torch_settings, the fused kernels
+        left out where ``fused_kernels`` is off, the compile cache), as they were again on exit."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch_settings(self.device, deterministic=self.config.deterministic))
+            if not self.config.fused_kernels:
+                devices = layers.switches().fused_norm_devices - {self.device.type}
+                stack.enter_context(layers.switched(fused_norm_devices=devices))
+            if self._compile_cache is not None:
+                stack.enter_context(compile_cache(self._compile_cache))
+            yield
 
     @property
     def precision_name(self) -> str:
@@ -114,114 +143,140 @@ class Engine:
         free, _ = torch.cuda.mem_get_info(self.device)
         free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
         compiled = self.config.compile != "none"
-        shape = BatchShape(params.width, params.height, params.cutn, compiled=compiled,
-                           fused=compiled and layers.uses_fused_kernels(self.device, autocast=self.autocast_dtype is not None))
+        with self.settings():
+            fused = compiled and layers.uses_fused_kernels(self.device, autocast=self.autocast_dtype is not None)
+        shape = BatchShape(params.width, params.height, params.cutn, compiled=compiled, fused=fused)
         return max_batch(free / 2**30, shape, limit=limit)
+
+    def admit(self, params: JobParams, count: int) -> int:
+        """How many of ``count`` jobs shaped like ``params`` to step together now (admission);
+        raises InsufficientMemoryError when not even one fits."""
+        fits = self.max_batch(params, count)
+        if fits == 0:
+            raise InsufficientMemoryError(
+                f"A {params.width}x{params.height} job with {params.cutn} cutouts does not fit in the GPU's free "
+                "memory now; try a smaller size or fewer cutouts, or wait for other work on the GPU to finish."
+            )
+        return fits
 
     def preload(self, params: JobParams) -> None:
         """Load the models a job needs (so the first job doesn't pay for it)."""
         self.cache.vqgan(self.vqgan_source(params.model))
         self.cache.clip(params.clip_model, params.clip_pretrained)
 
-    def warm_up(self, params: JobParams, *, is_cancelled: Callable[[Hashable], bool] | None = None) -> float:
+    def batch(self, params: JobParams) -> Batch:
+        """An empty batch for jobs shaped like ``params`` (its models loaded)."""
+        return Batch(self, params)
+
+    def warm_up(self, params: JobParams, *, should_stop: Callable[[], bool] = lambda: False) -> float:
         """Run a throwaway job shaped like ``params`` for a few steps, so that its step is compiled
         (and its CUDA graphs recorded) before real jobs come. Returns the seconds it took."""
         started = time.perf_counter()
-        for _ in self.run([("warm-up", params.with_changes(steps=WARM_UP_STEPS))], progress_every=0,
-                          is_cancelled=is_cancelled):
-            pass
+        batch = self.batch(params)
+        batch.add("warm-up", params.with_changes(steps=WARM_UP_STEPS))
+        while batch and not should_stop():
+            if batch.step().finished:
+                batch.remove("warm-up")
         return time.perf_counter() - started
 
-    def run(
-        self,
-        jobs: list[tuple[Hashable, JobParams]],
-        *,
-        on_progress: Callable[[Progress], None] | None = None,
-        progress_every: int = 10,
-        is_cancelled: Callable[[Hashable], bool] | None = None,
-        frames_every: int = 0,
-        timelapse_format: str | None = None,
-        augment: Augment = Augment(),
-        progress_images: bool = True,
-        progress_filter: Callable[[Hashable], bool] | None = None,
-    ) -> Iterator[Result]:
-        """Optimise the jobs together; yield each Result as its job ends.
-
-        ``progress_filter(key)`` says whether a job wants a progress report now (the
-        worker's time gate): others get none, and their preview is not encoded, so
-        the GPU thread doesn't spend time on pictures nobody will see.
-        """
+    def run(self, jobs: list[tuple[Hashable, JobParams]],
+            callback: Callable[[Step], None] | None = None) -> Iterator[Result]:
+        """Make the jobs' pictures, stepped together in turns of as many as fit in memory; yield each
+        Result as its job finishes. ``callback(step)`` comes after every step (engine.optimiser.Step:
+        the steps each job has made; losses and pictures when it asks for them)."""
         if not jobs:
             return
-        first = jobs[0][1]
-        for key, params in jobs:
-            same = (params.model, params.clip_model, params.clip_pretrained, params.width, params.height, params.cutn)
-            if same != (first.model, first.clip_model, first.clip_pretrained, first.width, first.height, first.cutn):
-                raise ValueError(f"job {key} differs in model, size or cutouts from the batch's first job")
-        source = self.vqgan_source(first.model)
-        vqgan = self.cache.vqgan(source)
-        fits = self.max_batch(first, len(jobs))
-        if fits == 0:
-            raise InsufficientMemoryError(
-                f"A {first.width}x{first.height} job with {first.cutn} cutouts does not fit in the GPU's free memory now; "
-                "try a smaller size or fewer cutouts, or wait for other work on the GPU to finish."
-            )
-        if fits < len(jobs):  # admission: run what fits together, the rest after it
+        fits = self.admit(jobs[0][1], len(jobs))
+        if fits < len(jobs):
             log.info("jobs %s: %d fit in GPU memory together; running them in turns", [k for k, _ in jobs], fits)
-            for start in range(0, len(jobs), fits):
-                yield from self.run(jobs[start:start + fits], on_progress=on_progress, progress_every=progress_every,
-                                    is_cancelled=is_cancelled, frames_every=frames_every,
-                                    timelapse_format=timelapse_format, augment=augment,
-                                    progress_images=progress_images, progress_filter=progress_filter)
-            return
-        clip = self.cache.clip(first.clip_model, first.clip_pretrained)
-        requests = []
-        for key, params in jobs:
-            params.validate(multiple_of=vqgan.factor)
-            pictures = [load_image(p.text, what="image prompt") for p in params.image_prompts]
-            init = load_image(params.init_image, what="init image") if params.init_image else None
-            requests.append(JobRequest(key=key, params=params, targets=build_targets(clip, params, pictures), init_image=init))
-        by_key = dict(jobs)
-        shape = (first.model, first.clip_model, first.width, first.height, first.cutn, len(jobs) > 1)
+        for start in range(0, len(jobs), fits):
+            batch = self.batch(jobs[start][1])
+            for key, params in jobs[start:start + fits]:
+                batch.add(key, params)
+            while batch:
+                step = batch.step()
+                if callback is not None:
+                    callback(step)
+                for key in step.finished:
+                    if key in batch:
+                        yield batch.finish(key)
+
+    def _note_compile(self, params: JobParams, jobs: int) -> None:
+        shape = (params.model, params.clip_model, params.width, params.height, params.cutn, jobs > 1)
         if self.config.compile != "none" and shape not in self._compiled_shapes:
             self._compiled_shapes.add(shape)
             log.info("compiling the step for %dx%d, %d cutouts, %s (about a minute, less with the compile cache)",
-                     first.width, first.height, first.cutn, "batches" if len(jobs) > 1 else "one job")
-        started = time.perf_counter()
-        last = {"time": started, "steps": 0}
+                     params.width, params.height, params.cutn, "batches" if jobs > 1 else "one job")
 
-        def report(step: StepReport) -> None:
-            now = time.perf_counter()
-            rate = (step.steps_done[0] - last["steps"]) / max(now - last["time"], 1e-9)
-            last.update(time=now, steps=step.steps_done[0])
-            if on_progress is None:
-                return
-            for i, key in enumerate(step.keys):
-                if progress_filter is not None and not progress_filter(key):
-                    continue
-                preview = preview_bytes(step.images[i]) if step.images is not None else None
-                on_progress(Progress(key=key, step=step.steps_done[i], total=by_key[key].steps,
-                                     loss=step.losses[i], preview=preview, steps_per_s=rate))
 
-        for outcome in optimise(
-            requests, vqgan, clip, device=self.device, autocast_dtype=self.autocast_dtype, augment=augment,
-            progress_every=progress_every, on_progress=report, is_cancelled=is_cancelled, frames_every=frames_every,
-            progress_images=progress_images, compile_mode=self.config.compile, report_filter=progress_filter,
-        ):
-            params = by_key[outcome.key]
-            metadata = {
-                **params.to_json(),
-                "prompt": params.prompt_text,
-                "model_source": str(source.checkpoint.name),
-                "steps_done": outcome.steps_done,
-                "loss": outcome.loss,
-                "device": str(self.device),
-                "precision": self.precision_name,
-            }
-            metadata.pop("extra", None)
-            timelapse = None
-            if timelapse_format and outcome.frames:
-                timelapse = timelapse_bytes(outcome.frames, fmt=timelapse_format)
-            yield Result(key=outcome.key, png=png_bytes(outcome.image, metadata), steps_done=outcome.steps_done,
-                         loss=outcome.loss, cancelled=outcome.cancelled, seconds=time.perf_counter() - started,
-                         timelapse=timelapse, metadata=metadata)
+class Batch:
+    """Jobs of one model, size and cutout count stepped together on the engine's device.
+
+    The caller drives it: ``add`` jobs (each joins at the next step), ``step``, then ``finish``
+    each job the Step lists as finished (its PNG) and ``remove`` any that should stop without a
+    picture. Its torch work runs under the engine's settings (``Engine.settings``), Step.pictures included.
+    """
+
+    def __init__(self, engine: Engine, first: JobParams) -> None:
+        self.engine, self.shape = engine, batch_shape(first)
+        self.device, self.precision_name = engine.device, engine.precision_name
+        self.source = engine.vqgan_source(first.model)
+        self._first = first
+        self._params: dict[Hashable, JobParams] = {}
+        self._joined: dict[Hashable, float] = {}
+        self.vqgan = engine.cache.vqgan(self.source)
+        self.clip = engine.cache.clip(first.clip_model, first.clip_pretrained)
+        self.optimiser = BatchOptimiser(
+            self.vqgan, self.clip, width=first.width, height=first.height, cutn=first.cutn, device=engine.device,
+            autocast_dtype=engine.autocast_dtype, compile_mode=engine.config.compile, settings=engine.settings)
+
+    def __len__(self) -> int:
+        return len(self.optimiser)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._params
+
+    @property
+    def keys(self) -> list[Hashable]:
+        return self.optimiser.keys
+
+    def add(self, key: Hashable, params: JobParams) -> None:
+        """Join at the next step. A job's own bad input raises ParamError, PromptError or ImageInputError
+        (the batch is as it was); a job of another shape, ValueError."""
+        if batch_shape(params) != self.shape:
+            raise ValueError(f"job {key} differs in model, size or cutouts from the batch's first job")
+        params.validate(multiple_of=self.vqgan.factor)
+        pictures = [load_image(p.text, what="image prompt") for p in params.image_prompts]
+        init = load_image(params.init_image, what="init image") if params.init_image else None
+        with self.engine.settings():
+            targets = build_targets(self.clip, params, pictures)
+        self.optimiser.add(key, params, targets, init_image=init)
+        self._params[key], self._joined[key] = params, time.perf_counter()
+
+    def step(self) -> Step:
+        """One step for every job (see engine.optimiser.Step)."""
+        self.engine._note_compile(self._first, len(self))
+        return self.optimiser.step()
+
+    def remove(self, key: Hashable) -> int:
+        """Take a job out without a picture (cancelled, handed back); returns the steps it made."""
+        slot = self.optimiser.remove(key)
+        del self._params[key], self._joined[key]
+        return slot.steps_done
+
+    def finish(self, key: Hashable) -> Result:
+        """Take a job out with its picture as it is after the last step, as a PNG with its parameters."""
+        outcome = self.optimiser.finish(key)
+        params, source = self._params.pop(key), self.source
+        metadata = {
+            **params.to_json(),
+            "prompt": params.prompt_text,
+            "model_source": str(source.checkpoint.name),
+            "steps_done": outcome.steps_done,
+            "loss": outcome.loss,
+            "device": str(self.device),
+            "precision": self.precision_name,
+        }
+        metadata.pop("extra", None)
+        return Result(key=key, png=png_bytes(outcome.image, metadata), steps_done=outcome.steps_done,
+                      loss=outcome.loss, seconds=time.perf_counter() - self._joined.pop(key), metadata=metadata)

@@ -85,7 +85,9 @@ def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
         get_model(args.model)  # unknown names fail before models load
     from tqdm import tqdm
 
-    from engine.runner import Engine, EngineConfig, Progress
+    from engine.images import timelapse_bytes
+    from engine.optimiser import Step
+    from engine.runner import Engine, EngineConfig, timelapse_frame
 
     params.validate(multiple_of=8)  # the model's own factor is checked once it is loaded
     engine = Engine(EngineConfig(
@@ -100,14 +102,18 @@ def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     engine.preload(params)
     bar = tqdm(total=params.steps, unit="step", dynamic_ncols=True, file=sys.stderr)
 
-    def on_progress(p: Progress) -> None:
-        bar.update(p.step - bar.n)
-        bar.set_postfix(loss=f"{p.loss:.4f}", refresh=False)
+    frames = []
+
+    def on_step(step: Step) -> None:
+        done = step.done["imagine"]
+        if args.timelapse is not None and args.frames_every and done % args.frames_every == 0:
+            frames.append(timelapse_frame(step.pictures()["imagine"]))
+        if done % PROGRESS_EVERY == 0:
+            bar.update(done - bar.n)
+            bar.set_postfix(loss=f"{step.loss('imagine'):.4f}", refresh=False)
 
     try:
-        (result,) = list(engine.run([("imagine", params)], on_progress=on_progress, progress_every=PROGRESS_EVERY,
-                                    progress_images=False, frames_every=args.frames_every,
-                                    timelapse_format=args.timelapse.suffix[1:].lower() if args.timelapse else None))
+        (result,) = list(engine.run([("imagine", params)], on_step))
     finally:
         bar.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,9 +121,9 @@ def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
     print(f"wrote {args.out} ({params.width}x{params.height}, seed {params.seed}, loss {result.loss:.4f}, "
           f"{result.steps_done} steps in {result.seconds:.1f} s)", file=sys.stderr)
     if args.timelapse is not None:
-        if result.timelapse is None:
+        if not frames:
             print("no timelapse: give --frames-every N to collect frames", file=sys.stderr)
         else:
-            args.timelapse.write_bytes(result.timelapse)
+            args.timelapse.write_bytes(timelapse_bytes(frames, fmt=args.timelapse.suffix[1:].lower()))
             print(f"wrote {args.timelapse}", file=sys.stderr)
     return 0

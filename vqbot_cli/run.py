@@ -193,7 +193,8 @@ async def _serve(settings: Settings, *, with_bot: bool, with_worker: bool, sync:
                     bot.delivery.wake()
 
             worker = Worker(store, engine, WorkerConfig(name=options.worker_name, max_batch=options.max_batch,
-                                                        timelapse_dir=options.data_dir / "timelapses"),
+                                                        timelapse_dir=options.data_dir / "timelapses",
+                                                        unstored_dir=options.data_dir / "unstored"),
                             on_change=changed, warm_up=_warm_up_shape(settings, options, engine))
             tasks.append(asyncio.create_task(worker.run_forever(), name="vqbot-worker"))
         if with_bot:

@@ -3,36 +3,38 @@
 ``run_once`` claims one batch (jobs of one shape) and runs it to the end, so
 tests can drive the worker step by step; ``run_forever`` loops over it until
 ``stop`` is called, which interrupts the running batch and hands its jobs back
-to the queue (``release``) so that they are picked up again.
+to the queue (``release``) so that they are picked up again. One batch's run
+is a ``worker.batch_run.BatchRun``; what a failure means, ``worker.failures``;
+store writes that must not be lost, ``worker.outbox``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import socket
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from db import Claim, Store
-from engine.images import ImageInputError
-from engine.runner import Engine, Progress, Result
+from engine.runner import Engine, batch_shape
 from jobspec import JobParams, ParamError, PromptError
+from worker.batch_run import BatchRun, ClaimedJob
+from worker.failures import policy_for
+from worker.outbox import Outbox
 from worker.status import WorkerStatus
+from worker.waiting import Backoff, Wakeup
 
 log = logging.getLogger(__name__)
-
-USER_ERRORS = (ImageInputError, ParamError, PromptError)
-REPORT_TIMEOUT_S = 60.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class WorkerConfig:
     timelapse_dir: Path | None = None
     timelapse_format: str = "webp"
     frames_every: int = 10
+    store_retry: Backoff = field(default_factory=Backoff)  # waits between tries of a store write that failed
+    unstored_dir: Path | None = None  # finished pictures wait here while the store can't take them
 
 
 def device_name(device: Any) -> str | None:
@@ -65,12 +69,6 @@ def device_name(device: Any) -> str | None:
     return None
 
 
-def batch_key(params: JobParams) -> tuple[Any, ...]:
-    """What must be equal for jobs to share one ``Engine.run``."""
-    return (params.model, params.clip_model, params.clip_pretrained, params.width, params.height, params.cutn,
-            bool(params.extra.get("timelapse")))
-
-
 class Worker:
     def __init__(self, store: Store, engine: Engine, config: WorkerConfig, *,
                  on_change: Callable[[], Awaitable[None]] | None = None, warm_up: JobParams | None = None) -> None:
@@ -80,8 +78,9 @@ class Worker:
         self.config = config
         self.on_change = on_change
         self.warm_up = warm_up
-        self._stopping = threading.Event()
-        self._wake = asyncio.Event()
+        self._stopping = threading.Event()  # read by the engine thread between steps
+        self._wakeup = Wakeup()
+        self.outbox = Outbox(store, config.unstored_dir, config.store_retry, self._stopping)
         self._state = "idle"
         self._jobs: tuple[int, ...] = ()
         self._rate: float | None = None  # the last measured speed, kept between batches for /status
@@ -99,15 +98,20 @@ class Worker:
 
     def wake(self) -> None:
         """A job was queued: look at the queue now rather than at the next poll."""
-        self._wake.set()
+        self._wakeup.wake()
 
     def stop(self) -> None:
         """Stop soon: the running batch is interrupted and its jobs handed back."""
         self._state = "stopping"
         self._stopping.set()
-        self._wake.set()
+        self._wakeup.wake()
+        self.outbox.wake()
 
-    async def _in_engine_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def in_engine_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the engine's own thread, in the caller's context (as asyncio.to_thread would)."""
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(self._engine_thread, context.run, fn, *args)
@@ -117,66 +121,87 @@ class Worker:
         log.info("worker %s: preparing %dx%d jobs with %d cutouts before taking any", self.config.name,
                  params.width, params.height, params.cutn)
         try:
-            seconds = await self._in_engine_thread(
-                lambda: self.engine.warm_up(params, is_cancelled=lambda _: self._stopping.is_set()))
+            seconds = await self.in_engine_thread(lambda: self.engine.warm_up(params, should_stop=self._stopping.is_set))
             log.info("worker %s: ready after %.0f s", self.config.name, seconds)
         except Exception:  # a failed warm-up costs speed, not service: real jobs will compile as they come
             log.exception("worker %s: warm-up failed; going on without it", self.config.name)
-        if not self._stopping.is_set():
+        if not self.stopping:
             self._state = "idle"
 
     async def run_forever(self) -> None:
         log.info("worker %s started on %s", self.config.name, self.engine.device)
-        if self.warm_up is not None and not self._stopping.is_set():
+        if self.warm_up is not None and not self.stopping:
             await self._warm_up(self.warm_up)
-        while not self._stopping.is_set():
+        while not self.stopping:
             try:
                 done = await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("worker %s: batch failed; going on", self.config.name)
+                log.exception("worker %s: could not take or run jobs; going on", self.config.name)
                 done = 0
-            if done == 0 and not self._stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll_interval_s)
-                self._wake.clear()
+            if done == 0 and not self.stopping:
+                await self._wakeup.sleep(self.config.poll_interval_s)
         self._state = "stopped"
         log.info("worker %s stopped", self.config.name)
 
-    async def _changed(self) -> None:
+    # ---------------------------------------------------------------- what batches tell the worker
+    async def changed(self) -> None:
         if self.on_change is not None:
             await self.on_change()
 
-    # ---------------------------------------------------------------- one batch
+    def note_speed(self, steps_per_s: float) -> None:
+        self._rate, self._rate_at = steps_per_s, datetime.now(UTC)
+
+    async def charge(self, claims: list[Claim], error: Exception) -> None:
+        """End these jobs' attempts with ``error``, as its failure policy says."""
+        policy = policy_for(error)
+        ids = [claim.job.id for claim in claims]
+        log.log(policy.level, "jobs %s: %s: %s", ids, policy.what, error,
+                exc_info=error if policy.level >= logging.ERROR else None)
+        message = policy.message or str(error)
+        for claim in claims:
+            await self.outbox.write("record the failure", claim.job.id, partial(
+                self.store.fail, claim.job.id, claim.token, error=message, gpu_seconds=0.0, retry=policy.retry))
+        await self.changed()
+
+    # ---------------------------------------------------------------- one claim
     async def run_once(self) -> int:
-        """Claim a batch and run it to the end; the number of jobs it held (0: queue empty)."""
-        if self._stopping.is_set():
+        """Claim a batch and run it to the end; the number of jobs it held (0: queue empty).
+
+        Pictures an earlier run could not store are stored first."""
+        if self.stopping:
             return 0
+        await self.outbox.store_kept()
         claims = await self.store.claim(self.config.name, lease_seconds=self.config.lease_s,
                                         max_jobs=self.config.max_batch)
         if not claims:
             return 0
-        await self._changed()
-        groups: dict[tuple[Any, ...], list[tuple[Claim, JobParams]]] = defaultdict(list)
+        await self.changed()
+        heartbeat = asyncio.create_task(self._heartbeat(list(claims)))
+        try:
+            for group in (await self._by_batch_key(claims)).values():
+                await self._run_group(group)
+        finally:
+            heartbeat.cancel()
+            self._state, self._jobs = ("stopping" if self.stopping else "idle"), ()
+            await self.changed()
+        return len(claims)
+
+    async def _by_batch_key(self, claims: list[Claim]) -> dict[tuple[Any, ...], list[ClaimedJob]]:
+        """The claimed jobs by what they must share to run together; jobs with unusable parameters fail."""
+        groups: dict[tuple[Any, ...], list[ClaimedJob]] = defaultdict(list)
         for claim in claims:
             try:
                 params = JobParams.from_json(claim.job.params)
             except (ParamError, PromptError, TypeError) as exc:
                 log.warning("job %s: unusable parameters: %s", claim.job.id, exc)
-                await self.store.fail(claim.job.id, claim.token, error=f"The job's parameters are invalid: {exc}",
-                                      gpu_seconds=0.0)
+                await self.outbox.write("record the failure", claim.job.id, partial(
+                    self.store.fail, claim.job.id, claim.token, error=f"The job's parameters are invalid: {exc}",
+                    gpu_seconds=0.0))
                 continue
-            groups[batch_key(params)].append((claim, params))
-        heartbeat = asyncio.create_task(self._heartbeat(list(claims)))
-        try:
-            for group in groups.values():
-                await self._run_group(group)
-        finally:
-            heartbeat.cancel()
-            self._state, self._jobs = ("stopping" if self._stopping.is_set() else "idle"), ()
-            await self._changed()
-        return len(claims)
+            groups[batch_shape(params)].append((claim, params))
+        return groups
 
     async def _heartbeat(self, claims: list[Claim]) -> None:
         while True:
@@ -184,106 +209,41 @@ class Worker:
             for claim in claims:
                 try:
                     await self.store.heartbeat(claim.job.id, claim.token, lease_seconds=self.config.lease_s)
-                except Exception:
-                    log.exception("job %s: heartbeat failed", claim.job.id)
+                except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                    log.warning("job %s: heartbeat not recorded: the database is unavailable (%s)", claim.job.id, exc)
 
-    async def _run_group(self, group: list[tuple[Claim, JobParams]]) -> None:
-        loop = asyncio.get_running_loop()
-        by_id = {claim.job.id: claim for claim, _ in group}
-        cancelled: set[int] = set()
-        lost: set[int] = set()
-        last_report: dict[int, float] = {}
-        ended: set[int] = set()
-        self._state, self._jobs = "running", tuple(by_id)
-        timelapse = bool(group[0][1].extra.get("timelapse")) and self.config.timelapse_dir is not None
-        log.info("jobs %s: starting a batch of %d", list(by_id), len(by_id))
-
-        def call(coro: Awaitable[Any]) -> Any:  # from the engine thread onto the loop, and wait
-            return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=REPORT_TIMEOUT_S)  # type: ignore[arg-type]
-
-        def wants_progress(key: Any, now: float | None = None) -> bool:
-            """The time gate; the engine asks it first, so it encodes only previews we keep."""
-            now = time.monotonic() if now is None else now
-            return now - last_report.get(int(key), float("-inf")) >= self.config.progress_min_interval_s
-
-        def on_progress(progress: Progress) -> None:
-            now = time.monotonic()
-            job_id = int(progress.key)  # type: ignore[call-overload]
-            if progress.steps_per_s:
-                self._rate, self._rate_at = progress.steps_per_s, datetime.now(UTC)
-            if not wants_progress(job_id, now):
-                return
-            last_report[job_id] = now
-            try:
-                call(self._report(by_id[job_id], progress, cancelled, lost))
-            except Exception:
-                log.exception("job %s: progress not recorded", job_id)
-
-        def is_cancelled(key: Any) -> bool:
-            return self._stopping.is_set() or key in cancelled or key in lost
-
-        def run_batch() -> None:
-            results = self.engine.run(
-                [(claim.job.id, params) for claim, params in group],
-                on_progress=on_progress, progress_every=self.config.progress_every, is_cancelled=is_cancelled,
-                progress_filter=wants_progress, frames_every=self.config.frames_every if timelapse else 0,
-                timelapse_format=self.config.timelapse_format if timelapse else None,
-            )
-            for result in results:
-                ended.add(int(result.key))  # type: ignore[call-overload]
-                call(self._end(by_id[int(result.key)], result, len(group), cancelled, lost))  # type: ignore[call-overload]
-
+    async def _run_group(self, group: list[ClaimedJob]) -> None:
+        """Jobs of one batch key, in turns of as many as fit in the GPU's memory."""
         try:
-            await self._in_engine_thread(run_batch)
-        except Exception as exc:  # noqa: BLE001 - every engine failure ends the batch's jobs with a reason
-            await self._fail_rest([by_id[i] for i in by_id if i not in ended], exc)
+            fits = await self.in_engine_thread(self.engine.admit, group[0][1], len(group))
+        except Exception as exc:  # noqa: BLE001 - judged by its type (worker/failures.py)
+            await self.charge([claim for claim, _ in group], exc)
+            return
+        for start in range(0, len(group), fits):
+            await self._run_batch(group[start:start + fits])
 
-    async def _report(self, claim: Claim, progress: Progress, cancelled: set[int], lost: set[int]) -> None:
-        ack = await self.store.report_progress(
-            claim.job.id, claim.token, step=progress.step, preview=progress.preview,
-            steps_per_s=progress.steps_per_s, lease_seconds=self.config.lease_s)
-        if not ack:
-            log.warning("job %s: lease lost; stopping it", claim.job.id)
-            lost.add(claim.job.id)
-        elif ack.cancel:
-            log.info("job %s: cancel requested at step %d", claim.job.id, progress.step)
-            cancelled.add(claim.job.id)
-        await self._changed()
+    async def _run_batch(self, jobs: list[ClaimedJob]) -> None:
+        """Run one batch; if the engine crashes it, find the job that causes it before charging anyone."""
+        self._state, self._jobs = "running", tuple(claim.job.id for claim, _ in jobs)
+        crash = await BatchRun(self, jobs).run()
+        if crash is None:
+            return
+        suspects = crash.unfinished
+        if not (policy_for(crash.error).isolate and len(jobs) > 1 and len(suspects) > 0):
+            await self.charge([claim for claim, _ in suspects], crash.error)
+            return
+        log.warning("jobs %s: their batch of %d crashed (%s); running each alone to find the job that causes it",
+                    [claim.job.id for claim, _ in suspects], len(jobs), crash.error, exc_info=crash.error)
+        crash.error.__traceback__ = None  # its frames hold the crashed batch's tensors
+        for i, suspect in enumerate(suspects):
+            if self.stopping:
+                await self._hand_back([claim for claim, _ in suspects[i:]])
+                return
+            await self._run_batch([suspect])
 
-    async def _end(self, claim: Claim, result: Result, batch: int, cancelled: set[int], lost: set[int]) -> None:
-        job_id, token = claim.job.id, claim.token
-        gpu_s = result.seconds / batch
-        if job_id in lost:
-            log.info("job %s: result dropped (lease lost)", job_id)
-        elif result.cancelled and job_id not in cancelled and not await self.store.cancel_requested(job_id):
-            await self.store.release(job_id, token)  # interrupted by shutdown: run it again later
-            log.info("job %s: handed back at step %d (worker stopping)", job_id, result.steps_done)
-        elif result.cancelled:
-            await self.store.confirm_cancelled(job_id, token, gpu_seconds=gpu_s)
-            log.info("job %s: cancelled at step %d", job_id, result.steps_done)
-        else:
-            if result.timelapse is not None and self.config.timelapse_dir is not None:
-                self.config.timelapse_dir.mkdir(parents=True, exist_ok=True)
-                (self.config.timelapse_dir / f"{job_id}.{self.config.timelapse_format}").write_bytes(result.timelapse)
-            await self.store.finish(job_id, token, result_png=result.png, gpu_seconds=gpu_s)
-            log.info("job %s: finished, %d steps in %.1f s (loss %.3f)", job_id, result.steps_done,
-                     result.seconds, result.loss)
-        await self._changed()
-
-    async def _fail_rest(self, claims: list[Claim], exc: Exception) -> None:
-        ids = [c.job.id for c in claims]
-        if isinstance(exc, USER_ERRORS):
-            error, retry = str(exc), False
-            log.warning("jobs %s: refused by the engine: %s", ids, exc)
-        elif type(exc).__name__ == "InsufficientMemoryError":  # the admission check: other work holds the GPU
-            error, retry = str(exc), True
-            log.warning("jobs %s: not enough free GPU memory now; back to the queue", ids)
-        elif type(exc).__name__ == "OutOfMemoryError":
-            error, retry = "The GPU ran out of memory; try a smaller size or fewer cutouts.", False
-            log.error("jobs %s: out of GPU memory", ids)
-        else:
-            error, retry = "The picture could not be made because of an internal error.", True
-            log.error("jobs %s: engine failed", ids, exc_info=exc)
+    async def _hand_back(self, claims: list[Claim]) -> None:
         for claim in claims:
-            await self.store.fail(claim.job.id, claim.token, error=error, gpu_seconds=0.0, retry=retry)
-        await self._changed()
+            await self.outbox.write("hand the job back", claim.job.id, partial(self.store.release, claim.job.id,
+                                                                               claim.token))
+            log.info("job %s: handed back before it ran (worker stopping)", claim.job.id)
+        await self.changed()

@@ -43,6 +43,7 @@ def test_vqbot_fused_kernels_turns_the_triton_kernels_off(monkeypatch, tmp_path,
     _, settings = options_and_settings(monkeypatch, tmp_path, **({} if value is None else {"VQBOT_FUSED_KERNELS": value}))
     assert settings.fused_kernels is fused
     # an engine told so stops using them on its device (the CPU stands in for CUDA here)
-    monkeypatch.setattr(layers, "FUSED_NORM_DEVICES", {"cpu"})
-    Engine(EngineConfig(model_dir=tmp_path / "models", device="cpu", fused_kernels=settings.fused_kernels))
-    assert ("cpu" in layers.FUSED_NORM_DEVICES) is fused
+    with layers.switched(fused_norm_devices={"cpu"}):
+        engine = Engine(EngineConfig(model_dir=tmp_path / "models", device="cpu", fused_kernels=settings.fused_kernels))
+        with engine.settings():
+            assert ("cpu" in layers.switches().fused_norm_devices) is fused

@@ -53,10 +53,10 @@ def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(vqgan: VQ
         launch(kernel, *args, **kwargs)
 
     plain = one_step(vqgan, clip, jobs())
-    monkeypatch.setattr(layers, "FUSED_NORM_DEVICES", {"cpu"})
     monkeypatch.setattr(fused_norm, "_launch", counted)
     torch._dynamo.reset()
-    fast = one_step(copy.deepcopy(vqgan), clip, jobs(), compile_mode="default")
+    with layers.switched(fused_norm_devices={"cpu"}):
+        fast = one_step(copy.deepcopy(vqgan), clip, jobs(), compile_mode="default")
     torch._dynamo.reset()
     assert launches, "the fused kernels did not run"
     for a, b in zip(plain, fast, strict=False):

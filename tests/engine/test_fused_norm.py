@@ -163,13 +163,19 @@ def _decoder() -> nn.Module:
     return layers.use_fast_layers(dec).eval().requires_grad_(False)
 
 
-def test_a_compiled_decoder_step_with_the_fused_kernels_matches_the_plain_decoder(monkeypatch) -> None:
+@pytest.fixture
+def fused_on_the_cpu():
+    """The engine's CUDA path on the CPU: the fused kernels run in Triton's interpreter."""
+    with layers.switched(fused_norm_devices={"cpu"}):
+        yield
+
+
+def test_a_compiled_decoder_step_with_the_fused_kernels_matches_the_plain_decoder(fused_on_the_cpu) -> None:
     """What the engine runs on CUDA (fused kernels, frozen convolutions, channels-last weights), on the CPU."""
     from torch._inductor.utils import run_and_get_code
 
     plain = _decoder()
     fused = _decoder()
-    monkeypatch.setattr(layers, "FUSED_NORM_DEVICES", {"cpu"})
     layers.prepare_for_compile(fused, torch.device("cpu"))
     assert fused.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     z = torch.randn(2, 8, 8, 8, generator=torch.Generator().manual_seed(3))
@@ -211,12 +217,11 @@ def test_the_frozen_convolution_of_an_upsampled_input_matches_upsample_then_conv
     assert layers.upsample_nearest_2x_channels_last(x.detach()).is_contiguous(memory_format=torch.channels_last)
 
 
-def test_under_autocast_the_decoder_keeps_the_plain_layers(monkeypatch) -> None:
+def test_under_autocast_the_decoder_keeps_the_plain_layers(fused_on_the_cpu) -> None:
     """The fused kernels are measured and used with bf16 weights; autocast runs (fp16 precision) keep Inductor's code."""
     from torch._inductor.utils import run_and_get_code
 
     fused = _decoder()
-    monkeypatch.setattr(layers, "FUSED_NORM_DEVICES", {"cpu"})
     z = torch.randn(1, 8, 8, 8)
 
     def step(z: torch.Tensor) -> torch.Tensor:

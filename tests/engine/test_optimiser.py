@@ -9,7 +9,7 @@ from engine.clip import Clip
 from engine.cutouts import NO_AUGMENT, draw_random, make_cutouts
 from engine.latents import resize_cover
 from engine.losses import spherical_distance
-from engine.optimiser import BatchOptimiser, JobRequest, optimise
+from engine.optimiser import BatchOptimiser, JobRequest, Step, optimise
 from engine.targets import build_targets
 from engine.vqgan import VQGAN
 from jobspec import JobParams, NoisePrompt, Prompt, parse_prompts
@@ -40,9 +40,13 @@ def image_prompt_job(weight: float, *, stop: float | None = None, steps: int = 6
                      steps=steps, cutn=16, lr=0.2, seed=seed).validate()
 
 
+def batch_for(vqgan: VQGAN, clip: Clip, params: JobParams) -> BatchOptimiser:
+    return BatchOptimiser(vqgan, clip, width=params.width, height=params.height, cutn=params.cutn, device=CPU)
+
+
 def run_one(vqgan: VQGAN, clip: Clip, params: JobParams, pictures: list[torch.Tensor], **kw) -> torch.Tensor:
     request = JobRequest(key="job", params=params, targets=build_targets(clip, params, pictures), **kw)
-    (outcome,) = list(optimise([request], vqgan, clip, device=CPU))
+    (outcome,) = list(optimise(batch_for(vqgan, clip, params), [request]))
     return outcome.image
 
 
@@ -91,7 +95,7 @@ def test_jobs_batched_together_match_each_job_run_alone(vqgan: VQGAN, clip: Clip
     b = JobParams(prompts=parse_prompts("a forest:2 | night:-1"), noise_prompts=(NoisePrompt(5, 0.5),),
                   width=64, height=48, steps=7, cutn=8, seed=2, lr=0.05, cut_pow=2.0)
     requests = [JobRequest(k, p, build_targets(clip, p, [])) for k, p in (("a", a), ("b", b))]
-    together = {o.key: o for o in optimise(requests, vqgan, clip, device=CPU)}
+    together = {o.key: o for o in optimise(batch_for(vqgan, clip, a), requests)}
     assert together["b"].steps_done == 7 and together["a"].steps_done == 12
     for key, params in (("a", a), ("b", b)):
         alone = run_one(vqgan, clip, params, [])
@@ -102,8 +106,15 @@ def test_a_job_can_join_a_running_batch_and_still_match_its_solo_run(vqgan: VQGA
     a = JobParams(prompts=parse_prompts("a lighthouse"), width=32, height=32, steps=10, cutn=4, seed=1)
     b = a.with_changes(prompts=parse_prompts("a cat"), seed=9, steps=5)
     late = [JobRequest("b", b, build_targets(clip, b, []))]
-    joined = {o.key: o for o in optimise([JobRequest("a", a, build_targets(clip, a, []))], vqgan, clip, device=CPU,
-                                         incoming=lambda: [late.pop()] if late else [])}
+    batch = batch_for(vqgan, clip, a)
+
+    def join_after_the_first_step(step: Step) -> None:
+        if late:
+            joining = late.pop()
+            batch.add(joining.key, joining.params, joining.targets)
+
+    joined = {o.key: o for o in optimise(batch, [JobRequest("a", a, build_targets(clip, a, []))],
+                                         join_after_the_first_step)}
     torch.testing.assert_close(joined["b"].image, run_one(vqgan, clip, b, []), atol=2e-3, rtol=0)
     torch.testing.assert_close(joined["a"].image, run_one(vqgan, clip, a, []), atol=2e-3, rtol=0)
 
@@ -111,37 +122,41 @@ def test_a_job_can_join_a_running_batch_and_still_match_its_solo_run(vqgan: VQGA
 def test_a_cancelled_job_leaves_the_batch_between_steps(vqgan: VQGAN, clip: Clip) -> None:
     a = JobParams(prompts=parse_prompts("a lighthouse"), width=32, height=32, steps=20, cutn=4, seed=1)
     requests = [JobRequest(k, a.with_changes(seed=i), build_targets(clip, a, [])) for i, k in enumerate("ab")]
-    seen: list[int] = []
+    batch = batch_for(vqgan, clip, a)
+    cancelled = []
 
-    def cancel_b(key: object) -> bool:
-        seen.append(1)
-        return key == "b" and len(seen) >= 6
+    def cancel_b(step: Step) -> None:
+        if step.done.get("b") == 3:
+            cancelled.append(batch.remove("b"))
 
-    outcomes = {o.key: o for o in optimise(requests, vqgan, clip, device=CPU, is_cancelled=cancel_b)}
-    assert outcomes["b"].cancelled and outcomes["b"].steps_done == 3
-    assert not outcomes["a"].cancelled and outcomes["a"].steps_done == 20
+    outcomes = {o.key: o for o in optimise(batch, requests, cancel_b)}
+    assert "b" not in outcomes and cancelled[0].steps_done == 3
+    assert outcomes["a"].steps_done == 20
 
 
-def test_progress_reports_come_every_n_steps_with_pictures(vqgan: VQGAN, clip: Clip) -> None:
+def test_the_step_callback_sees_every_step_and_its_pictures_and_losses(vqgan: VQGAN, clip: Clip) -> None:
     params = JobParams(prompts=parse_prompts("a boat"), width=32, height=32, steps=9, cutn=4)
     reports = []
+
+    def every_third(step: Step) -> None:
+        if step.done[1] % 3 == 0:
+            reports.append((step.done[1], step.pictures()[1], step.loss(1)))
+
     request = JobRequest(1, params, build_targets(clip, params, []))
-    list(optimise([request], vqgan, clip, device=CPU, progress_every=3, on_progress=reports.append))
-    assert [r.steps_done for r in reports] == [[3], [6], [9]]
-    assert reports[0].images is not None and reports[0].images.shape == (1, 3, 32, 32)
+    list(optimise(batch_for(vqgan, clip, params), [request], every_third))
+    assert [done for done, _, _ in reports] == [3, 6, 9]
+    assert reports[0][1].shape == (3, 32, 32) and all(loss == loss for _, _, loss in reports)
 
 
-def test_a_report_no_job_wants_is_skipped_without_decoding_a_picture(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:
+def test_a_step_whose_picture_nobody_asks_for_is_not_decoded(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:
     """The worker's time gate says no: no report, and the decoder isn't run for a picture nobody sees."""
     params = JobParams(prompts=parse_prompts("a boat"), width=32, height=32, steps=9, cutn=4)
     decoded = []
     images = BatchOptimiser.images
     monkeypatch.setattr(BatchOptimiser, "images", lambda self: decoded.append(len(self)) or images(self))
-    reports = []
     request = JobRequest(1, params, build_targets(clip, params, []))
-    (outcome,) = list(optimise([request], vqgan, clip, device=CPU, progress_every=1, on_progress=reports.append,
-                               report_filter=lambda key: False))
-    assert reports == [] and decoded == [1]  # the finished picture only
+    (outcome,) = list(optimise(batch_for(vqgan, clip, params), [request], lambda step: step.loss(1)))
+    assert decoded == [1]  # the finished picture only
     assert outcome.steps_done == 9 and outcome.image.shape == (3, 32, 32) and outcome.loss == outcome.loss
 
 
@@ -192,7 +207,7 @@ def test_cutouts_without_augmentation_are_plain_crops(vqgan: VQGAN, clip: Clip) 
 def test_jobs_that_finish_on_the_same_step_each_get_their_own_picture(vqgan: VQGAN, clip: Clip) -> None:
     base = JobParams(prompts=parse_prompts("a lighthouse"), width=32, height=32, steps=4, cutn=2)
     requests = [JobRequest(s, base.with_changes(seed=s), build_targets(clip, base, [])) for s in (1, 2, 3)]
-    together = {o.key: o.image for o in optimise(requests, vqgan, clip, device=CPU)}
+    together = {o.key: o.image for o in optimise(batch_for(vqgan, clip, base), requests)}
     for seed in (1, 2, 3):
         alone = run_one(vqgan, clip, base.with_changes(seed=seed), [])
         torch.testing.assert_close(together[seed], alone, atol=2e-3, rtol=0)

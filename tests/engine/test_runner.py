@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from engine import layers
+from engine.images import preview_bytes
 from engine.runner import Engine, EngineConfig, InsufficientMemoryError
 from jobspec import JobParams, parse_prompts
 
@@ -42,10 +45,9 @@ def test_jobs_that_do_not_fit_together_run_in_turns_and_all_finish(vqgan_files, 
     tight = engine(TightEngine, vqgan_files, clip_dir)
     TightEngine.room = 2
     seen_batches: list[int] = []
-    results = list(tight.run(jobs(clip_dir, 5), progress_every=1,
-                             on_progress=lambda p: seen_batches.append(p.key)))
+    results = list(tight.run(jobs(clip_dir, 5), lambda step: seen_batches.extend(step.keys)))
     assert sorted(r.key for r in results) == [0, 1, 2, 3, 4]
-    assert all(r.steps_done == 4 and not r.cancelled for r in results)
+    assert all(r.steps_done == 4 for r in results)
     # Turns of at most two: jobs 0-1, then 2-3, then 4.
     assert seen_batches[:2] == [0, 1] and seen_batches[8:10] == [2, 3] and seen_batches[-1] == 4
     plain = {r.key: pixels(r.png) for r in engine(Engine, vqgan_files, clip_dir).run(jobs(clip_dir, 5))}
@@ -60,7 +62,8 @@ def test_a_job_that_never_fits_is_refused_with_a_reason(vqgan_files, clip_dir) -
         list(tight.run(jobs(clip_dir, 1)))
 
 
-def test_progress_goes_only_to_jobs_that_want_it_now_and_the_pictures_still_come(vqgan_files, clip_dir) -> None:
+def test_the_step_callback_decides_which_jobs_get_a_preview_and_the_pictures_still_come(vqgan_files,
+                                                                                       clip_dir) -> None:
     """The worker's time gate: a job that doesn't want a report gets none (no preview is made for it)."""
     plain = engine(Engine, vqgan_files, clip_dir)
     reports = []
@@ -70,12 +73,38 @@ def test_progress_goes_only_to_jobs_that_want_it_now_and_the_pictures_still_come
         calls[key] += 1
         return key == 0 and reports.count(0) < 2
 
-    def on_progress(p) -> None:
-        assert p.preview and p.preview[:4] == b"RIFF"  # a WebP preview came with it
-        reports.append(p.key)
+    def callback(step) -> None:
+        for key in step.keys:
+            if first_two_for_job_0(key):
+                preview = preview_bytes(step.pictures()[key])
+                assert preview[:4] == b"RIFF"  # a WebP preview
+                reports.append(key)
 
-    results = list(plain.run(jobs(clip_dir, 2), progress_every=1, on_progress=on_progress,
-                             progress_filter=first_two_for_job_0))
+    results = list(plain.run(jobs(clip_dir, 2), callback))
     assert reports == [0, 0]
     assert calls[1] > 0  # asked, and refused
     assert sorted(r.key for r in results) == [0, 1] and all(r.steps_done == 4 and r.png for r in results)
+
+
+def test_an_engine_changes_process_settings_only_while_it_works(vqgan_files, clip_dir, monkeypatch) -> None:
+    """Deterministic kernels, the fused kernels left out, the compile cache: in force inside the engine's
+    calls, as they were outside them."""
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    cpu = torch.device("cpu")
+    with layers.switched(fused_norm_devices={"cpu"}):  # the CPU stands in for CUDA
+        careful = Engine(EngineConfig(model_dir=clip_dir.parent, device="cpu", precision="fp32", compile="default",
+                                      fused_kernels=False, deterministic=True, vqgan_config=vqgan_files[0],
+                                      vqgan_checkpoint=vqgan_files[1]))
+        with careful.settings():
+            assert torch.are_deterministic_algorithms_enabled()
+            assert cpu.type not in layers.switches().fused_norm_devices
+            assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(clip_dir.parent / "compile-cache")
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert layers.switches().fused_norm_devices == {"cpu"}
+        assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+        eager = Engine(EngineConfig(model_dir=clip_dir.parent, device="cpu", precision="fp32", deterministic=True,
+                                    vqgan_config=vqgan_files[0], vqgan_checkpoint=vqgan_files[1]))
+        (result,) = eager.run(jobs(clip_dir, 1))
+        assert result.steps_done == 4
+        assert not torch.are_deterministic_algorithms_enabled()
+    assert layers.switches() == layers.DEFAULT_SWITCHES

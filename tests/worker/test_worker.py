@@ -5,34 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from pathlib import Path
 
-import pytest
 from PIL import Image
 
-from db import JobState, NewJob, SqliteStore
+from db import JobState
 from tests.worker.engine_fixtures import tiny_params
-from worker.worker import Worker, WorkerConfig
-
-GUILD, CHANNEL, USER = 1001, 2002, 3003
-
-
-@pytest.fixture
-async def store(tmp_path: Path):
-    store = await SqliteStore.open(tmp_path / "vqbot.sqlite3")
-    yield store
-    await store.close()
-
-
-def worker_for(store, engine, tmp_path: Path, on_change=None, **changes) -> Worker:
-    config = WorkerConfig(name="test-worker", progress_every=5, progress_min_interval_s=0.0,
-                          timelapse_dir=tmp_path / "timelapses", **changes)
-    return Worker(store, engine, config, on_change=on_change)
-
-
-async def enqueue(store, tiny_models, prompt="a red apple", user=USER, **changes):
-    params = tiny_params(tiny_models, prompt, **changes)
-    return await store.enqueue(NewJob(GUILD, CHANNEL, user, prompt, params, seed=params["seed"]))
+from tests.worker.queue import USER, enqueue, worker_for
 
 
 async def test_a_queued_job_is_run_and_its_png_stored(store, tiny_engine, tiny_models, tmp_path):
@@ -131,9 +109,9 @@ class ThreadRecorder:
     def __getattr__(self, name):
         return getattr(self._engine, name)
 
-    def run(self, *args, **kwargs):
+    def batch(self, params):
         self.threads.append(threading.get_ident())
-        return self._engine.run(*args, **kwargs)
+        return self._engine.batch(params)
 
 
 async def test_every_batch_runs_on_the_same_engine_thread(store, tiny_engine, tiny_models, tmp_path):
@@ -160,9 +138,16 @@ async def test_a_warming_worker_prepares_the_usual_shape_before_it_takes_jobs(st
     from jobspec import JobParams
 
     class Recorder(ThreadRecorder):
-        def run(self, jobs, **kwargs):
-            runs.append(([key for key, _ in jobs], worker.status().state))
-            return super().run(jobs, **kwargs)
+        def batch(self, params):
+            batch = super().batch(params)
+            add = batch.add
+
+            def noted_add(key, job_params):
+                runs.append(([key], worker.status().state))
+                add(key, job_params)
+
+            batch.add = noted_add
+            return batch
 
         def warm_up(self, params, **kwargs):
             runs.append((["warm-up"], worker.status().state))

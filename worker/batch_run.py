@@ -1,0 +1,298 @@
+"""One batch of claimed jobs on the engine: the engine thread steps it, the event loop talks to the store.
+
+The two meet only in the ``Handoff``. The engine thread posts what happened (``Progress``,
+``Finished``, ``Stopped``, ``Refused``) and never waits for the database; between steps it reads
+which jobs must stop. The event loop writes the news to the store in order, keeping only the
+newest progress of each job when the store is slower than the engine, and posts the stops it
+learns from the store (a cancel request, a lost lease).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, cast
+
+from db import Claim
+from engine.images import preview_bytes, timelapse_bytes
+from engine.optimiser import Step
+from engine.runner import Batch, Result, timelapse_frame
+from jobspec import JobParams
+from worker.outbox import Picture
+from worker.waiting import Wakeup
+
+if TYPE_CHECKING:
+    import torch
+
+    from worker.worker import Worker
+
+log = logging.getLogger(__name__)
+
+ClaimedJob = tuple[Claim, JobParams]  # a claimed job and its parameters
+
+
+class StopReason(StrEnum):
+    CANCELLED = "cancelled"  # its owner asked
+    LEASE_LOST = "lease lost"  # another worker holds the job now
+    SHUTDOWN = "shutdown"  # this worker is stopping: the job goes back to the queue
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: int
+    step: int
+    preview: bytes  # small WebP
+    steps_per_s: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    job_id: int
+    result: Result
+    timelapse: bytes | None
+
+
+@dataclass(frozen=True)
+class Stopped:
+    job_id: int
+    reason: StopReason
+    steps_done: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A job that could not join the batch: its own input, or a fault of its own."""
+
+    job_id: int
+    error: Exception
+
+
+News = Progress | Finished | Stopped | Refused
+
+
+class Handoff:
+    """Where the engine thread and the event loop meet.
+
+    Engine thread: ``post`` (returns at once) and ``stops``. Event loop: ``next`` and ``stop``.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._news: deque[News] = deque()  # event loop only
+        self._arrived = Wakeup()
+        self._closed = False
+        self._stops: dict[int, StopReason] = {}  # both threads, under the lock
+        self._lock = threading.Lock()
+
+    # engine thread
+    def post(self, news: News) -> None:
+        self._loop.call_soon_threadsafe(self._arrive, news)
+
+    def stops(self) -> dict[int, StopReason]:
+        with self._lock:
+            return dict(self._stops)
+
+    # event loop
+    def stop(self, job_id: int, reason: StopReason) -> None:
+        with self._lock:
+            self._stops.setdefault(job_id, reason)
+
+    def close(self) -> None:
+        """The engine thread is done: ``next`` returns None once the news that came is taken."""
+        self._closed = True
+        self._arrived.wake()
+
+    async def next(self) -> News | None:
+        while not self._news:
+            if self._closed:
+                return None
+            await self._arrived.sleep()
+        return self._news.popleft()
+
+    def _arrive(self, news: News) -> None:
+        if self._closed:
+            return
+        if isinstance(news, Progress):  # only the newest progress of a job is worth writing
+            for i, waiting in enumerate(self._news):
+                if isinstance(waiting, Progress) and waiting.job_id == news.job_id:
+                    self._news[i] = news
+                    return
+        self._news.append(news)
+        self._arrived.wake()
+
+
+@dataclass(frozen=True)
+class Crash:
+    """How a batch ended early: the error, and the jobs it left without an ending."""
+
+    error: Exception
+    unfinished: list[ClaimedJob]
+
+
+class BatchRun:
+    """One batch from its first step to the last job's ending in the store: ``await BatchRun(...).run()``."""
+
+    def __init__(self, worker: Worker, jobs: list[ClaimedJob]) -> None:
+        self.worker, self.config, self.store = worker, worker.config, worker.store
+        self.jobs = jobs
+        self.claims = {claim.job.id: claim for claim, _ in jobs}
+        self.handoff = Handoff(asyncio.get_running_loop())
+        self._ended: set[int] = set()  # event loop: jobs whose ending is written
+        self._timelapse = {claim.job.id for claim, params in jobs if params.extra.get("timelapse")
+                           and self.config.timelapse_dir is not None}
+        # engine thread only:
+        self._started = time.perf_counter()
+        self._last_report: dict[int, float] = {}
+        self._frames: dict[int, list[torch.Tensor]] = {}
+        self._rate_mark = (self._started, 0)  # (time, steps) at the last progress report
+        self._steps = 0
+
+    async def run(self) -> Crash | None:
+        """Run the batch to its end; None, or how the engine crashed (the error keeps its traceback)."""
+        log.info("jobs %s: starting a batch of %d", list(self.claims), len(self.jobs))
+        writer = asyncio.create_task(self._write_news())
+        crash: Exception | None = None
+        try:
+            await self.worker.in_engine_thread(self._step_until_empty)
+        except Exception as exc:  # noqa: BLE001 - the worker judges it by its type (worker/failures.py)
+            crash = exc
+        finally:
+            self.handoff.close()
+            await writer
+        if crash is None:
+            return None
+        return Crash(crash, [job for job in self.jobs if job[0].job.id not in self._ended])
+
+    # ---------------------------------------------------------------- engine thread
+    def _step_until_empty(self) -> None:
+        batch = self.worker.engine.batch(self.jobs[0][1])
+        self._started = time.perf_counter()
+        self._rate_mark = (self._started, 0)
+        for claim, params in self.jobs:
+            try:
+                batch.add(claim.job.id, params)
+            except Exception as exc:  # noqa: BLE001 - this job's own input or fault; the others go on
+                self.handoff.post(Refused(claim.job.id, exc))
+        while batch:
+            step = batch.step()
+            self._steps += 1
+            self._report(step)
+            for key in step.finished:
+                self._finish(batch, as_job_id(key))
+            for job, reason in self._stops(batch):
+                self.handoff.post(Stopped(job, reason, batch.remove(job)))
+
+    def _report(self, step: Step) -> None:
+        """Progress pictures (each job's at most every ``progress_min_interval_s``) and timelapse frames."""
+        now = time.monotonic()
+        every, frames_every = self.config.progress_every, self.config.frames_every
+        done = {as_job_id(key): steps for key, steps in step.done.items()}
+        due = [job for job, steps in done.items() if every and steps % every == 0
+               and now - self._last_report.get(job, float("-inf")) >= self.config.progress_min_interval_s]
+        framed = [job for job, steps in done.items() if frames_every and steps % frames_every == 0
+                  and job in self._timelapse]
+        if not due and not framed:
+            return
+        pictures = step.pictures()
+        for job in framed:
+            self._frames.setdefault(job, []).append(timelapse_frame(pictures[job]))
+        if due:
+            then, steps_then = self._rate_mark
+            self._rate_mark = (time.perf_counter(), self._steps)
+            rate = (self._steps - steps_then) / max(self._rate_mark[0] - then, 1e-9)
+            for job in due:
+                self._last_report[job] = now
+                self.handoff.post(Progress(job, done[job], preview_bytes(pictures[job]), rate))
+
+    def _finish(self, batch: Batch, job_id: int) -> None:
+        result = batch.finish(job_id)
+        frames = self._frames.pop(job_id, None)
+        timelapse = timelapse_bytes(frames, fmt=self.config.timelapse_format) if frames else None
+        log.info("job %s: picture made, %d steps in %.1f s (loss %.3f)", job_id, result.steps_done, result.seconds,
+                 result.loss)
+        self.handoff.post(Finished(job_id, result, timelapse))
+
+    def _stops(self, batch: Batch) -> list[tuple[int, StopReason]]:
+        asked = self.handoff.stops()
+        if self.worker.stopping:
+            return [(as_job_id(key), asked.get(as_job_id(key), StopReason.SHUTDOWN)) for key in batch.keys]
+        return [(job, reason) for job, reason in asked.items() if job in batch]
+
+    # ---------------------------------------------------------------- event loop
+    async def _write_news(self) -> None:
+        while (news := await self.handoff.next()) is not None:
+            try:
+                match news:
+                    case Progress():
+                        await self._write_progress(news)
+                    case Finished():
+                        await self._write_picture(news)
+                    case Stopped():
+                        await self._write_stop(news)
+                    case Refused():
+                        await self.worker.charge([self.claims[news.job_id]], news.error)
+            except Exception:  # one job's news that can't be written must not hold up the others'
+                log.exception("job %s: could not record %s", news.job_id, type(news).__name__.lower())
+            if not isinstance(news, Progress):
+                self._ended.add(news.job_id)
+
+    async def _write_progress(self, progress: Progress) -> None:
+        claim = self.claims[progress.job_id]
+        self.worker.note_speed(progress.steps_per_s)
+        try:
+            ack = await self.store.report_progress(
+                claim.job.id, claim.token, step=progress.step, preview=progress.preview,
+                steps_per_s=progress.steps_per_s, lease_seconds=self.config.lease_s)
+        except Exception as exc:  # noqa: BLE001 - progress is worth no wait: the next report brings news anyway
+            log.warning("job %s: progress at step %d not recorded: the database is unavailable (%s)",
+                        claim.job.id, progress.step, exc)
+            return
+        if not ack:
+            log.warning("job %s: lease lost; stopping it", claim.job.id)
+            self.handoff.stop(claim.job.id, StopReason.LEASE_LOST)
+        elif ack.cancel:
+            log.info("job %s: cancel requested at step %d", claim.job.id, progress.step)
+            self.handoff.stop(claim.job.id, StopReason.CANCELLED)
+        await self.worker.changed()
+
+    async def _write_picture(self, finished: Finished) -> None:
+        claim, result = self.claims[finished.job_id], finished.result
+        if finished.timelapse is not None and self.config.timelapse_dir is not None:
+            self.config.timelapse_dir.mkdir(parents=True, exist_ok=True)
+            (self.config.timelapse_dir / f"{claim.job.id}.{self.config.timelapse_format}").write_bytes(
+                finished.timelapse)
+        gpu_seconds = result.seconds / len(self.jobs)  # its share of the batch's time
+        await self.worker.outbox.finish(Picture(claim.job.id, claim.token, result.png, gpu_seconds))
+        await self.worker.changed()
+
+    async def _write_stop(self, stopped: Stopped) -> None:
+        claim, outbox = self.claims[stopped.job_id], self.worker.outbox
+        job_id, token = claim.job.id, claim.token
+        reason = stopped.reason
+        if reason is StopReason.LEASE_LOST:
+            log.info("job %s: dropped at step %d (lease lost)", job_id, stopped.steps_done)
+            return
+        if reason is StopReason.SHUTDOWN and not await outbox.write(
+                "check for a cancel request", job_id, lambda: self.store.cancel_requested(job_id)):
+            await outbox.write("hand the job back", job_id, lambda: self.store.release(job_id, token))
+            log.info("job %s: handed back at step %d (worker stopping)", job_id, stopped.steps_done)
+        else:
+            await outbox.write("record the cancel", job_id, lambda: self.store.confirm_cancelled(
+                job_id, token, gpu_seconds=self._gpu_seconds()))
+            log.info("job %s: cancelled at step %d", job_id, stopped.steps_done)
+        await self.worker.changed()
+
+    def _gpu_seconds(self) -> float:
+        """A job's share of the batch's time so far."""
+        return (time.perf_counter() - self._started) / len(self.jobs)
+
+
+def as_job_id(key: Hashable) -> int:
+    """The worker keys the engine's jobs by their job ids."""
+    return cast(int, key)

@@ -1,0 +1,46 @@
+"""How the worker waits: until woken or a timeout, and how long before trying a write again."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+
+class Wakeup:
+    """Sleep until woken or a timeout: the one way the worker waits for something to happen.
+
+    A wake that comes while nobody sleeps is kept for the next ``sleep``. Event-loop side only.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def sleep(self, timeout: float | None = None) -> bool:
+        """Until ``wake`` (True) or ``timeout`` seconds have passed (False; None: no timeout)."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The waits between tries of a failed store write: ``first_s``, growing by ``factor``, at most ``max_s``.
+
+    The default keeps the first retry quick (a write lock is usually held for moments) and waits
+    at most 30 s, so a database that comes back is used within half a minute.
+    """
+
+    first_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failure in a row (1, 2, ...)."""
+        return min(self.max_s, self.first_s * self.factor ** max(failures - 1, 0))
