@@ -203,15 +203,15 @@ async def one_start(launch: WorkerLaunch, label: str, expects_warm_up: bool, arg
         ready_s = await worker.wait_ready(ready_pattern=args.ready_pattern, timeout_s=args.ready_timeout,
                                           poll_s=args.poll)
         say(f"worker '{label}' ready {ready_s:.1f} s after its start (compile cache {'empty' if cold else 'warm'})")
-        alone = await lone_job(store, watcher, work, number=numbers[0], limit_s=args.drain_limit,
-                               cancel_grace_s=args.cancel_grace, poll_s=args.poll)
+        alone = await run_scenario(store, watcher, work, lone_job(work, args.drain_limit), first_number=numbers[0],
+                                   cancel_grace_s=args.cancel_grace, poll_s=args.poll, check=worker.check_alive)
         numbers[0] += 1
         for scenario in plan:
             say(f"scenario {scenario.name}: {scenario.description} ({len(scenario.arrivals)} jobs)")
             worker.read_log()  # lines are dated when first read: read up to here before the scenario's window
             begun = time.monotonic()
             run = await run_scenario(store, watcher, work, scenario, first_number=numbers[0],
-                                     cancel_grace_s=args.cancel_grace, poll_s=args.poll)
+                                     cancel_grace_s=args.cancel_grace, poll_s=args.poll, check=worker.check_alive)
             numbers[0] += len(scenario.arrivals)
             worker.read_log()
             results.append((run, scenario_figures(run, worker.lines, (begun, time.monotonic()))))

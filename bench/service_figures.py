@@ -39,13 +39,16 @@ def spread(values: list[float]) -> dict[str, float | int | None]:
 
 
 def first_step_at(seen: Seen) -> float | None:
-    """When the job's first step ran (Unix s): its first progress seen, less the steps before it at the rate
-    the row gave, and never before its claim."""
+    """When the job's first step ran (Unix s): its first progress seen, less the steps before it at the job's
+    rate between its first two progress reports (with one report only, the time of that report), and never
+    before its claim."""
     if seen.first_progress_at is None:
         return None
     at = seen.first_progress_at
-    if seen.first_progress_rate:
-        at -= (seen.first_progress_step - 1) / seen.first_progress_rate
+    if seen.later_progress is not None:
+        later_at, later_step = seen.later_progress
+        rate = (later_step - seen.first_progress_step) / max(later_at - at, 1e-9)
+        at -= (seen.first_progress_step - 1) / rate
     started = seen.final.started_at.timestamp() if seen.final is not None and seen.final.started_at else None
     return max(at, started) if started is not None else at
 

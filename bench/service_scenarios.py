@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +92,7 @@ class Seen:
     submitted_at: float
     first_progress_at: float | None = None  # when the watcher first saw a step above 0
     first_progress_step: int = 0
-    first_progress_rate: float | None = None  # the row's steps_per_s then
+    later_progress: tuple[float, int] | None = None  # (when, step) of the next progress seen
     cancelled_by_bench: bool = False
     final: Job | None = None
     has_picture: bool = False
@@ -127,11 +128,16 @@ class Watcher:
             now = time.time()
             for job in changed:
                 self.version = max(self.version, job.version)
+                if job.id in self.rows and self.rows[job.id].version > job.version:
+                    continue  # an older look (polls may overlap)
                 self.rows[job.id] = job
                 seen = self.tracked.get(job.id)
-                if seen is not None and seen.first_progress_at is None and job.step > 0 and job.state.is_active:
+                if seen is None or job.step <= 0 or not job.state.is_active:
+                    continue
+                if seen.first_progress_at is None:
                     seen.first_progress_at, seen.first_progress_step = now, job.step
-                    seen.first_progress_rate = job.steps_per_s
+                elif seen.later_progress is None and job.step > seen.first_progress_step:
+                    seen.later_progress = (now, job.step)
             if len(changed) < 500:
                 return
 
@@ -170,8 +176,9 @@ async def submit(store: Store, watcher: Watcher, work: Workload, arrivals: list[
 
 
 async def run_scenario(store: Store, watcher: Watcher, work: Workload, scenario: Scenario, *, first_number: int,
-                       cancel_grace_s: float, poll_s: float) -> Run:
-    """Submit on schedule, wait until every job ended or the limit passed, then cancel what is left."""
+                       cancel_grace_s: float, poll_s: float, check: Callable[[], None]) -> Run:
+    """Submit on schedule, wait until every job ended or the limit passed, then cancel what is left.
+    ``check`` raises if the worker is gone."""
     run = Run(scenario, started_at=time.time())
     groups: dict[float, list[tuple[int, Arrival]]] = {}
     for i, arrival in enumerate(scenario.arrivals):
@@ -184,6 +191,7 @@ async def run_scenario(store: Store, watcher: Watcher, work: Workload, scenario:
     run.last_submit_at = time.time()
     deadline = run.last_submit_at + scenario.limit_s
     while watcher.pending(run.seen) and time.time() < deadline:
+        check()
         await asyncio.sleep(poll_s)
     await watcher.poll()
     left = watcher.pending(run.seen)
@@ -194,6 +202,7 @@ async def run_scenario(store: Store, watcher: Watcher, work: Workload, scenario:
             await store.request_cancel(s.job_id, by_user=s.user_id, is_admin=True)
         grace = time.time() + cancel_grace_s
         while watcher.pending(run.seen) and time.time() < grace:
+            check()
             await asyncio.sleep(poll_s)
     await watcher.poll()
     run.stuck = len(watcher.pending(run.seen))
@@ -207,12 +216,8 @@ async def run_scenario(store: Store, watcher: Watcher, work: Workload, scenario:
     return run
 
 
-async def lone_job(store: Store, watcher: Watcher, work: Workload, *, number: int, limit_s: float,
-                   cancel_grace_s: float, poll_s: float) -> Run:
-    """One job on an idle, ready worker."""
-    alone = Scenario("lone job", "one job on an idle ready worker", (Arrival(0.0, work.size, work.size),), limit_s)
-    return await run_scenario(store, watcher, work, alone, first_number=number, cancel_grace_s=cancel_grace_s,
-                              poll_s=poll_s)
+def lone_job(work: Workload, limit_s: float) -> Scenario:
+    return Scenario("lone job", "one job on an idle ready worker", (Arrival(0.0, work.size, work.size),), limit_s)
 
 
 def job_outcomes(runs: list[Run]) -> dict[str, Any]:

@@ -161,6 +161,11 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise WorkerDied(f"the worker exited (status {self.process.returncode if self.process else None}); "
+                             f"its log ends:\n{self.tail()}")
+
     async def wait_ready(self, *, ready_pattern: str, timeout_s: float, poll_s: float) -> float:
         """Seconds from the start to the worker's ready line (its "started" line when it doesn't warm up)."""
         ready = re.compile(ready_pattern)
@@ -170,9 +175,7 @@ class WorkerProcess:
             for seen, line in self.read_log():
                 if ready.search(line) or (not self.expects_warm_up and started.search(line)):
                     return seen - self.started_at
-            if not self.alive():
-                raise WorkerDied(f"the worker exited (status {self.process.returncode if self.process else None}) "
-                                 f"before it was ready; its log ends:\n{self.tail()}")
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise WorkerDied(f"the worker was not ready after {timeout_s:.0f} s; its log ends:\n{self.tail()}")
             await asyncio.sleep(poll_s)
