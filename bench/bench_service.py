@@ -37,10 +37,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.service_table import print_table
 from bench.service_worker import (
     READY_PATTERN,
     REPO,
@@ -55,6 +57,7 @@ if TYPE_CHECKING:  # imported in main, once it is known whose db/ and jobspec/ t
     from bench.service_scenarios import Run, Scenario, Watcher, Workload
 
 T0 = time.monotonic()
+STORE_PACKAGES = ("db", "jobspec")
 SCENARIOS = ("burst", "stream2", "stream05", "mixed")
 # (full run, --tiny): what each option is when not given
 DEFAULTS: dict[str, tuple[Any, Any]] = {
@@ -138,20 +141,27 @@ def resolved_compile(compile_setting: str, device: str) -> str:
     return compile_setting
 
 
-def store_code_of(repo: Path) -> None:
+def store_code_of(repo: Path) -> dict[str, ModuleType]:
     """Submit through the worker's checkout's db/ and jobspec/, as its own bot would: its queue schema and its
-    job parameters (a database made by a newer db/ is refused by an older worker). Call before the first
-    import of either."""
-    if repo != REPO:
-        sys.path.insert(0, str(repo))
+    job parameters (an older worker refuses a database that a newer db/ made). Returns this checkout's
+    modules of those packages that were imported already, for back_to_this_checkout."""
+    if repo == REPO:
+        return {}
+    sys.path.insert(0, str(repo))
+    mine = {name: module for name, module in sys.modules.items() if name.split(".")[0] in STORE_PACKAGES}
+    for name in mine:
+        del sys.modules[name]
+    return mine
 
 
-def back_to_this_checkout(repo: Path) -> None:
-    """This checkout's engine/ and jobspec/ for the ceiling: forget the worker's checkout's db/ and jobspec/."""
-    if repo != REPO:
-        sys.path.remove(str(repo))
-        for name in [m for m in sys.modules if m.split(".")[0] in ("db", "jobspec")]:
-            del sys.modules[name]
+def back_to_this_checkout(repo: Path, mine: dict[str, ModuleType]) -> None:
+    """This checkout's db/ and jobspec/ again (for the ceiling, measured with this checkout's engine)."""
+    if repo == REPO:
+        return
+    sys.path.remove(str(repo))
+    for name in [name for name in sys.modules if name.split(".")[0] in STORE_PACKAGES]:
+        del sys.modules[name]
+    sys.modules.update(mine)
 
 
 def scenarios(args: argparse.Namespace, work: Workload) -> list[Scenario]:
@@ -234,12 +244,12 @@ async def serve(args: argparse.Namespace, work_dir: Path, models: ModelFiles, co
                     clip_model=models.clip_model)
     # --tiny: one CPU thread a process; two processes spinning two OpenMP threads each on a small, shared
     # machine make a tiny step ~20x slower.
-    extra = (("OMP_NUM_THREADS", "1"),) if args.tiny else ()
-    extra += tuple(tuple(kv.split("=", 1)) for kv in args.worker_env)
+    extra: tuple[tuple[str, str], ...] = (("OMP_NUM_THREADS", "1"),) if args.tiny else ()
+    extra += tuple((key, value) for key, value in (kv.split("=", 1) for kv in args.worker_env))
     launch = WorkerLaunch(repo=args.worker_repo, python=args.python, database=database, models=models,
                           device=args.device, compile=args.compile, cache_dir=work_dir / "compile-cache",
                           model_dir=work_dir / "model-dir", log_path=args.log or work_dir / "worker.log",
-                          extra_env=extra)  # type: ignore[arg-type]
+                          extra_env=extra)
     warm_up = compile_mode != "none" and dict(extra).get("VQBOT_WARM_UP", "1") not in ("0", "false", "no", "off")
     say(f"worker log: {launch.log_path}")
     store = await open_store(database)
@@ -308,32 +318,6 @@ def commit_of(repo: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def show(value: float | None, width: int = 6, digits: int = 1) -> str:
-    return f"{value:{width}.{digits}f}" if value is not None else " " * (width - 1) + "-"
-
-
-def print_table(report: dict[str, Any]) -> None:
-    print()
-    for start in report["starts"]:
-        print(f"worker start ({start['label']}, compile cache {start['compile_cache']}): ready after "
-              f"{start['start_to_ready_s']:.1f} s; stopped in {start['stop_s']:.1f} s, exit status {start['exit_status']}")
-    for label, lone in zip((s["label"] for s in report["starts"]), report["lone_job"], strict=True):
-        print(f"lone job on the idle ready worker ({label}): claimed after {show(lone['submit_to_claim_s'], 0, 2)} s, "
-              f"first step after {show(lone['submit_to_first_step_s'], 0, 2)} s, picture after "
-              f"{show(lone['latency_s'], 0, 1)} s")
-    print(f"\n{'scenario':9s} {'jobs':>4s} {'done':>4s} {'canc':>4s} | {'latency s: mean':>15s} {'p50':>6s} "
-          f"{'p95':>6s} {'max':>6s} | {'to 1st step p50':>15s} {'p95':>6s} | {'steps/s':>7s} {'ceiling':>7s} "
-          f"{'frac':>5s} | {'batch':>5s} {'queue':>5s}")
-    for name, f in report["scenarios"].items():
-        lat, first = f["latency_s"], f["wait_to_first_step_s"]
-        print(f"{name:9s} {f['jobs']:4d} {f['succeeded']:4d} {f['cancelled_by_bench']:4d} | {show(lat['mean'], 15)} "
-              f"{show(lat['p50'])} {show(lat['p95'])} {show(lat['max'])} | {show(first['p50'], 15, 2)} "
-              f"{show(first['p95'], 6, 2)} | {show(f['throughput_steps_per_s'], 7)} {show(f['ceiling_steps_per_s'], 7)} "
-              f"{show(f['fraction_of_ceiling'], 5, 2)} | {show(f['batch_mean'], 5)} {f['max_queued']:5d}")
-    print("(latency: submit to finished picture, finished jobs; batch: mean jobs running while any ran, from the "
-          "job rows; queue: most jobs waiting at once; frac: steps/s over the engine's rate at those batch sizes)")
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.worker_repo = args.worker_repo.resolve()
@@ -346,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     compile_mode = resolved_compile(args.compile, device)
     say(f"models in {work_dir}")
     models = write_models(work_dir / ("models-tiny" if args.tiny else "models-real"), tiny=args.tiny)
-    store_code_of(args.worker_repo)
+    mine = store_code_of(args.worker_repo)
     from bench.service_figures import needed_rates, occupancy, with_ceiling
     from bench.service_scenarios import job_outcomes
 
@@ -354,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     import db
 
     store_code = str(Path(db.__file__).resolve().parents[1])
-    back_to_this_checkout(args.worker_repo)
+    back_to_this_checkout(args.worker_repo, mine)
     report: dict[str, Any] = {
         "bench": "service", "worker_repo": str(args.worker_repo), "worker_commit": commit_of(args.worker_repo),
         "bench_commit": commit_of(REPO), "store_code": store_code,
