@@ -83,15 +83,18 @@ class WorkerLaunch:
     extra_env: tuple[tuple[str, str], ...] = ()
 
     def command(self) -> list[str]:
-        # An --env-file that doesn't exist: a .env in the checkout must not change the settings.
-        return [self.python, "-m", "vqbot_cli.main", "--env-file", str(self.log_path.parent / "no.env"), "worker"]
+        # An empty --env-file: a .env in the checkout must not change the settings.
+        empty = self.log_path.parent / "empty.env"
+        empty.write_text("")
+        return [self.python, "-m", "vqbot_cli.main", "--env-file", str(empty), "worker"]
 
     def env(self) -> dict[str, str]:
         """The caller's environment without any VQBOT_ setting or compile cache of its own, plus ours."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("VQBOT_") and k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
         env.update({
-            "PYTHONPATH": str(self.repo),
+            # the checkout first, then whatever the caller had (packages carried to a GPU machine)
+            "PYTHONPATH": os.pathsep.join(p for p in (str(self.repo), os.environ.get("PYTHONPATH", "")) if p),
             "PYTHONUNBUFFERED": "1",
             "VQBOT_DATABASE": self.database,
             "VQBOT_DEVICE": self.device,
