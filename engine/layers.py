@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
 import torch
@@ -51,28 +50,34 @@ class LayerSwitches:
 
 
 DEFAULT_SWITCHES = LayerSwitches()
-_SWITCHES: ContextVar[LayerSwitches] = ContextVar("vqbot_layer_switches", default=DEFAULT_SWITCHES)
+# A module global, not a ContextVar: the switches are read while Dynamo traces a step, and Dynamo
+# (torch 2.11) breaks the graph at a ContextVar read (each decoder block then compiled apart:
+# 14 steps/s on an H200 instead of ~90). Dynamo guards on a global, so a change recompiles.
+_switches = DEFAULT_SWITCHES
 
 
 def switches() -> LayerSwitches:
-    """The switches in force here (this thread or task)."""
-    return _SWITCHES.get()
+    """The switches in force now."""
+    return _switches
 
 
 @contextlib.contextmanager
 def switched(*, fused_norm_devices: Iterable[str] | None = None,
              subpixel_upsample: bool | None = None) -> Iterator[LayerSwitches]:
-    """Change the switches for the code inside the block (this thread or task only); restored on exit."""
-    now = _SWITCHES.get()
+    """Change the switches for the code inside the block; as they were again on exit. They hold for the
+    whole process while the block runs (one engine per process runs compiled steps)."""
+    global _switches
+    before = _switches
+    now = before
     if fused_norm_devices is not None:
         now = replace(now, fused_norm_devices=frozenset(fused_norm_devices))
     if subpixel_upsample is not None:
         now = replace(now, subpixel_upsample=subpixel_upsample)
-    token = _SWITCHES.set(now)
+    _switches = now
     try:
-        yield _SWITCHES.get()
+        yield now
     finally:
-        _SWITCHES.reset(token)
+        _switches = before
 
 
 def group_norm_by_channels(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
