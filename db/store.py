@@ -1,7 +1,8 @@
 """The store's interface: everything bot/ and the worker may ask of the database.
 
-Backends (``SqliteStore`` now, a PostgreSQL one for workers on several
-hosts next) implement this protocol; callers depend on nothing else.
+Backends (``SqliteStore``, ``PostgresStore``) implement this protocol by
+subclassing ``db.checked_store.CheckedStore``, which defines every method
+here once, with its argument checks; callers depend on nothing else.
 Every method is one atomic transaction. Methods that change a claimed job
 take the lease ``token`` from ``claim`` and return False (or an ack with
 ``ok=False``) when the caller no longer holds the job, e.g. because its

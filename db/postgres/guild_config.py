@@ -13,7 +13,6 @@ import logging
 
 from db.clock import from_epoch
 from db.errors import InvalidInput, NotFound, StoreError
-from db.jobs import check_id
 from db.postgres.connection import Tx
 from db.settings import (
     DEFAULT_STYLES,
@@ -21,9 +20,6 @@ from db.settings import (
     AuditEntry,
     GuildSettings,
     SettingValue,
-    check_style_name,
-    check_style_text,
-    setting,
 )
 
 # The JSON form of setting values is SqliteStore's, so both backends store and audit the same text.
@@ -50,17 +46,13 @@ async def set_setting(
     tx: Tx,
     guild_id: int,
     key: str,
-    value: object,
+    new_value: SettingValue | None,
     *,
     by_user: int,
     defaults: GuildSettings,
     now: float,
 ) -> GuildSettings:
     """Change one setting (None: back to the default) and record it in the audit trail."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    spec = setting(key)
-    new_value = None if value is None else spec.coerce(value)
     await tx.run(GUILD_CONFIG_LOCK, (guild_id,))
     before = await load_settings(tx, guild_id, defaults)
     if new_value is None:
@@ -92,9 +84,6 @@ async def load_styles(tx: Tx, guild_id: int) -> dict[str, str]:
 
 async def set_style(tx: Tx, guild_id: int, name: str, text: str, *, by_user: int, now: float) -> dict[str, str]:
     """Add or change a style preset; audited."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    name, text = check_style_name(name), check_style_text(text)
     await tx.run(GUILD_CONFIG_LOCK, (guild_id,))
     styles = await load_styles(tx, guild_id)
     if name not in styles and len(styles) >= MAX_STYLES:
@@ -113,9 +102,6 @@ async def set_style(tx: Tx, guild_id: int, name: str, text: str, *, by_user: int
 
 async def delete_style(tx: Tx, guild_id: int, name: str, *, by_user: int, now: float) -> dict[str, str]:
     """Remove a style preset (a default one is hidden in this guild); audited."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    name = check_style_name(name)
     await tx.run(GUILD_CONFIG_LOCK, (guild_id,))
     styles = await load_styles(tx, guild_id)
     if name not in styles:

@@ -6,7 +6,6 @@ import json
 import logging
 import sqlite3
 
-from db.checks import check_id, check_limit
 from db.clock import from_epoch
 from db.errors import InvalidInput, NotFound, StoreError
 from db.settings import (
@@ -16,9 +15,6 @@ from db.settings import (
     AuditEntry,
     GuildSettings,
     SettingValue,
-    check_style_name,
-    check_style_text,
-    setting,
 )
 from db.sqlite.connection import write
 
@@ -29,7 +25,6 @@ def load_settings(
     conn: sqlite3.Connection, guild_id: int, defaults: GuildSettings
 ) -> GuildSettings:
     """The guild's settings: ``defaults`` with the guild's own values applied."""
-    check_id("guild_id", guild_id)
     settings = defaults
     for key, value in conn.execute(
         "SELECT key, value FROM guild_settings WHERE guild_id = ?", (guild_id,)
@@ -66,17 +61,13 @@ def set_setting(
     conn: sqlite3.Connection,
     guild_id: int,
     key: str,
-    value: object,
+    new_value: SettingValue | None,
     *,
     by_user: int,
     defaults: GuildSettings,
     now: float,
 ) -> GuildSettings:
     """Change one setting (None: back to the default) and record it in the audit trail."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    spec = setting(key)
-    new_value = None if value is None else spec.coerce(value)
     with write(conn):
         before = load_settings(conn, guild_id, defaults)
         if new_value is None:
@@ -100,7 +91,6 @@ def set_setting(
 
 def load_styles(conn: sqlite3.Connection, guild_id: int) -> dict[str, str]:
     """Style name -> prompt suffix: the defaults, with the guild's changes applied."""
-    check_id("guild_id", guild_id)
     styles = dict(DEFAULT_STYLES)
     for name, text in conn.execute(
         "SELECT name, text FROM guild_styles WHERE guild_id = ? ORDER BY name", (guild_id,)
@@ -116,9 +106,6 @@ def set_style(
     conn: sqlite3.Connection, guild_id: int, name: str, text: str, *, by_user: int, now: float
 ) -> dict[str, str]:
     """Add or change a style preset; audited."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    name, text = check_style_name(name), check_style_text(text)
     with write(conn):
         styles = load_styles(conn, guild_id)
         if name not in styles and len(styles) >= MAX_STYLES:
@@ -141,9 +128,6 @@ def delete_style(
     conn: sqlite3.Connection, guild_id: int, name: str, *, by_user: int, now: float
 ) -> dict[str, str]:
     """Remove a style preset (a default one is hidden in this guild); audited."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    name = check_style_name(name)
     with write(conn):
         styles = load_styles(conn, guild_id)
         if name not in styles:
@@ -164,8 +148,6 @@ def delete_style(
 
 def load_audit(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[AuditEntry]:
     """The guild's most recent changes, newest first."""
-    check_id("guild_id", guild_id)
-    check_limit(limit)
     rows = conn.execute(
         "SELECT id, guild_id, user_id, at, key, old, new FROM audit_log WHERE guild_id = ? "
         "ORDER BY id DESC LIMIT ?",

@@ -22,7 +22,7 @@ import secrets
 import sqlite3
 
 from db.clock import utc_day
-from db.jobs import MAX_BATCH, Claim, Shape, check_int, check_lease, check_worker
+from db.jobs import Claim, Shape
 from db.sqlite.connection import next_version, write
 from db.sqlite.rows import JOB_COLUMNS, job_from_row
 
@@ -77,9 +77,6 @@ def claim(
     conn: sqlite3.Connection, worker: str, *, lease_s: float, max_jobs: int, now: float
 ) -> list[Claim]:
     """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one shape to ``worker``."""
-    check_worker(worker)
-    check_lease(lease_s)
-    check_int("max_jobs", max_jobs, 1, MAX_BATCH)
     with write(conn):
         reclaim_expired(conn, now)
         claims: list[Claim] = []

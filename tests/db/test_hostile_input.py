@@ -1,8 +1,9 @@
 """Hostile input against the Store API: every case has its expected answer.
 
 An answer is a value (accepted) or a typed StoreError whose message is one or two sentences
-naming the field; never a raw exception, never a hang. The store is a real SQLite file with
-one running job (claimed by ``gpu-0``) and one queued job.
+naming the field; never a raw exception, never a hang. Every case runs on both backends (a real
+SQLite file, a real PostgreSQL database), holding one running job (claimed by ``gpu-0``) and one
+queued job; the "opening" cases are SqliteStore.open's own options.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from db import InvalidInput, NewJob, NotFound, ProgressAck, SqliteStore, StoreError, UnknownSetting
+from db import InvalidInput, NewJob, NotFound, ProgressAck, SqliteStore, Store, StoreError, UnknownSetting
 from tests.db.factories import PNG, new_job, params
 
 
 @dataclass(frozen=True)
 class World:
-    store: SqliteStore
+    store: Store
     folder: Path
     running: int
     token: str
@@ -157,7 +158,8 @@ CASES: list[tuple[str, Call, Refused | Returns]] = [
      lambda w: w.store.finish(w.running, w.token, result_png=PNG, gpu_seconds=1e300),
      Refused(InvalidInput, "gpu_seconds")),
     ("a result as a memoryview",
-     lambda w: w.store.finish(w.running, w.token, result_png=memoryview(PNG), gpu_seconds=1), Returns(True)),
+     lambda w: w.store.finish(w.running, w.token, result_png=memoryview(PNG), gpu_seconds=1),  # type: ignore[arg-type]
+     Returns(True)),
     ("a failure without an error text",
      lambda w: w.store.fail(w.running, w.token, error=None, gpu_seconds=1),  # type: ignore[arg-type]
      Refused(InvalidInput, "error")),
@@ -275,7 +277,7 @@ async def _open(path: Any, **options: Any) -> None:
 
 
 @pytest.fixture
-async def world(store: SqliteStore, tmp_path: Path) -> AsyncIterator[World]:
+async def world(store: Store, tmp_path: Path) -> AsyncIterator[World]:
     await store.enqueue(new_job())
     (claim,) = await store.claim("gpu-0", lease_seconds=60)
     queued = await store.enqueue(new_job(seed=8))
