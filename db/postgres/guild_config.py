@@ -1,18 +1,17 @@
 """Guild settings, style presets and the audit trail of their changes, on PostgreSQL.
 
 The values are stored as JSON text, as in SqliteStore, and decoded with the
-same registry (``db.settings``). A change locks the guild's rows it replaces
+same code (``db.stored_settings``). A change locks the guild's rows it replaces
 (``ON CONFLICT ... DO UPDATE``), so two admins changing one setting at once
 are applied one after the other, each audited with the value it replaced.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 from db.clock import from_epoch
-from db.errors import InvalidInput, NotFound, StoreError
+from db.errors import InvalidInput, NotFound
 from db.postgres.connection import Tx
 from db.settings import (
     DEFAULT_STYLES,
@@ -21,9 +20,7 @@ from db.settings import (
     GuildSettings,
     SettingValue,
 )
-
-# The JSON form of setting values is SqliteStore's, so both backends store and audit the same text.
-from db.sqlite.guild_config import _decode, _json
+from db.stored_settings import apply_stored, decode_value, encode_value
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +30,8 @@ GUILD_CONFIG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('vqbot guild 
 
 async def load_settings(tx: Tx, guild_id: int, defaults: GuildSettings) -> GuildSettings:
     """The guild's settings: ``defaults`` with the guild's own values applied."""
-    settings = defaults
-    for row in await tx.all("SELECT key, value FROM guild_settings WHERE guild_id = %s", (guild_id,)):
-        try:
-            settings = settings.with_values({row["key"]: json.loads(row["value"])})
-        except StoreError as exc:  # a key or range this version no longer has
-            log.warning("guild %d: ignoring stored setting %s=%s (%s)", guild_id, row["key"], row["value"], exc)
-    return settings
+    rows = await tx.all("SELECT key, value FROM guild_settings WHERE guild_id = %s", (guild_id,))
+    return apply_stored(defaults, guild_id, ((row["key"], row["value"]) for row in rows))
 
 
 async def set_setting(
@@ -61,7 +53,7 @@ async def set_setting(
         await tx.run(
             "INSERT INTO guild_settings (guild_id, key, value) VALUES (%s, %s, %s) "
             "ON CONFLICT (guild_id, key) DO UPDATE SET value = excluded.value",
-            (guild_id, key, _json(new_value)),
+            (guild_id, key, encode_value(new_value)),
         )
     after = await load_settings(tx, guild_id, defaults)
     old, new = getattr(before, key), getattr(after, key)
@@ -136,8 +128,8 @@ async def load_audit(tx: Tx, guild_id: int, limit: int) -> list[AuditEntry]:
                 user_id=r["user_id"],
                 at=at,
                 key=r["key"],
-                old=_decode(r["key"], r["old"]),
-                new=_decode(r["key"], r["new"]),
+                old=decode_value(r["key"], r["old"]),
+                new=decode_value(r["key"], r["new"]),
             )
         )
     return entries
@@ -154,5 +146,5 @@ async def _audit(
 ) -> None:
     await tx.run(
         "INSERT INTO audit_log (guild_id, user_id, at, key, old, new) VALUES (%s, %s, %s, %s, %s, %s)",
-        (guild_id, by_user, now, key, _json(old), _json(new)),
+        (guild_id, by_user, now, key, encode_value(old), encode_value(new)),
     )

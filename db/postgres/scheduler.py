@@ -23,10 +23,10 @@ import secrets
 from psycopg.rows import DictRow
 
 from db.clock import utc_day
+from db.fair_share import DEFAULT_SECONDS_PER_COST, IDLE_CREDIT_S, SPEED_EMA_WEIGHT, SPEED_SAMPLE_RANGE
 from db.jobs import Claim, Shape
 from db.postgres.connection import Tx
 from db.postgres.rows import JOB_COLUMNS, job_from_row
-from db.sqlite.scheduler import DEFAULT_SECONDS_PER_COST, IDLE_CREDIT_S, SPEED_EMA_WEIGHT, SPEED_SAMPLE_RANGE
 
 log = logging.getLogger(__name__)
 

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 
 from db.clock import from_epoch
-from db.errors import InvalidInput, NotFound, StoreError
-from db.settings import (
-    DEFAULT_STYLES,
-    MAX_STYLES,
-    SETTINGS,
-    AuditEntry,
-    GuildSettings,
-    SettingValue,
-)
+from db.errors import InvalidInput, NotFound
+from db.settings import DEFAULT_STYLES, MAX_STYLES, AuditEntry, GuildSettings, SettingValue
 from db.sqlite.connection import write
+from db.stored_settings import apply_stored, decode_value, encode_value
 
 log = logging.getLogger(__name__)
 
@@ -25,36 +18,8 @@ def load_settings(
     conn: sqlite3.Connection, guild_id: int, defaults: GuildSettings
 ) -> GuildSettings:
     """The guild's settings: ``defaults`` with the guild's own values applied."""
-    settings = defaults
-    for key, value in conn.execute(
-        "SELECT key, value FROM guild_settings WHERE guild_id = ?", (guild_id,)
-    ):
-        stored = json.loads(value)
-        try:
-            settings = settings.with_values({key: stored})
-        except StoreError as exc:  # a key, range or entry this version no longer accepts
-            usable = _usable_entries(key, stored)
-            if usable is None:
-                log.warning("guild %d: ignoring stored setting %s=%s (%s)", guild_id, key, value, exc)
-                continue
-            log.warning("guild %d: dropping stored %s entries this version refuses (%s)", guild_id, key, exc)
-            settings = settings.with_values({key: usable})
-    return settings
-
-
-def _usable_entries(key: str, stored: object) -> list[object] | None:
-    """The entries of a stored list that are valid alone (an old banned word without letters
-    must not unban all the others), or None when the setting isn't a list this version has."""
-    if key not in SETTINGS or not isinstance(stored, list):
-        return None
-    usable = []
-    for entry in stored:
-        try:
-            SETTINGS[key].coerce([entry])
-        except StoreError:
-            continue
-        usable.append(entry)
-    return usable
+    rows = conn.execute("SELECT key, value FROM guild_settings WHERE guild_id = ?", (guild_id,))
+    return apply_stored(defaults, guild_id, ((key, value) for key, value in rows))
 
 
 def set_setting(
@@ -78,7 +43,7 @@ def set_setting(
             conn.execute(
                 "INSERT INTO guild_settings (guild_id, key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (guild_id, key) DO UPDATE SET value = excluded.value",
-                (guild_id, key, _json(new_value)),
+                (guild_id, key, encode_value(new_value)),
             )
         after = load_settings(conn, guild_id, defaults)
         old, new = getattr(before, key), getattr(after, key)
@@ -160,8 +125,8 @@ def load_audit(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[Audi
             user_id=r["user_id"],
             at=from_epoch(r["at"]),  # type: ignore[arg-type]
             key=r["key"],
-            old=_decode(r["key"], r["old"]),
-            new=_decode(r["key"], r["new"]),
+            old=decode_value(r["key"], r["old"]),
+            new=decode_value(r["key"], r["new"]),
         )
         for r in rows
     ]
@@ -178,19 +143,6 @@ def _audit(
 ) -> None:
     conn.execute(
         "INSERT INTO audit_log (guild_id, user_id, at, key, old, new) VALUES (?, ?, ?, ?, ?, ?)",
-        (guild_id, by_user, now, key, _json(old), _json(new)),
+        (guild_id, by_user, now, key, encode_value(old), encode_value(new)),
     )
 
-
-def _decode(key: str, text: str | None) -> SettingValue | str | None:
-    """An audited value as the setting's type (tuples stay tuples)."""
-    if text is None:
-        return None
-    value = json.loads(text)
-    return SETTINGS[key].coerce(value) if key in SETTINGS else value
-
-
-def _json(value: SettingValue | str | None) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(list(value) if isinstance(value, tuple) else value)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import inspect
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,33 @@ def fresh_store(
             await store.close()
 
     return fresh
+
+
+RawSql = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
+
+
+@pytest.fixture
+def raw_sql(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> RawSql:
+    """``raw_sql(statement, params)``: one statement (``?`` placeholders) run and committed on this
+    test's database past the store, e.g. to plant rows as an older vqbot wrote them; its rows."""
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_url")
+
+        def run_postgres(statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+            with psycopg.connect(url, autocommit=True) as conn:
+                cursor = conn.execute(statement.replace("?", "%s"), tuple(params))  # type: ignore[arg-type]
+                return cursor.fetchall() if cursor.description else []
+
+        return run_postgres
+
+    def run_sqlite(statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(tmp_path / "vqbot.sqlite3", isolation_level=None)
+        try:
+            return conn.execute(statement, tuple(params)).fetchall()
+        finally:
+            conn.close()
+
+    return run_sqlite
 
 
 @pytest.fixture
