@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -160,17 +161,17 @@ async def test_rerun_records_its_parent_and_relation(store: SqliteStore) -> None
 
 
 async def test_finished_jobs_stay_undelivered_across_a_restart_until_marked(
-    store: SqliteStore, db_path, clock: FakeClock
+    store: Store, open_store: Callable[..., Awaitable[Store]]
 ) -> None:
     job = await store.enqueue(new_job())
     (claim,) = await store.claim("gpu-0", lease_seconds=30)
     await store.finish(job.id, claim.token, result_png=PNG, gpu_seconds=1)
     await store.close()
-    async with await SqliteStore.open(db_path, clock=clock) as reopened:
-        assert [j.id for j in await reopened.undelivered()] == [job.id]
-        assert await reopened.mark_delivered(job.id)
-        assert not await reopened.mark_delivered(job.id)
-        assert await reopened.undelivered() == []
+    reopened = await open_store()
+    assert [j.id for j in await reopened.undelivered()] == [job.id]
+    assert await reopened.mark_delivered(job.id)
+    assert not await reopened.mark_delivered(job.id)
+    assert await reopened.undelivered() == []
 
 
 async def test_a_job_that_is_not_finished_cannot_be_marked_delivered(store: SqliteStore) -> None:
