@@ -12,6 +12,7 @@ checks that), so no backend can skip a check the others make.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Self
@@ -55,11 +56,13 @@ from db.settings import (
     check_style_text,
     setting,
 )
+from db.wakeups import Wakeups
 
 MAX_VERSION = 2**63 - 1
 MAX_STEP = 10**9
 MAX_STEPS_PER_S = 1e6
 MAX_PRUNE_DAYS = 100_000
+MAX_WAIT_S = 86_400.0
 
 
 def held(job_id: object, token: object) -> tuple[int, str] | None:
@@ -80,6 +83,10 @@ class CheckedStore(ABC):
 
     clock: Clock
     defaults: GuildSettings
+    wakeups: Wakeups
+    """What woke ``wait_for_change``'s waiters (``db.wakeups``)."""
+    parked: asyncio.Event
+    """Set while a ``wait_for_change`` sleeps (tests start their change then)."""
 
     def _now(self) -> float:
         return to_epoch(self.clock.now())
@@ -92,6 +99,12 @@ class CheckedStore(ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    # --- waiting for changes -------------------------------------------------------
+    async def wait_for_change(self, since: int, timeout: float) -> int:
+        since = check_int("since", since, 0, MAX_VERSION)
+        timeout = check_seconds("timeout", timeout, most=MAX_WAIT_S)
+        return await self._wait_for_change(since, timeout)
 
     # --- submitting ----------------------------------------------------------------
     async def enqueue(self, new: NewJob) -> Job:
@@ -312,6 +325,11 @@ class CheckedStore(ABC):
         return await self._delete_style(guild, clean_name, by_user=user, now=self._now())
 
     # --- what each backend implements (arguments already checked) -------------------
+    @abstractmethod
+    async def _wait_for_change(self, since: int, timeout: float) -> int:
+        """Return once the feed's version is above ``since`` (or at ``timeout``), counting
+        what woke the waiter in ``wakeups`` and setting ``parked`` while it sleeps."""
+
     @abstractmethod
     async def _enqueue(
         self, jobs: list[CheckedJob], *, enforce_limits: bool, now: float

@@ -26,9 +26,20 @@ from db.settings import AuditEntry, GuildSettings, SettingValue
 from db.sqlite import admission, guild_config, listings, scheduler, transitions
 from db.sqlite.faults import call_guarded
 from db.sqlite.opening import close_database, database_path, open_database
+from db.wakeups import Wake, Wakeups
 
 T = TypeVar("T")
 MAX_BUSY_TIMEOUT_S = 3600.0
+MAX_POLL_INTERVAL_S = 3600.0
+
+
+def _counting_writes(
+    conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[T, bool]:
+    """``fn``'s result (run as ``call_guarded`` runs it) and whether it changed any row."""
+    before = conn.total_changes
+    result = call_guarded(conn, fn, args, kwargs)
+    return result, conn.total_changes != before
 
 
 class SqliteStore(CheckedStore):
@@ -43,12 +54,17 @@ class SqliteStore(CheckedStore):
         path: Path,
         clock: Clock,
         defaults: GuildSettings,
+        poll_interval_s: float,
     ) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._executor = executor
         self.path = path
         self.clock = clock
         self.defaults = defaults
+        self.poll_interval_s = poll_interval_s
+        self.wakeups = Wakeups()
+        self.parked = asyncio.Event()
+        self._next_write = asyncio.Event()  # set (and replaced) after each write of this store
 
     @classmethod
     async def open(
@@ -59,6 +75,7 @@ class SqliteStore(CheckedStore):
         defaults: GuildSettings | None = None,
         busy_timeout_s: float = 10.0,
         synchronous: str = "NORMAL",
+        poll_interval_s: float = 0.2,
     ) -> Self:
         """Open (creating its folder, the file and the schema as needed) the database at
         ``path``, and check that it can be written.
@@ -69,9 +86,12 @@ class SqliteStore(CheckedStore):
         SchemaTooNew for a database of a newer vqbot, InvalidInput for a bad argument.
         Once open, a method that finds the database locked past ``busy_timeout_s`` or the
         disk full raises StoreUnavailable(transient=True) and changes nothing.
+        ``poll_interval_s`` is how often ``wait_for_change`` looks for other connections'
+        commits while someone waits (this store's own writes wake waiters at once).
         """
         where = database_path(path)
         busy = check_seconds("busy_timeout_s", busy_timeout_s, most=MAX_BUSY_TIMEOUT_S)
+        poll = check_seconds("poll_interval_s", poll_interval_s, positive=True, most=MAX_POLL_INTERVAL_S)
         if defaults is not None and not isinstance(defaults, GuildSettings):
             raise InvalidInput("defaults", "defaults must be GuildSettings.")
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqbot-db")
@@ -87,6 +107,7 @@ class SqliteStore(CheckedStore):
             path=where,
             clock=clock or SystemClock(),
             defaults=defaults or GuildSettings(),
+            poll_interval_s=poll,
         )
 
     async def close(self) -> None:
@@ -104,7 +125,45 @@ class SqliteStore(CheckedStore):
         if conn is None:
             raise RuntimeError(f"the store for {self.path} is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(call_guarded, conn, fn, args, kwargs))
+        result, wrote = await loop.run_in_executor(self._executor, partial(_counting_writes, conn, fn, args, kwargs))
+        if wrote:  # wake this store's waiters now; other connections' see it at their next poll
+            written, self._next_write = self._next_write, asyncio.Event()
+            written.set()
+        return result
+
+    # --- waiting for changes -----------------------------------------------------
+    async def _wait_for_change(self, since: int, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            written = self._next_write  # taken before reading: a write after the read sets it
+            seen, current = await self._run(listings.change_counters)
+            if current > since:
+                return current
+            if deadline - loop.time() <= 0:
+                self.wakeups.timed_out += 1
+                return current
+            self.wakeups.parked += 1
+            self.parked.set()
+            try:
+                woke = await self._sleep_until_change(written, seen, deadline)
+            finally:
+                self.parked.clear()
+            self.wakeups.count(woke)
+
+    async def _sleep_until_change(self, written: asyncio.Event, seen: int, deadline: float) -> Wake:
+        """Until this store writes (NOTIFIED), another connection commits (POLLED: ``PRAGMA
+        data_version`` moved from ``seen``, checked every ``poll_interval_s``) or the deadline."""
+        loop = asyncio.get_running_loop()
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(written.wait(), min(remaining, self.poll_interval_s))
+            except TimeoutError:
+                if await self._run(listings.data_version) != seen:
+                    return Wake.POLLED
+            else:
+                return Wake.NOTIFIED
+        return Wake.TIMEOUT
 
     # --- submitting ------------------------------------------------------------
     async def _enqueue(self, jobs: list[CheckedJob], *, enforce_limits: bool, now: float) -> list[Job]:

@@ -22,13 +22,22 @@ from typing import Protocol, Self, runtime_checkable
 
 from db.jobs import Claim, Job, NewJob, ProgressAck
 from db.settings import AuditEntry, GuildSettings
+from db.wakeups import WaitsForChanges
 
 
 @runtime_checkable
-class Store(Protocol):
+class Store(WaitsForChanges, Protocol):
     async def close(self) -> None: ...
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc_info: object) -> None: ...
+
+    # --- waiting (the bot and idle workers) -------------------------------------
+    async def wait_for_change(self, since: int, timeout: float) -> int:
+        """The newest version once the change feed has something above ``since``, or the
+        current one after ``timeout`` seconds (0 to 86,400); see ``db.wakeups`` for how
+        each backend wakes its waiters. Start from ``version()``, then hand what it
+        returns to ``changed_since``."""
+        ...
 
     # --- submitting (the bot) -------------------------------------------------
     async def enqueue(self, new: NewJob) -> Job:

@@ -22,10 +22,11 @@ from db.errors import InvalidInput, StoreUnavailable
 from db.jobs import CheckedJob, Claim, Job, ProgressAck
 from db.postgres import admission, guild_config, listings, scheduler, transitions
 from db.postgres.connection import Pool, SessionSettings, Tx, connect, open_pool, run_transaction, where
-from db.postgres.listener import Listener, Wake, Wakeups
+from db.postgres.listener import Listener
 from db.postgres.rows import fetch_job
 from db.postgres.schema import migrate
 from db.settings import AuditEntry, GuildSettings, SettingValue
+from db.wakeups import Wake, Wakeups
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,7 +35,7 @@ T = TypeVar("T")
 class PostgresStore(CheckedStore):
     """``await PostgresStore.open("postgresql://user@host/db")``; see ``db.store.Store``
     for the methods (``db.checked_store`` checks their arguments before they get here)
-    and ``db.wakeups.WaitsForChanges`` for ``wait_for_change``."""
+    and ``db.wakeups`` for how ``wait_for_change`` wakes up."""
 
     def __init__(
         self,
@@ -167,10 +168,9 @@ class PostgresStore(CheckedStore):
                 f"Could not listen for changes at {self.where}; workers fall back to polling.", transient=True
             ) from None
 
-    async def wait_for_change(self, since: int, timeout: float) -> int:
+    async def _wait_for_change(self, since: int, timeout: float) -> int:
         """The newest version once it is above ``since`` (woken by NOTIFY, or by the poll
         every ``poll_interval_s``), or the current version after ``timeout`` seconds."""
-        check_seconds("timeout", timeout, most=86_400)
         self.listener.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -183,7 +183,10 @@ class PostgresStore(CheckedStore):
             signal = self.listener.next_wake()
             current = await self.version()
             remaining = deadline - loop.time()
-            if current > since or remaining <= 0:
+            if current > since:
+                return current
+            if remaining <= 0:
+                self.wakeups.timed_out += 1
                 return current
             self.wakeups.parked += 1
             self.parked.set()
@@ -191,12 +194,7 @@ class PostgresStore(CheckedStore):
                 woke = await self.listener.wait(signal, min(remaining, self.poll_interval_s))
             finally:
                 self.parked.clear()
-            if woke is Wake.NOTIFIED:
-                self.wakeups.notified += 1
-            elif woke is Wake.DROPPED:
-                self.wakeups.dropped += 1
-            else:
-                self.wakeups.polled += 1
+            self.wakeups.count(Wake.POLLED if woke is Wake.TIMEOUT else woke)
 
     # --- submitting ------------------------------------------------------------
     async def _enqueue(self, jobs: list[CheckedJob], *, enforce_limits: bool, now: float) -> list[Job]:

@@ -94,6 +94,18 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT version FROM store_state WHERE id = 1").fetchone()[0])
 
 
+def data_version(conn: sqlite3.Connection) -> int:
+    """A number that changes when another connection has committed since this one last asked
+    (SQLite's shared memory, no disk): the cheap test of whether to read the version again."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def change_counters(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(``data_version``, the feed's version), read in that order: a commit between the two
+    reads shows in the version and moves ``data_version`` again, so nothing slips between."""
+    return data_version(conn), current_version(conn)
+
+
 def preview(conn: sqlite3.Connection, job_id: int) -> tuple[int, bytes] | None:
     row = conn.execute("SELECT step, image FROM previews WHERE job_id = ?", (job_id,)).fetchone()
     return (row["step"], bytes(row["image"])) if row else None

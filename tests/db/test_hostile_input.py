@@ -200,6 +200,12 @@ CASES: list[tuple[str, Call, Refused | Returns]] = [
      Refused(InvalidInput, "usage_older_than_days")),
     ("the settings of guild 2**64", lambda w: w.store.settings(2**64), Refused(InvalidInput, "guild_id")),
     ("deliver job 2**64", lambda w: w.store.mark_delivered(2**64), Returns(False)),
+    ("a wait since version '5'", lambda w: w.store.wait_for_change("5", timeout=1),  # type: ignore[arg-type]
+     Refused(InvalidInput, "since")),
+    ("a wait for NaN seconds", lambda w: w.store.wait_for_change(0, timeout=float("nan")),
+     Refused(InvalidInput, "timeout")),
+    ("a wait for a year", lambda w: w.store.wait_for_change(0, timeout=365 * 86_400),
+     Refused(InvalidInput, "timeout")),
     ("the preview of job -5", lambda w: w.store.preview(-5), Returns(None)),
     # --- guild settings and styles --------------------------------------------------------
     ("a cooldown beyond float range", lambda w: w.store.set_setting(1, "cooldown_s", 10**400, by_user=1),

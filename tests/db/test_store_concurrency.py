@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from db import Store
 from tests.db.factories import OPEN_LIMITS, PNG, new_job
-from tests.db.postgres_checks import start_python
+from tests.db.processes import start_python
 
 OpenStore = Callable[..., Awaitable[Store]]
 
