@@ -260,9 +260,10 @@ class CheckedStore(ABC):
         since = check_int("version", version, 0, MAX_VERSION)
         return await self._changed_since(since, check_limit(limit))
 
-    async def mark_delivered(self, job_id: int) -> bool:
+    async def mark_delivered(self, job_id: int, *, result_message_id: int | None = None) -> bool:
+        message = None if result_message_id is None else check_id("result_message_id", result_message_id)
         found = lookup_id("job_id", job_id)
-        return False if found is None else await self._mark_delivered(found)
+        return False if found is None else await self._mark_delivered(found, result_message_id=message)
 
     async def undelivered(self, *, limit: int = 100) -> list[Job]:
         return await self._undelivered(check_limit(limit))
@@ -413,7 +414,7 @@ class CheckedStore(ABC):
     async def _changed_since(self, version: int, limit: int) -> list[Job]: ...
 
     @abstractmethod
-    async def _mark_delivered(self, job_id: int) -> bool: ...
+    async def _mark_delivered(self, job_id: int, *, result_message_id: int | None) -> bool: ...
 
     @abstractmethod
     async def _undelivered(self, limit: int) -> list[Job]: ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from db.clock import from_epoch
-from db.errors import InvalidInput, NotFound
+from db.errors import InvalidInput, UnknownSetting
 from db.postgres.connection import Tx
 from db.settings import (
     DEFAULT_STYLES,
@@ -97,7 +97,7 @@ async def delete_style(tx: Tx, guild_id: int, name: str, *, by_user: int, now: f
     await tx.run(GUILD_CONFIG_LOCK, (guild_id,))
     styles = await load_styles(tx, guild_id)
     if name not in styles:
-        raise NotFound(f"There is no style called {name!r} in this server. Check /styles.")
+        raise UnknownSetting.style(name, sorted(styles))
     if name in DEFAULT_STYLES:
         await tx.run(
             "INSERT INTO guild_styles (guild_id, name, text) VALUES (%s, %s, NULL) "

@@ -303,8 +303,8 @@ class PostgresStore(CheckedStore):
     async def _changed_since(self, version: int, limit: int) -> list[Job]:
         return await self._run(listings.changed_since, version, limit, read_only=True)
 
-    async def _mark_delivered(self, job_id: int) -> bool:
-        return await self._run(transitions.mark_delivered, job_id)
+    async def _mark_delivered(self, job_id: int, *, result_message_id: int | None) -> bool:
+        return await self._run(transitions.mark_delivered, job_id, result_message_id=result_message_id)
 
     async def _undelivered(self, limit: int) -> list[Job]:
         return await self._run(listings.undelivered, limit)

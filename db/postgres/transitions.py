@@ -204,8 +204,9 @@ async def request_cancel(tx: Tx, job_id: int, *, by_user: int, is_admin: bool, n
     return job
 
 
-async def mark_delivered(tx: Tx, job_id: int) -> bool:
-    """Record that the bot posted the finished job's outcome; False if not finished or done."""
+async def mark_delivered(tx: Tx, job_id: int, *, result_message_id: int | None) -> bool:
+    """Record that the bot posted the finished job's outcome (in ``result_message_id``, if
+    given); False, changing nothing, if the job is not finished or was delivered already."""
     row = await tx.one(
         "SELECT 1 FROM jobs WHERE id = %s AND NOT delivered AND state IN ('succeeded', 'failed', 'cancelled') "
         "FOR UPDATE",
@@ -213,7 +214,11 @@ async def mark_delivered(tx: Tx, job_id: int) -> bool:
     )
     if row is None:
         return False
-    await tx.run("UPDATE jobs SET delivered = true, version = %s WHERE id = %s", (await tx.version(), job_id))
+    await tx.run(
+        "UPDATE jobs SET delivered = true, result_message_id = COALESCE(%s::bigint, result_message_id), "
+        "version = %s WHERE id = %s",
+        (result_message_id, await tx.version(), job_id),
+    )
     return True
 
 

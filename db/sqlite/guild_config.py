@@ -6,7 +6,7 @@ import logging
 import sqlite3
 
 from db.clock import from_epoch
-from db.errors import InvalidInput, NotFound
+from db.errors import InvalidInput, UnknownSetting
 from db.settings import DEFAULT_STYLES, MAX_STYLES, AuditEntry, GuildSettings, SettingValue
 from db.sqlite.connection import write
 from db.stored_settings import apply_stored, decode_value, encode_value
@@ -96,7 +96,7 @@ def delete_style(
     with write(conn):
         styles = load_styles(conn, guild_id)
         if name not in styles:
-            raise NotFound(f"There is no style called {name!r} in this server. Check /styles.")
+            raise UnknownSetting.style(name, sorted(styles))
         if name in DEFAULT_STYLES:
             conn.execute(
                 "INSERT INTO guild_styles (guild_id, name, text) VALUES (?, ?, NULL) "

@@ -224,13 +224,14 @@ def request_cancel(
     return job
 
 
-def mark_delivered(conn: sqlite3.Connection, job_id: int) -> bool:
-    """Record that the bot posted the finished job's outcome; False if not finished or done."""
+def mark_delivered(conn: sqlite3.Connection, job_id: int, *, result_message_id: int | None) -> bool:
+    """Record that the bot posted the finished job's outcome (in ``result_message_id``, if
+    given); False, changing nothing, if the job is not finished or was delivered already."""
     with write(conn):
         cursor = conn.execute(
-            "UPDATE jobs SET delivered = 1 WHERE id = ? AND delivered = 0 "
-            "AND state IN ('succeeded', 'failed', 'cancelled')",
-            (job_id,),
+            "UPDATE jobs SET delivered = 1, result_message_id = COALESCE(?, result_message_id) "
+            "WHERE id = ? AND delivered = 0 AND state IN ('succeeded', 'failed', 'cancelled')",
+            (result_message_id, job_id),
         )
         if cursor.rowcount == 0:
             return False

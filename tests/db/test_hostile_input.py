@@ -200,6 +200,11 @@ CASES: list[tuple[str, Call, Refused | Returns]] = [
      Refused(InvalidInput, "usage_older_than_days")),
     ("the settings of guild 2**64", lambda w: w.store.settings(2**64), Refused(InvalidInput, "guild_id")),
     ("deliver job 2**64", lambda w: w.store.mark_delivered(2**64), Returns(False)),
+    ("a delivery in message 2**64",
+     lambda w: w.store.mark_delivered(w.running, result_message_id=2**64), Refused(InvalidInput, "result_message_id")),
+    ("a delivery in message '5'",
+     lambda w: w.store.mark_delivered(w.running, result_message_id="5"),  # type: ignore[arg-type]
+     Refused(InvalidInput, "result_message_id")),
     ("a wait since version '5'", lambda w: w.store.wait_for_change("5", timeout=1),  # type: ignore[arg-type]
      Refused(InvalidInput, "since")),
     ("a wait for NaN seconds", lambda w: w.store.wait_for_change(0, timeout=float("nan")),
@@ -245,7 +250,7 @@ CASES: list[tuple[str, Call, Refused | Returns]] = [
     ("a style named like a path", lambda w: w.store.set_style(1, "../../etc/passwd", "x", by_user=1),
      Refused(InvalidInput, "style")),
     ("deleting a style that does not exist", lambda w: w.store.delete_style(1, "nope", by_user=1),
-     Refused(NotFound)),
+     Refused(UnknownSetting, "style")),
     ("a style with markdown and a mention is stored as typed",
      lambda w: _style_of(w.store.set_style(1, "evil", MARKUP, by_user=1), "evil"), Returns(MARKUP)),
     # --- opening --------------------------------------------------------------------------
