@@ -4,19 +4,19 @@ Each public method of ``db.store.Store`` is defined here and nowhere else. It
 checks its arguments with ``db.checks`` (InvalidInput naming the field), answers
 at once what no row can change (a job id of 0 or 2**64 finds nothing), and only
 then calls the backend's own method of the same name with an underscore
-(``claim`` -> ``_claim``), passing clean values and the clock's ``now``.
-A backend subclasses ``CheckedStore`` and implements the underscore methods;
-it never defines a public Store method itself (tests/db/test_store_contract.py
-checks that), so no backend can skip a check the others make.
+(``claim`` -> ``_claim``, declared in ``db.backend``), passing clean values
+and the clock's ``now``. A backend subclasses ``CheckedStore`` and implements
+the underscore methods; it never defines a public Store method itself
+(tests/db/test_store_contract.py checks that), so no backend can skip a check
+the others make.
 """
 
 from __future__ import annotations
 
-import asyncio
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Self
 
+from db.backend import Backend
 from db.checks import (
     MAX_SNOWFLAKE,
     check_bool,
@@ -32,7 +32,7 @@ from db.checks import (
     describe,
     lookup_id,
 )
-from db.clock import Clock, to_epoch, utc_day
+from db.clock import to_epoch, utc_day
 from db.custom_ids import parse_custom_id
 from db.errors import InvalidInput, NotFound
 from db.jobs import (
@@ -51,12 +51,10 @@ from db.jobs import (
 from db.settings import (
     AuditEntry,
     GuildSettings,
-    SettingValue,
     check_style_name,
     check_style_text,
     setting,
 )
-from db.wakeups import Wakeups
 
 MAX_VERSION = 2**63 - 1
 MAX_STEP = 10**9
@@ -78,21 +76,12 @@ def check_new_jobs(news: object) -> list[CheckedJob]:
     return [check_new_job(new) for new in news]
 
 
-class CheckedStore(ABC):
-    """The checked front of every backend; see ``db.store.Store`` for what each method does."""
-
-    clock: Clock
-    defaults: GuildSettings
-    wakeups: Wakeups
-    """What woke ``wait_for_change``'s waiters (``db.wakeups``)."""
-    parked: asyncio.Event
-    """Set while a ``wait_for_change`` sleeps (tests start their change then)."""
+class CheckedStore(Backend):
+    """The checked front of every backend; see ``db.store.Store`` for what each method does
+    and ``db.backend.Backend`` for what a backend implements."""
 
     def _now(self) -> float:
         return to_epoch(self.clock.now())
-
-    @abstractmethod
-    async def close(self) -> None: ...
 
     async def __aenter__(self) -> Self:
         return self
@@ -324,130 +313,3 @@ class CheckedStore(ABC):
         user = check_id("by_user", by_user)
         clean_name = check_style_name(name)
         return await self._delete_style(guild, clean_name, by_user=user, now=self._now())
-
-    # --- what each backend implements (arguments already checked) -------------------
-    @abstractmethod
-    async def _wait_for_change(self, since: int, timeout: float) -> int:
-        """Return once the feed's version is above ``since`` (or at ``timeout``), counting
-        what woke the waiter in ``wakeups`` and setting ``parked`` while it sleeps."""
-
-    @abstractmethod
-    async def _enqueue(
-        self, jobs: list[CheckedJob], *, enforce_limits: bool, now: float
-    ) -> list[Job]: ...
-
-    @abstractmethod
-    async def _request_cancel(
-        self, job_id: int, *, by_user: int, is_admin: bool, now: float
-    ) -> Job: ...
-
-    @abstractmethod
-    async def _claim(
-        self, worker: str, *, lease_s: float, max_jobs: int, now: float
-    ) -> list[Claim]: ...
-
-    @abstractmethod
-    async def _reclaim_expired(self, now: float) -> int: ...
-
-    @abstractmethod
-    async def _heartbeat(self, job_id: int, token: str, *, lease_s: float, now: float) -> bool: ...
-
-    @abstractmethod
-    async def _report_progress(
-        self,
-        job_id: int,
-        token: str,
-        *,
-        step: int,
-        preview: bytes | None,
-        steps_per_s: float | None,
-        lease_s: float | None,
-        now: float,
-    ) -> ProgressAck: ...
-
-    @abstractmethod
-    async def _finish(
-        self, job_id: int, token: str, *, result_png: bytes, gpu_seconds: float, now: float
-    ) -> bool: ...
-
-    @abstractmethod
-    async def _fail(
-        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool, now: float
-    ) -> bool: ...
-
-    @abstractmethod
-    async def _release(self, job_id: int, token: str, *, now: float) -> bool: ...
-
-    @abstractmethod
-    async def _confirm_cancelled(
-        self, job_id: int, token: str, *, gpu_seconds: float, now: float
-    ) -> bool: ...
-
-    @abstractmethod
-    async def _get(self, job_id: int) -> Job | None: ...
-
-    @abstractmethod
-    async def _by_message(self, message_id: int) -> Job | None: ...
-
-    @abstractmethod
-    async def _set_message(self, job_id: int, message_id: int, *, kind: str) -> Job: ...
-
-    @abstractmethod
-    async def _preview(self, job_id: int) -> tuple[int, bytes] | None: ...
-
-    @abstractmethod
-    async def _result(self, job_id: int) -> bytes | None: ...
-
-    @abstractmethod
-    async def _position(self, job_id: int) -> tuple[int, float | None]: ...
-
-    @abstractmethod
-    async def _queue(self, guild_id: int, limit: int) -> list[Job]: ...
-
-    @abstractmethod
-    async def _history(self, user_id: int, guild_id: int | None, limit: int) -> list[Job]: ...
-
-    @abstractmethod
-    async def _version(self) -> int: ...
-
-    @abstractmethod
-    async def _changed_since(self, version: int, limit: int) -> list[Job]: ...
-
-    @abstractmethod
-    async def _mark_delivered(self, job_id: int, *, result_message_id: int | None) -> bool: ...
-
-    @abstractmethod
-    async def _undelivered(self, limit: int) -> list[Job]: ...
-
-    @abstractmethod
-    async def _stats(self, now: float) -> dict[str, object]: ...
-
-    @abstractmethod
-    async def _prune(
-        self, *, previews_before: float, results_before: float | None, usage_before_day: int
-    ) -> dict[str, int]: ...
-
-    @abstractmethod
-    async def _settings(self, guild_id: int) -> GuildSettings: ...
-
-    @abstractmethod
-    async def _set_setting(
-        self, guild_id: int, key: str, value: SettingValue | None, *, by_user: int, now: float
-    ) -> GuildSettings: ...
-
-    @abstractmethod
-    async def _audit(self, guild_id: int, limit: int) -> list[AuditEntry]: ...
-
-    @abstractmethod
-    async def _styles(self, guild_id: int) -> dict[str, str]: ...
-
-    @abstractmethod
-    async def _set_style(
-        self, guild_id: int, name: str, text: str, *, by_user: int, now: float
-    ) -> dict[str, str]: ...
-
-    @abstractmethod
-    async def _delete_style(
-        self, guild_id: int, name: str, *, by_user: int, now: float
-    ) -> dict[str, str]: ...
-
