@@ -30,18 +30,33 @@ class InvalidInput(StoreError, ValueError):
 
 
 class UnknownSetting(InvalidInput, KeyError):
-    """A guild setting or style key that does not exist."""
+    """A guild setting or style that does not exist: what every /config call raises for a
+    key it doesn't know (``set_setting``'s key, ``delete_style``'s name).
 
-    def __init__(self, key: str, valid: list[str]) -> None:
-        shown = repr(key) if len(key) <= 60 else repr(key[:57]) + "..."
+    ``field`` is ``"key"`` for a setting and ``"style"`` for a style; ``key`` is the
+    name asked for, ``valid`` the names there are.
+    """
+
+    def __init__(self, key: str, valid: list[str], *, field: str = "key", message: str | None = None) -> None:
+        shown = _shown(key)
         super().__init__(
-            "key", f"There is no setting called {shown}. Valid settings: {', '.join(valid)}."
+            field, message or f"There is no setting called {shown}. Valid settings: {', '.join(valid)}."
         )
         self.key = key
         self.valid = valid
 
+    @classmethod
+    def style(cls, name: str, valid: list[str]) -> UnknownSetting:
+        """No style ``name`` in this guild (``valid``: the ones it has)."""
+        message = f"There is no style called {_shown(name)} in this server; /config styles lists its styles."
+        return cls(name, valid, field="style", message=message)
+
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return self.message
+
+
+def _shown(key: str) -> str:
+    return repr(key) if len(key) <= 60 else repr(key[:57]) + "..."
 
 
 class LimitExceeded(StoreError):

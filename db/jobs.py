@@ -39,6 +39,8 @@ ATTEMPTS_RANGE = (1, 20)
 STEPS_RANGE = (1, 100_000)
 SIDE_RANGE = (1, 16_384)
 CUTN_RANGE = (1, 4096)
+MESSAGE_COLUMNS = {"card": "message_id", "result": "result_message_id"}
+"""``set_message``'s kinds: the Job field (and the column, in every backend) each one sets."""
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 Shape = tuple[str, int, int]

@@ -11,28 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Self, TypeVar
 
-from db.checks import check_bool, check_int, check_seconds
-from db.clock import Clock, SystemClock, to_epoch, utc_day
-from db.custom_ids import parse_custom_id
+from db.checked_store import CheckedStore
+from db.checks import check_seconds
+from db.clock import Clock, SystemClock
 from db.errors import InvalidInput
-from db.jobs import Claim, Job, NewJob, ProgressAck
-from db.settings import AuditEntry, GuildSettings
+from db.jobs import CheckedJob, Claim, Job, ProgressAck
+from db.settings import AuditEntry, GuildSettings, SettingValue
 from db.sqlite import admission, guild_config, listings, scheduler, transitions
 from db.sqlite.faults import call_guarded
 from db.sqlite.opening import close_database, database_path, open_database
+from db.wakeups import Wake, Wakeups
 
 T = TypeVar("T")
 MAX_BUSY_TIMEOUT_S = 3600.0
+MAX_POLL_INTERVAL_S = 3600.0
 
 
-class SqliteStore:
-    """``await SqliteStore.open(path)``; see ``db.store.Store`` for the methods."""
+def _counting_writes(
+    conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[T, bool]:
+    """``fn``'s result (run as ``call_guarded`` runs it) and whether it changed any row."""
+    before = conn.total_changes
+    result = call_guarded(conn, fn, args, kwargs)
+    return result, conn.total_changes != before
+
+
+class SqliteStore(CheckedStore):
+    """``await SqliteStore.open(path)``; see ``db.store.Store`` for the methods
+    (``db.checked_store`` checks their arguments before they get here)."""
 
     def __init__(
         self,
@@ -42,12 +54,17 @@ class SqliteStore:
         path: Path,
         clock: Clock,
         defaults: GuildSettings,
+        poll_interval_s: float,
     ) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._executor = executor
         self.path = path
         self.clock = clock
         self.defaults = defaults
+        self.poll_interval_s = poll_interval_s
+        self.wakeups = Wakeups()
+        self.parked = asyncio.Event()
+        self._next_write = asyncio.Event()  # set (and replaced) after each write of this store
 
     @classmethod
     async def open(
@@ -58,6 +75,7 @@ class SqliteStore:
         defaults: GuildSettings | None = None,
         busy_timeout_s: float = 10.0,
         synchronous: str = "NORMAL",
+        poll_interval_s: float = 0.2,
     ) -> Self:
         """Open (creating its folder, the file and the schema as needed) the database at
         ``path``, and check that it can be written.
@@ -68,9 +86,12 @@ class SqliteStore:
         SchemaTooNew for a database of a newer vqbot, InvalidInput for a bad argument.
         Once open, a method that finds the database locked past ``busy_timeout_s`` or the
         disk full raises StoreUnavailable(transient=True) and changes nothing.
+        ``poll_interval_s`` is how often ``wait_for_change`` looks for other connections'
+        commits while someone waits (this store's own writes wake waiters at once).
         """
         where = database_path(path)
         busy = check_seconds("busy_timeout_s", busy_timeout_s, most=MAX_BUSY_TIMEOUT_S)
+        poll = check_seconds("poll_interval_s", poll_interval_s, positive=True, most=MAX_POLL_INTERVAL_S)
         if defaults is not None and not isinstance(defaults, GuildSettings):
             raise InvalidInput("defaults", "defaults must be GuildSettings.")
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqbot-db")
@@ -86,6 +107,7 @@ class SqliteStore:
             path=where,
             clock=clock or SystemClock(),
             defaults=defaults or GuildSettings(),
+            poll_interval_s=poll,
         )
 
     async def close(self) -> None:
@@ -98,69 +120,82 @@ class SqliteStore:
         finally:
             self._executor.shutdown(wait=True)
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     async def _run(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
         conn = self._conn
         if conn is None:
             raise RuntimeError(f"the store for {self.path} is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(call_guarded, conn, fn, args, kwargs))
+        result, wrote = await loop.run_in_executor(self._executor, partial(_counting_writes, conn, fn, args, kwargs))
+        if wrote:  # wake this store's waiters now; other connections' see it at their next poll
+            written, self._next_write = self._next_write, asyncio.Event()
+            written.set()
+        return result
 
-    def _now(self) -> float:
-        return to_epoch(self.clock.now())
+    # --- waiting for changes -----------------------------------------------------
+    async def _wait_for_change(self, since: int, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            written = self._next_write  # taken before reading: a write after the read sets it
+            seen, current = await self._run(listings.change_counters)
+            if current > since:
+                return current
+            if deadline - loop.time() <= 0:
+                self.wakeups.timed_out += 1
+                return current
+            self.wakeups.parked += 1
+            self.parked.set()
+            try:
+                woke = await self._sleep_until_change(written, seen, deadline)
+            finally:
+                self.parked.clear()
+            self.wakeups.count(woke)
+
+    async def _sleep_until_change(self, written: asyncio.Event, seen: int, deadline: float) -> Wake:
+        """Until this store writes (NOTIFIED), another connection commits (POLLED: ``PRAGMA
+        data_version`` moved from ``seen``, checked every ``poll_interval_s``) or the deadline."""
+        loop = asyncio.get_running_loop()
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(written.wait(), min(remaining, self.poll_interval_s))
+            except TimeoutError:
+                if await self._run(listings.data_version) != seen:
+                    return Wake.POLLED
+            else:
+                return Wake.NOTIFIED
+        return Wake.TIMEOUT
 
     # --- submitting ------------------------------------------------------------
-    async def enqueue(self, new: NewJob) -> Job:
-        (job,) = await self.enqueue_many([new])
-        return job
-
-    async def enqueue_many(
-        self, news: Sequence[NewJob], *, enforce_limits: bool = True
-    ) -> list[Job]:
-        check_bool("enforce_limits", enforce_limits)
-        if not news:
-            return []
+    async def _enqueue(self, jobs: list[CheckedJob], *, enforce_limits: bool, now: float) -> list[Job]:
         return await self._run(
-            admission.enqueue,
-            list(news),
-            defaults=self.defaults,
-            enforce_limits=enforce_limits,
-            now=self._now(),
+            admission.enqueue, jobs, defaults=self.defaults, enforce_limits=enforce_limits, now=now
         )
 
-    async def request_cancel(self, job_id: int, *, by_user: int, is_admin: bool) -> Job:
+    async def _request_cancel(self, job_id: int, *, by_user: int, is_admin: bool, now: float) -> Job:
         return await self._run(
-            transitions.request_cancel, job_id, by_user=by_user, is_admin=is_admin, now=self._now()
+            transitions.request_cancel, job_id, by_user=by_user, is_admin=is_admin, now=now
         )
 
     # --- working ---------------------------------------------------------------
-    async def claim(self, worker: str, *, lease_seconds: float, max_jobs: int = 1) -> list[Claim]:
-        return await self._run(
-            scheduler.claim, worker, lease_s=lease_seconds, max_jobs=max_jobs, now=self._now()
-        )
+    async def _claim(self, worker: str, *, lease_s: float, max_jobs: int, now: float) -> list[Claim]:
+        return await self._run(scheduler.claim, worker, lease_s=lease_s, max_jobs=max_jobs, now=now)
 
-    async def reclaim_expired(self) -> int:
-        return await self._run(scheduler.reclaim, self._now())
+    async def _reclaim_expired(self, now: float) -> int:
+        return await self._run(scheduler.reclaim, now)
 
-    async def heartbeat(self, job_id: int, token: str, *, lease_seconds: float) -> bool:
-        return await self._run(
-            transitions.heartbeat, job_id, token, lease_s=lease_seconds, now=self._now()
-        )
+    async def _heartbeat(self, job_id: int, token: str, *, lease_s: float, now: float) -> bool:
+        return await self._run(transitions.heartbeat, job_id, token, lease_s=lease_s, now=now)
 
-    async def report_progress(
+    async def _report_progress(
         self,
         job_id: int,
         token: str,
         *,
         step: int,
-        preview: bytes | None = None,
-        steps_per_s: float | None = None,
-        lease_seconds: float | None = None,
+        preview: bytes | None,
+        steps_per_s: float | None,
+        lease_s: float | None,
+        now: float,
     ) -> ProgressAck:
         return await self._run(
             transitions.report_progress,
@@ -169,143 +204,107 @@ class SqliteStore:
             step=step,
             preview=preview,
             steps_per_s=steps_per_s,
-            lease_s=lease_seconds,
-            now=self._now(),
+            lease_s=lease_s,
+            now=now,
         )
 
-    async def cancel_requested(self, job_id: int) -> bool:
-        job = await self.get(job_id)
-        return job is not None and job.cancel_requested
-
-    async def finish(
-        self, job_id: int, token: str, *, result_png: bytes, gpu_seconds: float
+    async def _finish(
+        self, job_id: int, token: str, *, result_png: bytes, gpu_seconds: float, now: float
     ) -> bool:
         return await self._run(
-            transitions.finish,
-            job_id,
-            token,
-            result_png=result_png,
-            gpu_seconds=gpu_seconds,
-            now=self._now(),
+            transitions.finish, job_id, token, result_png=result_png, gpu_seconds=gpu_seconds, now=now
         )
 
-    async def fail(
-        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool = False
+    async def _fail(
+        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool, now: float
     ) -> bool:
         return await self._run(
-            transitions.fail,
-            job_id,
-            token,
-            error=error,
-            gpu_seconds=gpu_seconds,
-            retry=retry,
-            now=self._now(),
+            transitions.fail, job_id, token, error=error, gpu_seconds=gpu_seconds, retry=retry, now=now
         )
 
-    async def release(self, job_id: int, token: str) -> bool:
-        return await self._run(transitions.release, job_id, token, now=self._now())
+    async def _release(self, job_id: int, token: str, *, now: float) -> bool:
+        return await self._run(transitions.release, job_id, token, now=now)
 
-    async def confirm_cancelled(self, job_id: int, token: str, *, gpu_seconds: float) -> bool:
+    async def _confirm_cancelled(
+        self, job_id: int, token: str, *, gpu_seconds: float, now: float
+    ) -> bool:
         return await self._run(
-            transitions.confirm_cancelled, job_id, token, gpu_seconds=gpu_seconds, now=self._now()
+            transitions.confirm_cancelled, job_id, token, gpu_seconds=gpu_seconds, now=now
         )
 
     # --- reading ---------------------------------------------------------------
-    async def get(self, job_id: int) -> Job | None:
+    async def _get(self, job_id: int) -> Job | None:
         return await self._run(listings.job, job_id)
 
-    async def by_message(self, message_id: int) -> Job | None:
+    async def _by_message(self, message_id: int) -> Job | None:
         return await self._run(listings.by_message, message_id)
 
-    async def by_custom_id(self, custom_id: str) -> Job | None:
-        parsed = parse_custom_id(custom_id)
-        return None if parsed is None else await self.get(parsed[1])
-
-    async def set_message(self, job_id: int, message_id: int, *, kind: str = "card") -> Job:
+    async def _set_message(self, job_id: int, message_id: int, *, kind: str) -> Job:
         return await self._run(transitions.set_message, job_id, message_id, kind=kind)
 
-    async def preview(self, job_id: int) -> tuple[int, bytes] | None:
+    async def _preview(self, job_id: int) -> tuple[int, bytes] | None:
         return await self._run(listings.preview, job_id)
 
-    async def result(self, job_id: int) -> bytes | None:
+    async def _result(self, job_id: int) -> bytes | None:
         return await self._run(listings.result, job_id)
 
-    async def position(self, job_id: int) -> tuple[int, float | None]:
+    async def _position(self, job_id: int) -> tuple[int, float | None]:
         return await self._run(listings.position, job_id)
 
-    async def queue(self, guild_id: int, *, limit: int = 50) -> list[Job]:
+    async def _queue(self, guild_id: int, limit: int) -> list[Job]:
         return await self._run(listings.guild_queue, guild_id, limit)
 
-    async def history(
-        self, user_id: int, *, guild_id: int | None = None, limit: int = 10
-    ) -> list[Job]:
+    async def _history(self, user_id: int, guild_id: int | None, limit: int) -> list[Job]:
         return await self._run(listings.history, user_id, guild_id, limit)
 
-    async def version(self) -> int:
+    async def _version(self) -> int:
         return await self._run(listings.current_version)
 
-    async def changed_since(self, version: int, *, limit: int = 500) -> list[Job]:
+    async def _changed_since(self, version: int, limit: int) -> list[Job]:
         return await self._run(listings.changed_since, version, limit)
 
-    async def mark_delivered(self, job_id: int) -> bool:
-        return await self._run(transitions.mark_delivered, job_id)
+    async def _mark_delivered(self, job_id: int, *, result_message_id: int | None) -> bool:
+        return await self._run(transitions.mark_delivered, job_id, result_message_id=result_message_id)
 
-    async def undelivered(self, *, limit: int = 100) -> list[Job]:
+    async def _undelivered(self, limit: int) -> list[Job]:
         return await self._run(listings.undelivered, limit)
 
-    async def stats(self) -> dict[str, object]:
-        return await self._run(listings.stats, self._now())
+    async def _stats(self, now: float) -> dict[str, object]:
+        return await self._run(listings.stats, now)
 
-    async def prune(
-        self,
-        *,
-        previews_older_than_s: float = 3600.0,
-        results_older_than_s: float | None = None,
-        usage_older_than_days: int = 35,
+    async def _prune(
+        self, *, previews_before: float, results_before: float | None, usage_before_day: int
     ) -> dict[str, int]:
-        check_seconds("previews_older_than_s", previews_older_than_s)
-        if results_older_than_s is not None:
-            check_seconds("results_older_than_s", results_older_than_s)
-        check_int("usage_older_than_days", usage_older_than_days, 0, 100_000)
-        now = self._now()
         return await self._run(
             listings.prune,
-            previews_before=now - previews_older_than_s,
-            results_before=None if results_older_than_s is None else now - results_older_than_s,
-            usage_before_day=utc_day(now) - usage_older_than_days,
+            previews_before=previews_before,
+            results_before=results_before,
+            usage_before_day=usage_before_day,
         )
 
     # --- guild configuration ---------------------------------------------------
-    async def settings(self, guild_id: int) -> GuildSettings:
+    async def _settings(self, guild_id: int) -> GuildSettings:
         return await self._run(guild_config.load_settings, guild_id, self.defaults)
 
-    async def set_setting(
-        self, guild_id: int, key: str, value: object, *, by_user: int
+    async def _set_setting(
+        self, guild_id: int, key: str, value: SettingValue | None, *, by_user: int, now: float
     ) -> GuildSettings:
         return await self._run(
-            guild_config.set_setting,
-            guild_id,
-            key,
-            value,
-            by_user=by_user,
-            defaults=self.defaults,
-            now=self._now(),
+            guild_config.set_setting, guild_id, key, value, by_user=by_user, defaults=self.defaults, now=now
         )
 
-    async def audit(self, guild_id: int, limit: int = 20) -> list[AuditEntry]:
+    async def _audit(self, guild_id: int, limit: int) -> list[AuditEntry]:
         return await self._run(guild_config.load_audit, guild_id, limit)
 
-    async def styles(self, guild_id: int) -> dict[str, str]:
+    async def _styles(self, guild_id: int) -> dict[str, str]:
         return await self._run(guild_config.load_styles, guild_id)
 
-    async def set_style(
-        self, guild_id: int, name: str, text: str, *, by_user: int
+    async def _set_style(
+        self, guild_id: int, name: str, text: str, *, by_user: int, now: float
     ) -> dict[str, str]:
-        return await self._run(
-            guild_config.set_style, guild_id, name, text, by_user=by_user, now=self._now()
-        )
+        return await self._run(guild_config.set_style, guild_id, name, text, by_user=by_user, now=now)
 
-    async def delete_style(self, guild_id: int, name: str, *, by_user: int) -> dict[str, str]:
-        return await self._run(
-            guild_config.delete_style, guild_id, name, by_user=by_user, now=self._now()
-        )
+    async def _delete_style(
+        self, guild_id: int, name: str, *, by_user: int, now: float
+    ) -> dict[str, str]:
+        return await self._run(guild_config.delete_style, guild_id, name, by_user=by_user, now=now)

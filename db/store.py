@@ -1,7 +1,8 @@
 """The store's interface: everything bot/ and the worker may ask of the database.
 
-Backends (``SqliteStore`` now, a PostgreSQL one for workers on several
-hosts next) implement this protocol; callers depend on nothing else.
+Backends (``SqliteStore``, ``PostgresStore``) implement this protocol by
+subclassing ``db.checked_store.CheckedStore``, which defines every method
+here once, with its argument checks; callers depend on nothing else.
 Every method is one atomic transaction. Methods that change a claimed job
 take the lease ``token`` from ``claim`` and return False (or an ack with
 ``ok=False``) when the caller no longer holds the job, e.g. because its
@@ -10,7 +11,9 @@ lease expired and another worker claimed it: such a call changes nothing.
 Any method raises StoreUnavailable(transient=True) when the database is locked past
 its busy timeout or its disk is full (nothing changed: try again later), and
 InvalidInput (``field`` names the argument) for an argument of the wrong type or out
-of range. A job or message id that no row can have (0, negative, 2**63 or more)
+of range. The /config calls (``set_setting``, ``set_style``, ``delete_style``) raise
+nothing but InvalidInput for what an admin typed: UnknownSetting, an InvalidInput, for a
+setting key or style name there is none of. A job or message id that no row can have (0, negative, 2**63 or more)
 finds nothing, as an id that doesn't exist would. See docs/queue.md.
 """
 
@@ -21,13 +24,22 @@ from typing import Protocol, Self, runtime_checkable
 
 from db.jobs import Claim, Job, NewJob, ProgressAck
 from db.settings import AuditEntry, GuildSettings
+from db.wakeups import WaitsForChanges
 
 
 @runtime_checkable
-class Store(Protocol):
+class Store(WaitsForChanges, Protocol):
     async def close(self) -> None: ...
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc_info: object) -> None: ...
+
+    # --- waiting (the bot and idle workers) -------------------------------------
+    async def wait_for_change(self, since: int, timeout: float) -> int:
+        """The newest version once the change feed has something above ``since``, or the
+        current one after ``timeout`` seconds (0 to 86,400); see ``db.wakeups`` for how
+        each backend wakes its waiters. Start from ``version()``, then hand what it
+        returns to ``changed_since``."""
+        ...
 
     # --- submitting (the bot) -------------------------------------------------
     async def enqueue(self, new: NewJob) -> Job:
@@ -133,7 +145,11 @@ class Store(Protocol):
         splits one version, so polling from the highest version seen misses nothing."""
         ...
 
-    async def mark_delivered(self, job_id: int) -> bool: ...
+    async def mark_delivered(self, job_id: int, *, result_message_id: int | None = None) -> bool:
+        """Record that the bot posted the finished job's outcome, and (if given) the message
+        it posted, in one transaction; False, changing nothing, if the job is not finished
+        or was marked already. ``set_message(job_id, id, kind="result")`` still works alone."""
+        ...
     async def undelivered(self, *, limit: int = 100) -> list[Job]: ...
     async def stats(self) -> dict[str, object]: ...
     async def prune(
@@ -153,12 +169,21 @@ class Store(Protocol):
         self, guild_id: int, key: str, value: object, *, by_user: int
     ) -> GuildSettings:
         """Validate and change one setting (None: back to default); audited.
-        Raises UnknownSetting or InvalidInput."""
+        Raises UnknownSetting (``field="key"``) for a key there is no setting of, or
+        InvalidInput (``field``: the key) for a value it refuses."""
         ...
 
     async def audit(self, guild_id: int, limit: int = 20) -> list[AuditEntry]: ...
     async def styles(self, guild_id: int) -> dict[str, str]: ...
     async def set_style(
         self, guild_id: int, name: str, text: str, *, by_user: int
-    ) -> dict[str, str]: ...
-    async def delete_style(self, guild_id: int, name: str, *, by_user: int) -> dict[str, str]: ...
+    ) -> dict[str, str]:
+        """Add or change a style preset; audited; the guild's styles after it. Raises
+        InvalidInput for a malformed name or text, or when the guild has 100 styles."""
+        ...
+
+    async def delete_style(self, guild_id: int, name: str, *, by_user: int) -> dict[str, str]:
+        """Remove a style preset (a default one is hidden in this guild); audited. Raises
+        UnknownSetting (``field="style"``) when the guild has no such style, as
+        ``set_setting`` does for an unknown key, and InvalidInput for a malformed name."""
+        ...

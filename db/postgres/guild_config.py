@@ -1,19 +1,17 @@
 """Guild settings, style presets and the audit trail of their changes, on PostgreSQL.
 
 The values are stored as JSON text, as in SqliteStore, and decoded with the
-same registry (``db.settings``). A change locks the guild's rows it replaces
+same code (``db.stored_settings``). A change locks the guild's rows it replaces
 (``ON CONFLICT ... DO UPDATE``), so two admins changing one setting at once
 are applied one after the other, each audited with the value it replaced.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 from db.clock import from_epoch
-from db.errors import InvalidInput, NotFound, StoreError
-from db.jobs import check_id
+from db.errors import InvalidInput, UnknownSetting
 from db.postgres.connection import Tx
 from db.settings import (
     DEFAULT_STYLES,
@@ -21,13 +19,8 @@ from db.settings import (
     AuditEntry,
     GuildSettings,
     SettingValue,
-    check_style_name,
-    check_style_text,
-    setting,
 )
-
-# The JSON form of setting values is SqliteStore's, so both backends store and audit the same text.
-from db.sqlite.guild_config import _decode, _json
+from db.stored_settings import apply_stored, decode_value, encode_value
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +30,21 @@ GUILD_CONFIG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('vqbot guild 
 
 async def load_settings(tx: Tx, guild_id: int, defaults: GuildSettings) -> GuildSettings:
     """The guild's settings: ``defaults`` with the guild's own values applied."""
-    settings = defaults
-    for row in await tx.all("SELECT key, value FROM guild_settings WHERE guild_id = %s", (guild_id,)):
-        try:
-            settings = settings.with_values({row["key"]: json.loads(row["value"])})
-        except StoreError as exc:  # a key or range this version no longer has
-            log.warning("guild %d: ignoring stored setting %s=%s (%s)", guild_id, row["key"], row["value"], exc)
-    return settings
+    rows = await tx.all("SELECT key, value FROM guild_settings WHERE guild_id = %s", (guild_id,))
+    return apply_stored(defaults, guild_id, ((row["key"], row["value"]) for row in rows))
 
 
 async def set_setting(
     tx: Tx,
     guild_id: int,
     key: str,
-    value: object,
+    new_value: SettingValue | None,
     *,
     by_user: int,
     defaults: GuildSettings,
     now: float,
 ) -> GuildSettings:
     """Change one setting (None: back to the default) and record it in the audit trail."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    spec = setting(key)
-    new_value = None if value is None else spec.coerce(value)
     await tx.run(GUILD_CONFIG_LOCK, (guild_id,))
     before = await load_settings(tx, guild_id, defaults)
     if new_value is None:
@@ -69,7 +53,7 @@ async def set_setting(
         await tx.run(
             "INSERT INTO guild_settings (guild_id, key, value) VALUES (%s, %s, %s) "
             "ON CONFLICT (guild_id, key) DO UPDATE SET value = excluded.value",
-            (guild_id, key, _json(new_value)),
+            (guild_id, key, encode_value(new_value)),
         )
     after = await load_settings(tx, guild_id, defaults)
     old, new = getattr(before, key), getattr(after, key)
@@ -92,9 +76,6 @@ async def load_styles(tx: Tx, guild_id: int) -> dict[str, str]:
 
 async def set_style(tx: Tx, guild_id: int, name: str, text: str, *, by_user: int, now: float) -> dict[str, str]:
     """Add or change a style preset; audited."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    name, text = check_style_name(name), check_style_text(text)
     await tx.run(GUILD_CONFIG_LOCK, (guild_id,))
     styles = await load_styles(tx, guild_id)
     if name not in styles and len(styles) >= MAX_STYLES:
@@ -113,13 +94,10 @@ async def set_style(tx: Tx, guild_id: int, name: str, text: str, *, by_user: int
 
 async def delete_style(tx: Tx, guild_id: int, name: str, *, by_user: int, now: float) -> dict[str, str]:
     """Remove a style preset (a default one is hidden in this guild); audited."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    name = check_style_name(name)
     await tx.run(GUILD_CONFIG_LOCK, (guild_id,))
     styles = await load_styles(tx, guild_id)
     if name not in styles:
-        raise NotFound(f"There is no style called {name!r} in this server. Check /styles.")
+        raise UnknownSetting.style(name, sorted(styles))
     if name in DEFAULT_STYLES:
         await tx.run(
             "INSERT INTO guild_styles (guild_id, name, text) VALUES (%s, %s, NULL) "
@@ -150,8 +128,8 @@ async def load_audit(tx: Tx, guild_id: int, limit: int) -> list[AuditEntry]:
                 user_id=r["user_id"],
                 at=at,
                 key=r["key"],
-                old=_decode(r["key"], r["old"]),
-                new=_decode(r["key"], r["new"]),
+                old=decode_value(r["key"], r["old"]),
+                new=decode_value(r["key"], r["new"]),
             )
         )
     return entries
@@ -168,5 +146,5 @@ async def _audit(
 ) -> None:
     await tx.run(
         "INSERT INTO audit_log (guild_id, user_id, at, key, old, new) VALUES (%s, %s, %s, %s, %s, %s)",
-        (guild_id, by_user, now, key, _json(old), _json(new)),
+        (guild_id, by_user, now, key, encode_value(old), encode_value(new)),
     )

@@ -12,32 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from enum import StrEnum
 
 import psycopg
 from psycopg import sql
 
 from db.errors import StoreUnavailable
 from db.postgres.connection import CHANNEL, Conn, SessionSettings, connect
+from db.wakeups import Wake
 
 log = logging.getLogger(__name__)
-
-
-class Wake(StrEnum):
-    NOTIFIED = "notified"
-    DROPPED = "dropped"
-    TIMEOUT = "timeout"
-
-
-@dataclass
-class Wakeups:
-    """What woke the store's waiters, counted (read by tests and /status)."""
-
-    notified: int = 0
-    polled: int = 0
-    dropped: int = 0
-    parked: int = 0
 
 
 class Signal:

@@ -23,10 +23,10 @@ import secrets
 from psycopg.rows import DictRow
 
 from db.clock import utc_day
-from db.jobs import MAX_BATCH, Claim, Shape, check_int, check_lease, check_worker
+from db.fair_share import DEFAULT_SECONDS_PER_COST, IDLE_CREDIT_S, SPEED_EMA_WEIGHT, SPEED_SAMPLE_RANGE
+from db.jobs import Claim, Shape
 from db.postgres.connection import Tx
 from db.postgres.rows import JOB_COLUMNS, job_from_row
-from db.sqlite.scheduler import DEFAULT_SECONDS_PER_COST, IDLE_CREDIT_S, SPEED_EMA_WEIGHT, SPEED_SAMPLE_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,6 @@ async def fast_claim(tx: Tx, worker: str, *, lease_s: float, now: float) -> list
     (it must be reclaimed first), or the least-served guild's counters show
     work that its member or job rows don't (locked by a cancel, or wrong).
     """
-    check_worker(worker)
-    check_lease(lease_s)
     token = secrets.token_hex(16)
     row = await tx.one(FAST_CLAIM, {"worker": worker, "token": token, "now": now, "expires": now + lease_s})
     assert row is not None
@@ -181,9 +179,6 @@ async def fast_claim(tx: Tx, worker: str, *, lease_s: float, now: float) -> list
 
 async def claim(tx: Tx, worker: str, *, lease_s: float, max_jobs: int, now: float) -> list[Claim]:
     """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one shape to ``worker``."""
-    check_worker(worker)
-    check_lease(lease_s)
-    check_int("max_jobs", max_jobs, 1, MAX_BATCH)
     await reclaim_expired(tx, now)
     claims: list[Claim] = []
     shape: Shape | None = None

@@ -12,27 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
 
-from db.clock import Clock, SystemClock, to_epoch, utc_day
-from db.custom_ids import parse_custom_id
+from db.checked_store import CheckedStore
+from db.checks import check_seconds
+from db.clock import Clock, SystemClock
 from db.errors import InvalidInput, StoreUnavailable
-from db.jobs import Claim, Job, NewJob, ProgressAck, check_new_job, check_seconds
+from db.jobs import CheckedJob, Claim, Job, ProgressAck
 from db.postgres import admission, guild_config, listings, scheduler, transitions
 from db.postgres.connection import Pool, SessionSettings, Tx, connect, open_pool, run_transaction, where
-from db.postgres.listener import Listener, Wake, Wakeups
+from db.postgres.listener import Listener
 from db.postgres.rows import fetch_job
 from db.postgres.schema import migrate
-from db.settings import AuditEntry, GuildSettings
+from db.settings import AuditEntry, GuildSettings, SettingValue
+from db.wakeups import Wake, Wakeups
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class PostgresStore:
+class PostgresStore(CheckedStore):
     """``await PostgresStore.open("postgresql://user@host/db")``; see ``db.store.Store``
-    for the methods and ``db.wakeups.WaitsForChanges`` for ``wait_for_change``."""
+    for the methods (``db.checked_store`` checks their arguments before they get here)
+    and ``db.wakeups`` for how ``wait_for_change`` wakes up."""
 
     def __init__(
         self,
@@ -131,12 +134,6 @@ class PostgresStore:
         await self.listener.close()
         await pool.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     async def _run(
         self,
         fn: Callable[..., Awaitable[T]],
@@ -160,9 +157,6 @@ class PostgresStore:
             single_statement=single_statement,
         )
 
-    def _now(self) -> float:
-        return to_epoch(self.clock.now())
-
     # --- waiting for changes -----------------------------------------------------
     async def listen(self, timeout: float = 30.0) -> None:
         """Start listening for notifications now (``wait_for_change`` does it on first use)."""
@@ -174,10 +168,9 @@ class PostgresStore:
                 f"Could not listen for changes at {self.where}; workers fall back to polling.", transient=True
             ) from None
 
-    async def wait_for_change(self, since: int, timeout: float) -> int:
+    async def _wait_for_change(self, since: int, timeout: float) -> int:
         """The newest version once it is above ``since`` (woken by NOTIFY, or by the poll
         every ``poll_interval_s``), or the current version after ``timeout`` seconds."""
-        check_seconds("timeout", timeout, most=86_400)
         self.listener.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -190,7 +183,10 @@ class PostgresStore:
             signal = self.listener.next_wake()
             current = await self.version()
             remaining = deadline - loop.time()
-            if current > since or remaining <= 0:
+            if current > since:
+                return current
+            if remaining <= 0:
+                self.wakeups.timed_out += 1
                 return current
             self.wakeups.parked += 1
             self.parked.set()
@@ -198,46 +194,29 @@ class PostgresStore:
                 woke = await self.listener.wait(signal, min(remaining, self.poll_interval_s))
             finally:
                 self.parked.clear()
-            if woke is Wake.NOTIFIED:
-                self.wakeups.notified += 1
-            elif woke is Wake.DROPPED:
-                self.wakeups.dropped += 1
-            else:
-                self.wakeups.polled += 1
+            self.wakeups.count(Wake.POLLED if woke is Wake.TIMEOUT else woke)
 
     # --- submitting ------------------------------------------------------------
-    async def enqueue(self, new: NewJob) -> Job:
-        (job,) = await self.enqueue_many([new])
-        return job
-
-    async def enqueue_many(self, news: Sequence[NewJob], *, enforce_limits: bool = True) -> list[Job]:
-        if not news:
-            return []
-        checked = [check_new_job(new) for new in news]  # InvalidInput before touching the database
+    async def _enqueue(self, jobs: list[CheckedJob], *, enforce_limits: bool, now: float) -> list[Job]:
         added = await self._run(
-            admission.enqueue, checked, defaults=self.defaults, enforce_limits=enforce_limits, now=self._now()
+            admission.enqueue, jobs, defaults=self.defaults, enforce_limits=enforce_limits, now=now
         )
         admission.log_added(added)
         return added
 
-    async def request_cancel(self, job_id: int, *, by_user: int, is_admin: bool) -> Job:
-        return await self._run(
-            transitions.request_cancel, job_id, by_user=by_user, is_admin=is_admin, now=self._now()
-        )
+    async def _request_cancel(self, job_id: int, *, by_user: int, is_admin: bool, now: float) -> Job:
+        return await self._run(transitions.request_cancel, job_id, by_user=by_user, is_admin=is_admin, now=now)
 
     # --- working ---------------------------------------------------------------
-    async def claim(self, worker: str, *, lease_seconds: float, max_jobs: int = 1) -> list[Claim]:
-        now = self._now()
+    async def _claim(self, worker: str, *, lease_s: float, max_jobs: int, now: float) -> list[Claim]:
         claims = None
         if max_jobs == 1:  # the common case in one round trip; the full claim when it can't be
-            claims = await self._run(
-                scheduler.fast_claim, worker, lease_s=lease_seconds, now=now, single_statement=True
-            )
+            claims = await self._run(scheduler.fast_claim, worker, lease_s=lease_s, now=now, single_statement=True)
         if claims is None:
             claims = await self._run(
                 scheduler.claim,
                 worker,
-                lease_s=lease_seconds,
+                lease_s=lease_s,
                 max_jobs=max_jobs,
                 now=now,
                 synchronous=self.session.synchronous,
@@ -246,23 +225,22 @@ class PostgresStore:
             log.info("job %d claimed by %s (attempt %d of %d)", c.job.id, worker, c.job.attempts, c.job.max_attempts)
         return claims
 
-    async def reclaim_expired(self) -> int:
-        return await self._run(scheduler.reclaim_expired, self._now())
+    async def _reclaim_expired(self, now: float) -> int:
+        return await self._run(scheduler.reclaim_expired, now)
 
-    async def heartbeat(self, job_id: int, token: str, *, lease_seconds: float) -> bool:
-        return await self._run(
-            transitions.heartbeat, job_id, token, lease_s=lease_seconds, now=self._now(), synchronous=False
-        )
+    async def _heartbeat(self, job_id: int, token: str, *, lease_s: float, now: float) -> bool:
+        return await self._run(transitions.heartbeat, job_id, token, lease_s=lease_s, now=now, synchronous=False)
 
-    async def report_progress(
+    async def _report_progress(
         self,
         job_id: int,
         token: str,
         *,
         step: int,
-        preview: bytes | None = None,
-        steps_per_s: float | None = None,
-        lease_seconds: float | None = None,
+        preview: bytes | None,
+        steps_per_s: float | None,
+        lease_s: float | None,
+        now: float,
     ) -> ProgressAck:
         return await self._run(
             transitions.report_progress,
@@ -271,115 +249,101 @@ class PostgresStore:
             step=step,
             preview=preview,
             steps_per_s=steps_per_s,
-            lease_s=lease_seconds,
-            now=self._now(),
+            lease_s=lease_s,
+            now=now,
             synchronous=False,
         )
 
-    async def cancel_requested(self, job_id: int) -> bool:
-        job = await self.get(job_id)
-        return job is not None and job.cancel_requested
-
-    async def finish(self, job_id: int, token: str, *, result_png: bytes, gpu_seconds: float) -> bool:
+    async def _finish(self, job_id: int, token: str, *, result_png: bytes, gpu_seconds: float, now: float) -> bool:
         return await self._run(
-            transitions.finish, job_id, token, result_png=result_png, gpu_seconds=gpu_seconds, now=self._now()
+            transitions.finish, job_id, token, result_png=result_png, gpu_seconds=gpu_seconds, now=now
         )
 
-    async def fail(
-        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool = False
+    async def _fail(
+        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool, now: float
     ) -> bool:
         return await self._run(
-            transitions.fail, job_id, token, error=error, gpu_seconds=gpu_seconds, retry=retry, now=self._now()
+            transitions.fail, job_id, token, error=error, gpu_seconds=gpu_seconds, retry=retry, now=now
         )
 
-    async def release(self, job_id: int, token: str) -> bool:
-        return await self._run(transitions.release, job_id, token, now=self._now())
+    async def _release(self, job_id: int, token: str, *, now: float) -> bool:
+        return await self._run(transitions.release, job_id, token, now=now)
 
-    async def confirm_cancelled(self, job_id: int, token: str, *, gpu_seconds: float) -> bool:
-        return await self._run(
-            transitions.confirm_cancelled, job_id, token, gpu_seconds=gpu_seconds, now=self._now()
-        )
+    async def _confirm_cancelled(self, job_id: int, token: str, *, gpu_seconds: float, now: float) -> bool:
+        return await self._run(transitions.confirm_cancelled, job_id, token, gpu_seconds=gpu_seconds, now=now)
 
     # --- reading ---------------------------------------------------------------
-    async def get(self, job_id: int) -> Job | None:
+    async def _get(self, job_id: int) -> Job | None:
         return await self._run(fetch_job, job_id)
 
-    async def by_message(self, message_id: int) -> Job | None:
+    async def _by_message(self, message_id: int) -> Job | None:
         return await self._run(listings.by_message, message_id)
 
-    async def by_custom_id(self, custom_id: str) -> Job | None:
-        parsed = parse_custom_id(custom_id)
-        return None if parsed is None else await self.get(parsed[1])
-
-    async def set_message(self, job_id: int, message_id: int, *, kind: str = "card") -> Job:
+    async def _set_message(self, job_id: int, message_id: int, *, kind: str) -> Job:
         return await self._run(transitions.set_message, job_id, message_id, kind=kind)
 
-    async def preview(self, job_id: int) -> tuple[int, bytes] | None:
+    async def _preview(self, job_id: int) -> tuple[int, bytes] | None:
         return await self._run(listings.preview, job_id)
 
-    async def result(self, job_id: int) -> bytes | None:
+    async def _result(self, job_id: int) -> bytes | None:
         return await self._run(listings.result, job_id)
 
-    async def position(self, job_id: int) -> tuple[int, float | None]:
+    async def _position(self, job_id: int) -> tuple[int, float | None]:
         return await self._run(listings.position, job_id, read_only=True)
 
-    async def queue(self, guild_id: int, *, limit: int = 50) -> list[Job]:
+    async def _queue(self, guild_id: int, limit: int) -> list[Job]:
         return await self._run(listings.guild_queue, guild_id, limit, read_only=True)
 
-    async def history(self, user_id: int, *, guild_id: int | None = None, limit: int = 10) -> list[Job]:
+    async def _history(self, user_id: int, guild_id: int | None, limit: int) -> list[Job]:
         return await self._run(listings.history, user_id, guild_id, limit)
 
-    async def version(self) -> int:
+    async def _version(self) -> int:
         return await self._run(listings.current_version)
 
-    async def changed_since(self, version: int, *, limit: int = 500) -> list[Job]:
+    async def _changed_since(self, version: int, limit: int) -> list[Job]:
         return await self._run(listings.changed_since, version, limit, read_only=True)
 
-    async def mark_delivered(self, job_id: int) -> bool:
-        return await self._run(transitions.mark_delivered, job_id)
+    async def _mark_delivered(self, job_id: int, *, result_message_id: int | None) -> bool:
+        return await self._run(transitions.mark_delivered, job_id, result_message_id=result_message_id)
 
-    async def undelivered(self, *, limit: int = 100) -> list[Job]:
+    async def _undelivered(self, limit: int) -> list[Job]:
         return await self._run(listings.undelivered, limit)
 
-    async def stats(self) -> dict[str, object]:
-        return await self._run(listings.stats, self._now(), read_only=True)
+    async def _stats(self, now: float) -> dict[str, object]:
+        return await self._run(listings.stats, now, read_only=True)
 
-    async def prune(
-        self,
-        *,
-        previews_older_than_s: float = 3600.0,
-        results_older_than_s: float | None = None,
-        usage_older_than_days: int = 35,
+    async def _prune(
+        self, *, previews_before: float, results_before: float | None, usage_before_day: int
     ) -> dict[str, int]:
-        now = self._now()
         return await self._run(
             listings.prune,
-            previews_before=now - previews_older_than_s,
-            results_before=None if results_older_than_s is None else now - results_older_than_s,
-            usage_before_day=utc_day(now) - usage_older_than_days,
+            previews_before=previews_before,
+            results_before=results_before,
+            usage_before_day=usage_before_day,
         )
 
     # --- guild configuration ---------------------------------------------------
-    async def settings(self, guild_id: int) -> GuildSettings:
+    async def _settings(self, guild_id: int) -> GuildSettings:
         return await self._run(guild_config.load_settings, guild_id, self.defaults)
 
-    async def set_setting(self, guild_id: int, key: str, value: object, *, by_user: int) -> GuildSettings:
+    async def _set_setting(
+        self, guild_id: int, key: str, value: SettingValue | None, *, by_user: int, now: float
+    ) -> GuildSettings:
         return await self._run(
-            guild_config.set_setting, guild_id, key, value, by_user=by_user, defaults=self.defaults, now=self._now()
+            guild_config.set_setting, guild_id, key, value, by_user=by_user, defaults=self.defaults, now=now
         )
 
-    async def audit(self, guild_id: int, limit: int = 20) -> list[AuditEntry]:
+    async def _audit(self, guild_id: int, limit: int) -> list[AuditEntry]:
         return await self._run(guild_config.load_audit, guild_id, limit)
 
-    async def styles(self, guild_id: int) -> dict[str, str]:
+    async def _styles(self, guild_id: int) -> dict[str, str]:
         return await self._run(guild_config.load_styles, guild_id)
 
-    async def set_style(self, guild_id: int, name: str, text: str, *, by_user: int) -> dict[str, str]:
-        return await self._run(guild_config.set_style, guild_id, name, text, by_user=by_user, now=self._now())
+    async def _set_style(self, guild_id: int, name: str, text: str, *, by_user: int, now: float) -> dict[str, str]:
+        return await self._run(guild_config.set_style, guild_id, name, text, by_user=by_user, now=now)
 
-    async def delete_style(self, guild_id: int, name: str, *, by_user: int) -> dict[str, str]:
-        return await self._run(guild_config.delete_style, guild_id, name, by_user=by_user, now=self._now())
-
+    async def _delete_style(self, guild_id: int, name: str, *, by_user: int, now: float) -> dict[str, str]:
+        return await self._run(guild_config.delete_style, guild_id, name, by_user=by_user, now=now)
 
 async def in_transaction(store: PostgresStore, fn: Callable[[Tx], Awaitable[T]]) -> T:
     """Run ``fn`` on one of the store's transactions (for imports and tests that need raw SQL)."""

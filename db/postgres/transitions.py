@@ -13,21 +13,10 @@ from __future__ import annotations
 import logging
 
 from db.errors import InvalidInput, NotAllowed, NotFound
-from db.jobs import (
-    MAX_PREVIEW_BYTES,
-    MAX_RESULT_BYTES,
-    Job,
-    ProgressAck,
-    check_bytes,
-    check_int,
-    check_lease,
-    check_seconds,
-    clip_error,
-)
+from db.jobs import MESSAGE_COLUMNS, Job, ProgressAck
 from db.postgres.connection import Tx
 from db.postgres.rows import fetch_job
 from db.postgres.scheduler import enter_queue, leave_queue, settle
-from db.sqlite.transitions import MESSAGE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +66,6 @@ async def _end(
 
 async def heartbeat(tx: Tx, job_id: int, token: str, *, lease_s: float, now: float) -> bool:
     """Extend the lease; False if the worker no longer holds the job."""
-    check_lease(lease_s)
     changed = await tx.run(
         "UPDATE job_progress SET lease_expires_at = %s WHERE job_id = %s AND lease_token = %s",
         (now + lease_s, job_id, token),
@@ -97,12 +85,6 @@ async def report_progress(
     now: float,
 ) -> ProgressAck:
     """Record the step reached and the latest preview (replacing the previous one)."""
-    check_int("step", step, 0, 10**9)
-    if steps_per_s is not None:
-        check_seconds("steps_per_s", steps_per_s)
-    if lease_s is not None:
-        check_lease(lease_s)
-    image = None if preview is None else check_bytes("preview", preview, MAX_PREVIEW_BYTES)
     row = await tx.one(
         "SELECT j.state, j.total_steps FROM job_progress p JOIN jobs j ON j.id = p.job_id "
         "WHERE p.job_id = %s AND p.lease_token = %s",
@@ -119,20 +101,18 @@ async def report_progress(
     )
     if changed == 0:  # the lease ended while we looked
         return ProgressAck(ok=False)
-    if image is not None:
+    if preview is not None:
         await tx.run(
             "INSERT INTO previews (job_id, step, image, updated_at) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT (job_id) DO UPDATE SET step = excluded.step, "
             "image = excluded.image, updated_at = excluded.updated_at",
-            (job_id, step, image, now),
+            (job_id, step, preview, now),
         )
     return ProgressAck(ok=True, cancel=row["state"] == "cancelling")
 
 
 async def finish(tx: Tx, job_id: int, token: str, *, result_png: bytes, gpu_seconds: float, now: float) -> bool:
     """Succeed the job with its picture. A cancel that came too late is ignored."""
-    png = check_bytes("result_png", result_png, MAX_RESULT_BYTES)
-    gpu_seconds = check_seconds("gpu_seconds", gpu_seconds)
     row = await tx.one(HELD, (job_id, token))
     if row is None:
         return False
@@ -140,7 +120,7 @@ async def finish(tx: Tx, job_id: int, token: str, *, result_png: bytes, gpu_seco
     await tx.run(
         "INSERT INTO results (job_id, png, created_at) VALUES (%s, %s, %s) "
         "ON CONFLICT (job_id) DO UPDATE SET png = excluded.png, created_at = excluded.created_at",
-        (job_id, png, now),
+        (job_id, result_png, now),
     )
     await settle(tx, row, gpu_seconds=gpu_seconds, leaves=True, now=now, speed_sample=True)
     log.info("job %d succeeded after %.1f GPU seconds", job_id, gpu_seconds)
@@ -152,8 +132,6 @@ async def fail(
 ) -> bool:
     """End the attempt with an error: back to the queue if ``retry`` and attempts
     are left, else failed (or cancelled, if the user asked meanwhile)."""
-    gpu_seconds = check_seconds("gpu_seconds", gpu_seconds)
-    error = clip_error(error)
     row = await tx.one(HELD, (job_id, token))
     if row is None:
         return False
@@ -193,7 +171,6 @@ async def release(tx: Tx, job_id: int, token: str, *, now: float) -> bool:
 
 async def confirm_cancelled(tx: Tx, job_id: int, token: str, *, gpu_seconds: float, now: float) -> bool:
     """The worker stopped a job whose cancel was requested."""
-    gpu_seconds = check_seconds("gpu_seconds", gpu_seconds)
     row = await tx.one(HELD, (job_id, token))
     if row is None or row["state"] != "cancelling":
         return False
@@ -227,8 +204,9 @@ async def request_cancel(tx: Tx, job_id: int, *, by_user: int, is_admin: bool, n
     return job
 
 
-async def mark_delivered(tx: Tx, job_id: int) -> bool:
-    """Record that the bot posted the finished job's outcome; False if not finished or done."""
+async def mark_delivered(tx: Tx, job_id: int, *, result_message_id: int | None) -> bool:
+    """Record that the bot posted the finished job's outcome (in ``result_message_id``, if
+    given); False, changing nothing, if the job is not finished or was delivered already."""
     row = await tx.one(
         "SELECT 1 FROM jobs WHERE id = %s AND NOT delivered AND state IN ('succeeded', 'failed', 'cancelled') "
         "FOR UPDATE",
@@ -236,16 +214,17 @@ async def mark_delivered(tx: Tx, job_id: int) -> bool:
     )
     if row is None:
         return False
-    await tx.run("UPDATE jobs SET delivered = true, version = %s WHERE id = %s", (await tx.version(), job_id))
+    await tx.run(
+        "UPDATE jobs SET delivered = true, result_message_id = COALESCE(%s::bigint, result_message_id), "
+        "version = %s WHERE id = %s",
+        (result_message_id, await tx.version(), job_id),
+    )
     return True
 
 
 async def set_message(tx: Tx, job_id: int, message_id: int, *, kind: str) -> Job:
     """Remember the Discord message that shows the job (its card or its result)."""
-    column = MESSAGE_COLUMNS.get(kind)
-    if column is None:
-        raise InvalidInput("kind", f"kind must be one of {sorted(MESSAGE_COLUMNS)}, got {kind!r}.")
-    check_int("message_id", message_id, 1, 2**63 - 1)
+    column = MESSAGE_COLUMNS[kind]
     if await tx.one("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,)) is None:
         raise NotFound(f"Job {job_id} does not exist. Check the job number and try again.")
     # The column name comes from MESSAGE_COLUMNS, never from the caller.

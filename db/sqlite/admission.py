@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from db.clock import utc_day
 from db.errors import InvalidInput
-from db.jobs import CheckedJob, Job, NewJob, check_new_job
+from db.jobs import CheckedJob, Job
 from db.limits import QueueUsage, check_policy, check_quota
 from db.settings import GuildSettings
 from db.sqlite.connection import next_version, write
@@ -32,20 +32,19 @@ GPU_TODAY = """SELECT COALESCE(SUM(gpu_seconds), 0),
 
 def enqueue(
     conn: sqlite3.Connection,
-    news: Sequence[NewJob],
+    jobs: Sequence[CheckedJob],
     *,
     defaults: GuildSettings,
     enforce_limits: bool,
     now: float,
 ) -> list[Job]:
-    """Validate and insert ``news``, all or none, in one transaction; returns them in order.
+    """Insert checked jobs, all or none, in one transaction; returns them in order.
 
     With ``enforce_limits`` each job is checked against its guild's settings
-    and usage (counting the jobs before it in ``news``), raising
+    and usage (counting the jobs before it in ``jobs``), raising
     LimitExceeded; without, the rows go in with one executemany (imports,
     benchmarks).
     """
-    jobs = [check_new_job(new) for new in news]  # InvalidInput before touching the database
     with write(conn):
         version = next_version(conn)
         _check_parents(conn, jobs)

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 
-from db.checks import check_id, check_limit
 from db.clock import from_epoch
-from db.errors import InvalidInput, NotFound, StoreError
-from db.settings import (
-    DEFAULT_STYLES,
-    MAX_STYLES,
-    SETTINGS,
-    AuditEntry,
-    GuildSettings,
-    SettingValue,
-    check_style_name,
-    check_style_text,
-    setting,
-)
+from db.errors import InvalidInput, UnknownSetting
+from db.settings import DEFAULT_STYLES, MAX_STYLES, AuditEntry, GuildSettings, SettingValue
 from db.sqlite.connection import write
+from db.stored_settings import apply_stored, decode_value, encode_value
 
 log = logging.getLogger(__name__)
 
@@ -29,54 +18,21 @@ def load_settings(
     conn: sqlite3.Connection, guild_id: int, defaults: GuildSettings
 ) -> GuildSettings:
     """The guild's settings: ``defaults`` with the guild's own values applied."""
-    check_id("guild_id", guild_id)
-    settings = defaults
-    for key, value in conn.execute(
-        "SELECT key, value FROM guild_settings WHERE guild_id = ?", (guild_id,)
-    ):
-        stored = json.loads(value)
-        try:
-            settings = settings.with_values({key: stored})
-        except StoreError as exc:  # a key, range or entry this version no longer accepts
-            usable = _usable_entries(key, stored)
-            if usable is None:
-                log.warning("guild %d: ignoring stored setting %s=%s (%s)", guild_id, key, value, exc)
-                continue
-            log.warning("guild %d: dropping stored %s entries this version refuses (%s)", guild_id, key, exc)
-            settings = settings.with_values({key: usable})
-    return settings
-
-
-def _usable_entries(key: str, stored: object) -> list[object] | None:
-    """The entries of a stored list that are valid alone (an old banned word without letters
-    must not unban all the others), or None when the setting isn't a list this version has."""
-    if key not in SETTINGS or not isinstance(stored, list):
-        return None
-    usable = []
-    for entry in stored:
-        try:
-            SETTINGS[key].coerce([entry])
-        except StoreError:
-            continue
-        usable.append(entry)
-    return usable
+    rows = conn.execute("SELECT key, value FROM guild_settings WHERE guild_id = ?", (guild_id,))
+    return apply_stored(defaults, guild_id, ((key, value) for key, value in rows))
 
 
 def set_setting(
     conn: sqlite3.Connection,
     guild_id: int,
     key: str,
-    value: object,
+    new_value: SettingValue | None,
     *,
     by_user: int,
     defaults: GuildSettings,
     now: float,
 ) -> GuildSettings:
     """Change one setting (None: back to the default) and record it in the audit trail."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    spec = setting(key)
-    new_value = None if value is None else spec.coerce(value)
     with write(conn):
         before = load_settings(conn, guild_id, defaults)
         if new_value is None:
@@ -87,7 +43,7 @@ def set_setting(
             conn.execute(
                 "INSERT INTO guild_settings (guild_id, key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (guild_id, key) DO UPDATE SET value = excluded.value",
-                (guild_id, key, _json(new_value)),
+                (guild_id, key, encode_value(new_value)),
             )
         after = load_settings(conn, guild_id, defaults)
         old, new = getattr(before, key), getattr(after, key)
@@ -100,7 +56,6 @@ def set_setting(
 
 def load_styles(conn: sqlite3.Connection, guild_id: int) -> dict[str, str]:
     """Style name -> prompt suffix: the defaults, with the guild's changes applied."""
-    check_id("guild_id", guild_id)
     styles = dict(DEFAULT_STYLES)
     for name, text in conn.execute(
         "SELECT name, text FROM guild_styles WHERE guild_id = ? ORDER BY name", (guild_id,)
@@ -116,9 +71,6 @@ def set_style(
     conn: sqlite3.Connection, guild_id: int, name: str, text: str, *, by_user: int, now: float
 ) -> dict[str, str]:
     """Add or change a style preset; audited."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    name, text = check_style_name(name), check_style_text(text)
     with write(conn):
         styles = load_styles(conn, guild_id)
         if name not in styles and len(styles) >= MAX_STYLES:
@@ -141,13 +93,10 @@ def delete_style(
     conn: sqlite3.Connection, guild_id: int, name: str, *, by_user: int, now: float
 ) -> dict[str, str]:
     """Remove a style preset (a default one is hidden in this guild); audited."""
-    check_id("guild_id", guild_id)
-    check_id("by_user", by_user)
-    name = check_style_name(name)
     with write(conn):
         styles = load_styles(conn, guild_id)
         if name not in styles:
-            raise NotFound(f"There is no style called {name!r} in this server. Check /styles.")
+            raise UnknownSetting.style(name, sorted(styles))
         if name in DEFAULT_STYLES:
             conn.execute(
                 "INSERT INTO guild_styles (guild_id, name, text) VALUES (?, ?, NULL) "
@@ -164,8 +113,6 @@ def delete_style(
 
 def load_audit(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[AuditEntry]:
     """The guild's most recent changes, newest first."""
-    check_id("guild_id", guild_id)
-    check_limit(limit)
     rows = conn.execute(
         "SELECT id, guild_id, user_id, at, key, old, new FROM audit_log WHERE guild_id = ? "
         "ORDER BY id DESC LIMIT ?",
@@ -178,8 +125,8 @@ def load_audit(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[Audi
             user_id=r["user_id"],
             at=from_epoch(r["at"]),  # type: ignore[arg-type]
             key=r["key"],
-            old=_decode(r["key"], r["old"]),
-            new=_decode(r["key"], r["new"]),
+            old=decode_value(r["key"], r["old"]),
+            new=decode_value(r["key"], r["new"]),
         )
         for r in rows
     ]
@@ -196,19 +143,6 @@ def _audit(
 ) -> None:
     conn.execute(
         "INSERT INTO audit_log (guild_id, user_id, at, key, old, new) VALUES (?, ?, ?, ?, ?, ?)",
-        (guild_id, by_user, now, key, _json(old), _json(new)),
+        (guild_id, by_user, now, key, encode_value(old), encode_value(new)),
     )
 
-
-def _decode(key: str, text: str | None) -> SettingValue | str | None:
-    """An audited value as the setting's type (tuples stay tuples)."""
-    if text is None:
-        return None
-    value = json.loads(text)
-    return SETTINGS[key].coerce(value) if key in SETTINGS else value
-
-
-def _json(value: SettingValue | str | None) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(list(value) if isinstance(value, tuple) else value)

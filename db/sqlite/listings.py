@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 
-from db.checks import check_id, check_int, check_limit, lookup_id
 from db.clock import utc_day
 from db.errors import NotFound
 from db.jobs import Job
@@ -17,14 +16,11 @@ ACTIVE = "state IN ('running', 'cancelling')"
 
 def job(conn: sqlite3.Connection, job_id: int) -> Job | None:
     """The job ``job_id``, or None if there is none."""
-    found = lookup_id("job_id", job_id)
-    return None if found is None else fetch_job(conn, found)
+    return fetch_job(conn, job_id)
 
 
 def by_message(conn: sqlite3.Connection, message_id: int) -> Job | None:
     """The job whose card or result is the Discord message ``message_id``."""
-    if lookup_id("message_id", message_id) is None:
-        return None
     jobs = fetch_jobs(
         conn,
         f"{SELECT_JOBS} WHERE message_id = ? UNION ALL "
@@ -36,8 +32,6 @@ def by_message(conn: sqlite3.Connection, message_id: int) -> Job | None:
 
 def guild_queue(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[Job]:
     """The guild's running jobs, then its queued ones in submission order."""
-    check_id("guild_id", guild_id)
-    check_limit(limit)
     with read(conn):
         active = fetch_jobs(
             conn, f"{SELECT_JOBS} WHERE {ACTIVE} AND guild_id = ? ORDER BY id", (guild_id,)
@@ -52,13 +46,10 @@ def guild_queue(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[Job
 
 def history(conn: sqlite3.Connection, user_id: int, guild_id: int | None, limit: int) -> list[Job]:
     """The user's jobs, newest first (in one guild, or all)."""
-    check_id("user_id", user_id)
-    check_limit(limit)
     if guild_id is None:
         return fetch_jobs(
             conn, f"{SELECT_JOBS} WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit)
         )
-    check_id("guild_id", guild_id)
     return fetch_jobs(
         conn,
         f"{SELECT_JOBS} WHERE user_id = ? AND guild_id = ? ORDER BY id DESC LIMIT ?",
@@ -73,8 +64,6 @@ def changed_since(conn: sqlite3.Connection, version: int, limit: int) -> list[Jo
     version returned is included, so polling with the highest version seen
     misses nothing.
     """
-    check_int("version", version, 0, 2**63 - 1)
-    check_limit(limit)
     with read(conn):
         cutoff = conn.execute(
             "SELECT version FROM jobs WHERE version > ? ORDER BY version LIMIT 1 OFFSET ?",
@@ -93,7 +82,6 @@ def changed_since(conn: sqlite3.Connection, version: int, limit: int) -> list[Jo
 
 def undelivered(conn: sqlite3.Connection, limit: int) -> list[Job]:
     """Finished jobs (any outcome) whose outcome the bot has not posted yet, oldest first."""
-    check_limit(limit)
     return fetch_jobs(
         conn,
         f"{SELECT_JOBS} WHERE delivered = 0 AND finished_at IS NOT NULL "
@@ -106,16 +94,24 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT version FROM store_state WHERE id = 1").fetchone()[0])
 
 
+def data_version(conn: sqlite3.Connection) -> int:
+    """A number that changes when another connection has committed since this one last asked
+    (SQLite's shared memory, no disk): the cheap test of whether to read the version again."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def change_counters(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(``data_version``, the feed's version), read in that order: a commit between the two
+    reads shows in the version and moves ``data_version`` again, so nothing slips between."""
+    return data_version(conn), current_version(conn)
+
+
 def preview(conn: sqlite3.Connection, job_id: int) -> tuple[int, bytes] | None:
-    if lookup_id("job_id", job_id) is None:
-        return None
     row = conn.execute("SELECT step, image FROM previews WHERE job_id = ?", (job_id,)).fetchone()
     return (row["step"], bytes(row["image"])) if row else None
 
 
 def result(conn: sqlite3.Connection, job_id: int) -> bytes | None:
-    if lookup_id("job_id", job_id) is None:
-        return None
     row = conn.execute("SELECT png FROM results WHERE job_id = ?", (job_id,)).fetchone()
     return bytes(row["png"]) if row else None
 
@@ -152,8 +148,6 @@ def position(conn: sqlite3.Connection, job_id: int) -> tuple[int, float | None]:
     round robin among waiting guilds and members; the time divides the cost of
     the running remainder, the jobs ahead and this job by the measured throughput.
     """
-    if lookup_id("job_id", job_id) is None:
-        raise NotFound.job(job_id)
     with read(conn):
         job = fetch_job(conn, job_id)
         if job is None:

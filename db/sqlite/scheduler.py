@@ -22,17 +22,12 @@ import secrets
 import sqlite3
 
 from db.clock import utc_day
-from db.jobs import MAX_BATCH, Claim, Shape, check_int, check_lease, check_worker
+from db.fair_share import DEFAULT_SECONDS_PER_COST, IDLE_CREDIT_S, SPEED_EMA_WEIGHT, SPEED_SAMPLE_RANGE
+from db.jobs import Claim, Shape
 from db.sqlite.connection import next_version, write
 from db.sqlite.rows import JOB_COLUMNS, job_from_row
 
 log = logging.getLogger(__name__)
-
-# The classic loop on one H100: 12.4 steps/s at 512x512 with 32 cutouts.
-DEFAULT_SECONDS_PER_COST = 1 / (12.4 * 512 * 512 * 32)
-SPEED_EMA_WEIGHT = 0.2
-SPEED_SAMPLE_RANGE = (0.1, 10.0)  # one job moves the estimate by at most this factor x weight
-IDLE_CREDIT_S = 60.0
 
 CLAIM_GUILD = (
     "SELECT guild_id, vtime FROM guild_queues WHERE queued > 0 "
@@ -77,9 +72,6 @@ def claim(
     conn: sqlite3.Connection, worker: str, *, lease_s: float, max_jobs: int, now: float
 ) -> list[Claim]:
     """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one shape to ``worker``."""
-    check_worker(worker)
-    check_lease(lease_s)
-    check_int("max_jobs", max_jobs, 1, MAX_BATCH)
     with write(conn):
         reclaim_expired(conn, now)
         claims: list[Claim] = []

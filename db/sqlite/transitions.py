@@ -10,21 +10,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from db.checks import (
-    MAX_SNOWFLAKE,
-    check_bool,
-    check_bytes,
-    check_gpu_seconds,
-    check_id,
-    check_int,
-    check_lease,
-    check_seconds,
-    check_token,
-    describe,
-    lookup_id,
-)
 from db.errors import InvalidInput, NotAllowed, NotFound
-from db.jobs import MAX_PREVIEW_BYTES, MAX_RESULT_BYTES, Job, ProgressAck, clip_error
+from db.jobs import MESSAGE_COLUMNS, Job, ProgressAck
 from db.sqlite.connection import next_version, write
 from db.sqlite.rows import fetch_job
 from db.sqlite.scheduler import enter_queue, leave_queue, settle
@@ -41,27 +28,16 @@ END = (
     "version = ?, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
     "charged_s = 0 WHERE id = ?"
 )
-MAX_STEPS_PER_S = 1e6
-
-
-def held(job_id: object, token: object) -> tuple[int, str] | None:
-    """(job id, token) checked, or None when no job can match them (the caller holds nothing)."""
-    found, token = lookup_id("job_id", job_id), check_token(token)
-    return None if found is None else (found, token)
 
 
 def heartbeat(
     conn: sqlite3.Connection, job_id: int, token: str, *, lease_s: float, now: float
 ) -> bool:
     """Extend the lease; False if the worker no longer holds the job."""
-    lease_s = check_lease(lease_s)
-    job = held(job_id, token)
-    if job is None:
-        return False
     cursor = conn.execute(
         "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? "
         "AND state IN ('running', 'cancelling')",
-        (now + lease_s, *job),
+        (now + lease_s, job_id, token),
     )
     return cursor.rowcount == 1
 
@@ -78,14 +54,6 @@ def report_progress(
     now: float,
 ) -> ProgressAck:
     """Record the step reached and the latest preview (replacing the previous one)."""
-    check_int("step", step, 0, 10**9)
-    if steps_per_s is not None:
-        steps_per_s = check_seconds("steps_per_s", steps_per_s, most=MAX_STEPS_PER_S)
-    if lease_s is not None:
-        lease_s = check_lease(lease_s)
-    image = None if preview is None else check_bytes("preview", preview, MAX_PREVIEW_BYTES)
-    if held(job_id, token) is None:
-        return ProgressAck(ok=False)
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
@@ -105,12 +73,12 @@ def report_progress(
                 job_id,
             ),
         )
-        if image is not None:
+        if preview is not None:
             conn.execute(
                 "INSERT INTO previews (job_id, step, image, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (job_id) DO UPDATE SET step = excluded.step, "
                 "image = excluded.image, updated_at = excluded.updated_at",
-                (job_id, step, image, now),
+                (job_id, step, preview, now),
             )
     return ProgressAck(ok=True, cancel=row["state"] == "cancelling")
 
@@ -125,10 +93,6 @@ def finish(
     now: float,
 ) -> bool:
     """Succeed the job with its picture. A cancel that came too late is ignored."""
-    png = check_bytes("result_png", result_png, MAX_RESULT_BYTES)
-    gpu_seconds = check_gpu_seconds(gpu_seconds)
-    if held(job_id, token) is None:
-        return False
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
@@ -139,7 +103,7 @@ def finish(
             "INSERT INTO results (job_id, png, created_at) VALUES (?, ?, ?) "
             "ON CONFLICT (job_id) DO UPDATE SET png = excluded.png, "
             "created_at = excluded.created_at",
-            (job_id, png, now),
+            (job_id, result_png, now),
         )
         settle(conn, row, gpu_seconds=gpu_seconds, leaves=True, now=now, speed_sample=True)
     log.info("job %d succeeded after %.1f GPU seconds", job_id, gpu_seconds)
@@ -158,11 +122,6 @@ def fail(
 ) -> bool:
     """End the attempt with an error: back to the queue if ``retry`` and attempts
     are left, else failed (or cancelled, if the user asked meanwhile)."""
-    gpu_seconds = check_gpu_seconds(gpu_seconds)
-    error = clip_error(error)
-    retry = check_bool("retry", retry)
-    if held(job_id, token) is None:
-        return False
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
@@ -192,8 +151,6 @@ def fail(
 
 def release(conn: sqlite3.Connection, job_id: int, token: str, *, now: float) -> bool:
     """A worker shutting down hands the job back; the attempt does not count."""
-    if held(job_id, token) is None:
-        return False
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
@@ -223,9 +180,6 @@ def confirm_cancelled(
     conn: sqlite3.Connection, job_id: int, token: str, *, gpu_seconds: float, now: float
 ) -> bool:
     """The worker stopped a job whose cancel was requested."""
-    gpu_seconds = check_gpu_seconds(gpu_seconds)
-    if held(job_id, token) is None:
-        return False
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None or row["state"] != "cancelling":
@@ -240,11 +194,6 @@ def request_cancel(
     conn: sqlite3.Connection, job_id: int, *, by_user: int, is_admin: bool, now: float
 ) -> Job:
     """Cancel a queued job at once, or ask the worker to stop a running one."""
-    found = lookup_id("job_id", job_id)
-    check_int("by_user", by_user, 0, MAX_SNOWFLAKE)  # 0: no member (the operator)
-    check_bool("is_admin", is_admin)
-    if found is None:
-        raise NotFound.job(job_id)
     with write(conn):
         row = conn.execute(
             "SELECT guild_id, user_id, state, cost FROM jobs WHERE id = ?", (job_id,)
@@ -275,15 +224,14 @@ def request_cancel(
     return job
 
 
-def mark_delivered(conn: sqlite3.Connection, job_id: int) -> bool:
-    """Record that the bot posted the finished job's outcome; False if not finished or done."""
-    if lookup_id("job_id", job_id) is None:
-        return False
+def mark_delivered(conn: sqlite3.Connection, job_id: int, *, result_message_id: int | None) -> bool:
+    """Record that the bot posted the finished job's outcome (in ``result_message_id``, if
+    given); False, changing nothing, if the job is not finished or was delivered already."""
     with write(conn):
         cursor = conn.execute(
-            "UPDATE jobs SET delivered = 1 WHERE id = ? AND delivered = 0 "
-            "AND state IN ('succeeded', 'failed', 'cancelled')",
-            (job_id,),
+            "UPDATE jobs SET delivered = 1, result_message_id = COALESCE(?, result_message_id) "
+            "WHERE id = ? AND delivered = 0 AND state IN ('succeeded', 'failed', 'cancelled')",
+            (result_message_id, job_id),
         )
         if cursor.rowcount == 0:
             return False
@@ -291,19 +239,9 @@ def mark_delivered(conn: sqlite3.Connection, job_id: int) -> bool:
     return True
 
 
-MESSAGE_COLUMNS = {"card": "message_id", "result": "result_message_id"}
-
-
 def set_message(conn: sqlite3.Connection, job_id: int, message_id: int, *, kind: str) -> Job:
     """Remember the Discord message that shows the job (its card or its result)."""
-    column = MESSAGE_COLUMNS.get(kind) if isinstance(kind, str) else None
-    if column is None:
-        raise InvalidInput(
-            "kind", f"kind must be one of {sorted(MESSAGE_COLUMNS)}, got {describe(kind)}."
-        )
-    check_id("message_id", message_id)
-    if lookup_id("job_id", job_id) is None:
-        raise NotFound.job(job_id)
+    column = MESSAGE_COLUMNS[kind]  # a fixed column name, never the caller's text
     with write(conn):
         cursor = conn.execute(
             f"UPDATE jobs SET {column} = ?, version = ? WHERE id = ?",

@@ -18,7 +18,8 @@ from __future__ import annotations
 import inspect
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 from db import FakeClock, SqliteStore, Store
 from db.postgres import PostgresStore
 from db.postgres.connection import with_database
+from tests.db import postgres_checks, sqlite_checks
 from tests.db.factories import OPEN_LIMITS
 
 POSTGRES_ENV = "VQBOT_TEST_POSTGRES"
@@ -116,20 +118,24 @@ def pg_url(session_database: str) -> str:
 
 
 @pytest.fixture
-async def open_store(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> AsyncIterator[OpenStore]:
+def database_spec(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """This test's database as ``db.open_store`` (or ``VQBOT_DATABASE``) takes it: the SQLite
+    file's path or the PostgreSQL URL (for child processes that open the same store)."""
+    return str(request.getfixturevalue("pg_url") if backend == "postgres" else tmp_path / "vqbot.sqlite3")
+
+
+@pytest.fixture
+async def open_store(backend: str, database_spec: str, clock: FakeClock) -> AsyncIterator[OpenStore]:
     """``await open_store(**options)``: another store on this test's database (same file or
     same PostgreSQL database), with the test's clock unless given one; closed at the end."""
     opened: list[SqliteStore | PostgresStore] = []
-    target = request.getfixturevalue("pg_url") if backend == "postgres" else tmp_path / "vqbot.sqlite3"
 
     async def open_one(**options: Any) -> Store:
         options.setdefault("clock", clock)
         if backend == "postgres":
-            store: SqliteStore | PostgresStore = await PostgresStore.open(str(target), **options)
+            store: SqliteStore | PostgresStore = await PostgresStore.open(database_spec, **options)
         else:
-            store = await SqliteStore.open(target, **options)
+            store = await SqliteStore.open(database_spec, **options)
         opened.append(store)
         return store
 
@@ -172,6 +178,48 @@ def fresh_store(
             await store.close()
 
     return fresh
+
+
+@pytest.fixture
+def counters_match(backend: str, request: pytest.FixtureRequest) -> Callable[[Store], None]:
+    """``counters_match(store)``: assert that the guild and member queue counters in ``store``'s
+    database agree with its job rows (on PostgreSQL, while the store is open: see fresh_store)."""
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_url")
+        return lambda store: postgres_checks.assert_counters_match(url)
+
+    def check_sqlite(store: Store) -> None:
+        assert isinstance(store, SqliteStore)
+        sqlite_checks.assert_counters_match(store.path)
+
+    return check_sqlite
+
+
+RawSql = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
+
+
+@pytest.fixture
+def raw_sql(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> RawSql:
+    """``raw_sql(statement, params)``: one statement (``?`` placeholders) run and committed on this
+    test's database past the store, e.g. to plant rows as an older vqbot wrote them; its rows."""
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_url")
+
+        def run_postgres(statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+            with psycopg.connect(url, autocommit=True) as conn:
+                cursor = conn.execute(statement.replace("?", "%s"), tuple(params))  # type: ignore[arg-type]
+                return cursor.fetchall() if cursor.description else []
+
+        return run_postgres
+
+    def run_sqlite(statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(tmp_path / "vqbot.sqlite3", isolation_level=None)
+        try:
+            return conn.execute(statement, tuple(params)).fetchall()
+        finally:
+            conn.close()
+
+    return run_sqlite
 
 
 @pytest.fixture

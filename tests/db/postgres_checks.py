@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -16,8 +15,7 @@ from pathlib import Path
 import psycopg
 
 from db.postgres.connection import SessionSettings, Tx, connect
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.db.processes import start_python as start_python  # re-exported for the PostgreSQL tests
 
 
 @asynccontextmanager
@@ -29,14 +27,6 @@ async def open_transaction(url: str, name: str = "vqbot-test") -> AsyncIterator[
             yield Tx(conn)
     finally:
         await conn.close()
-
-
-async def start_python(code: str, *args: str) -> asyncio.subprocess.Process:
-    """A Python child process running ``code`` with this checkout on its path."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, *args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
 
 
 def assert_counters_match(url: str) -> None:

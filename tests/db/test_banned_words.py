@@ -7,12 +7,11 @@ verdict is whether ``enqueue`` refuses it with LimitExceeded("banned_words").
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from db import InvalidInput, LimitExceeded, SqliteStore
+from db import InvalidInput, LimitExceeded, SqliteStore, Store
 from tests.db.factories import new_job
 
 REFUSED, ALLOWED = True, False
@@ -137,15 +136,12 @@ async def test_a_thousand_banned_words_still_find_the_one_in_a_long_prompt(
 
 
 async def test_a_stored_entry_this_version_refuses_does_not_unban_the_others(
-    limited: SqliteStore, db_path: Path
+    limited: Store, raw_sql: Callable[..., object]
 ) -> None:
-    conn = sqlite3.connect(db_path)
-    with conn:  # as an older vqbot stored them, verbatim
-        conn.execute(
-            "INSERT INTO guild_settings (guild_id, key, value) VALUES (1, 'banned_words', ?)",
-            (json.dumps(["***", "ＣＡＴ", "\u200b"]),),
-        )
-    conn.close()
+    raw_sql(  # as an older vqbot stored them, verbatim
+        "INSERT INTO guild_settings (guild_id, key, value) VALUES (1, 'banned_words', ?)",
+        (json.dumps(["***", "ＣＡＴ", "\u200b"]),),
+    )
     assert (await limited.settings(1)).banned_words == ("cat",)
     with pytest.raises(LimitExceeded):
         await limited.enqueue(new_job(prompt="a c.a.t"))

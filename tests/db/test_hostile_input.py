@@ -1,8 +1,9 @@
 """Hostile input against the Store API: every case has its expected answer.
 
 An answer is a value (accepted) or a typed StoreError whose message is one or two sentences
-naming the field; never a raw exception, never a hang. The store is a real SQLite file with
-one running job (claimed by ``gpu-0``) and one queued job.
+naming the field; never a raw exception, never a hang. Every case runs on both backends (a real
+SQLite file, a real PostgreSQL database), holding one running job (claimed by ``gpu-0``) and one
+queued job; the "opening" cases are SqliteStore.open's own options.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from db import InvalidInput, NewJob, NotFound, ProgressAck, SqliteStore, StoreError, UnknownSetting
+from db import InvalidInput, NewJob, NotFound, ProgressAck, SqliteStore, Store, StoreError, UnknownSetting
 from tests.db.factories import PNG, new_job, params
 
 
 @dataclass(frozen=True)
 class World:
-    store: SqliteStore
+    store: Store
     folder: Path
     running: int
     token: str
@@ -157,7 +158,8 @@ CASES: list[tuple[str, Call, Refused | Returns]] = [
      lambda w: w.store.finish(w.running, w.token, result_png=PNG, gpu_seconds=1e300),
      Refused(InvalidInput, "gpu_seconds")),
     ("a result as a memoryview",
-     lambda w: w.store.finish(w.running, w.token, result_png=memoryview(PNG), gpu_seconds=1), Returns(True)),
+     lambda w: w.store.finish(w.running, w.token, result_png=memoryview(PNG), gpu_seconds=1),  # type: ignore[arg-type]
+     Returns(True)),
     ("a failure without an error text",
      lambda w: w.store.fail(w.running, w.token, error=None, gpu_seconds=1),  # type: ignore[arg-type]
      Refused(InvalidInput, "error")),
@@ -198,6 +200,17 @@ CASES: list[tuple[str, Call, Refused | Returns]] = [
      Refused(InvalidInput, "usage_older_than_days")),
     ("the settings of guild 2**64", lambda w: w.store.settings(2**64), Refused(InvalidInput, "guild_id")),
     ("deliver job 2**64", lambda w: w.store.mark_delivered(2**64), Returns(False)),
+    ("a delivery in message 2**64",
+     lambda w: w.store.mark_delivered(w.running, result_message_id=2**64), Refused(InvalidInput, "result_message_id")),
+    ("a delivery in message '5'",
+     lambda w: w.store.mark_delivered(w.running, result_message_id="5"),  # type: ignore[arg-type]
+     Refused(InvalidInput, "result_message_id")),
+    ("a wait since version '5'", lambda w: w.store.wait_for_change("5", timeout=1),  # type: ignore[arg-type]
+     Refused(InvalidInput, "since")),
+    ("a wait for NaN seconds", lambda w: w.store.wait_for_change(0, timeout=float("nan")),
+     Refused(InvalidInput, "timeout")),
+    ("a wait for a year", lambda w: w.store.wait_for_change(0, timeout=365 * 86_400),
+     Refused(InvalidInput, "timeout")),
     ("the preview of job -5", lambda w: w.store.preview(-5), Returns(None)),
     # --- guild settings and styles --------------------------------------------------------
     ("a cooldown beyond float range", lambda w: w.store.set_setting(1, "cooldown_s", 10**400, by_user=1),
@@ -237,7 +250,7 @@ CASES: list[tuple[str, Call, Refused | Returns]] = [
     ("a style named like a path", lambda w: w.store.set_style(1, "../../etc/passwd", "x", by_user=1),
      Refused(InvalidInput, "style")),
     ("deleting a style that does not exist", lambda w: w.store.delete_style(1, "nope", by_user=1),
-     Refused(NotFound)),
+     Refused(UnknownSetting, "style")),
     ("a style with markdown and a mention is stored as typed",
      lambda w: _style_of(w.store.set_style(1, "evil", MARKUP, by_user=1), "evil"), Returns(MARKUP)),
     # --- opening --------------------------------------------------------------------------
@@ -275,7 +288,7 @@ async def _open(path: Any, **options: Any) -> None:
 
 
 @pytest.fixture
-async def world(store: SqliteStore, tmp_path: Path) -> AsyncIterator[World]:
+async def world(store: Store, tmp_path: Path) -> AsyncIterator[World]:
     await store.enqueue(new_job())
     (claim,) = await store.claim("gpu-0", lease_seconds=60)
     queued = await store.enqueue(new_job(seed=8))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from db import InvalidInput, NewJob, SqliteStore, UnknownSetting
+from db import InvalidInput, NewJob, SqliteStore, Store, UnknownSetting
 from tests.db.factories import PNG, new_job, params
+
+RawSql = Callable[..., list[tuple[object, ...]]]
 
 SQLISH = [
     "'); DROP TABLE jobs; --",
@@ -18,22 +19,18 @@ SQLISH = [
 ]
 
 
-async def assert_nothing_stored(store: SqliteStore, db_path: Path, version: int = 0) -> None:
+async def assert_nothing_stored(store: Store, raw_sql: RawSql, version: int = 0) -> None:
     assert await store.version() == version
-    conn = sqlite3.connect(db_path)
-    try:
-        assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
-        assert conn.execute("SELECT COUNT(*) FROM guild_queues").fetchone()[0] == 0
-    finally:
-        conn.close()
+    assert raw_sql("SELECT COUNT(*) FROM jobs", ()) == [(0,)]
+    assert raw_sql("SELECT COUNT(*) FROM guild_queues", ()) == [(0,)]
 
 
-async def test_a_10_mb_prompt_is_refused(store: SqliteStore, db_path: Path) -> None:
+async def test_a_10_mb_prompt_is_refused(store: Store, raw_sql: RawSql) -> None:
     with pytest.raises(InvalidInput) as refused:
         await store.enqueue(new_job(prompt="a" * 10 * 1024 * 1024))
     assert refused.value.field == "prompt"
     assert "10485760 characters" in str(refused.value) and "2000" in str(refused.value)
-    await assert_nothing_stored(store, db_path)
+    await assert_nothing_stored(store, raw_sql)
 
 
 @pytest.mark.parametrize(
@@ -63,13 +60,13 @@ async def test_a_10_mb_prompt_is_refused(store: SqliteStore, db_path: Path) -> N
     ],
 )
 async def test_malformed_jobs_are_refused_naming_the_field(
-    store: SqliteStore, db_path: Path, job: NewJob, field: str
+    store: Store, raw_sql: RawSql, job: NewJob, field: str
 ) -> None:
     with pytest.raises(InvalidInput) as refused:
         await store.enqueue(job)
     assert refused.value.field == field
     assert str(refused.value).endswith(".")
-    await assert_nothing_stored(store, db_path)
+    await assert_nothing_stored(store, raw_sql)
 
 
 async def test_a_parent_from_another_guild_or_nowhere_is_refused(store: SqliteStore) -> None:
@@ -166,8 +163,8 @@ async def test_a_long_worker_error_is_clipped_not_refused(store: SqliteStore) ->
     assert error is not None and len(error) == 2000 and error.endswith("…")
 
 
-async def test_a_closed_store_says_so(db_path: Path) -> None:
-    store = await SqliteStore.open(db_path)
+async def test_a_closed_store_says_so(open_store: Callable[..., Awaitable[Store]]) -> None:
+    store = await open_store()
     await store.close()
     await store.close()  # closing twice is fine
     with pytest.raises(RuntimeError, match="closed"):

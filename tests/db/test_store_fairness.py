@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
-import tempfile
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from db import FakeClock, SqliteStore
+from db import FakeClock, SqliteStore, Store
 from tests.db.factories import OPEN_LIMITS, PNG, new_job
+from tests.db.sqlite_checks import assert_counters_match
 
-FAIRNESS = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+FreshStore = Callable[..., AbstractAsyncContextManager[Store]]
+# Each example opens an empty store; on PostgreSQL that costs tens of milliseconds.
+EXAMPLES = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 shapes = st.fixed_dictionaries(
     {
@@ -28,14 +32,14 @@ shapes = st.fixed_dictionaries(
 served = st.lists(st.one_of(st.none(), st.floats(0, 300)), max_size=25)
 
 
-async def serve(store: SqliteStore, history: list[float | None]) -> None:
+async def serve(store: Store, history: list[float | None]) -> None:
     for gpu_seconds in history:
         (claim,) = await store.claim("gpu-0", lease_seconds=3600)
         if gpu_seconds is not None:
             await store.finish(claim.job.id, claim.token, result_png=PNG, gpu_seconds=gpu_seconds)
 
 
-@FAIRNESS
+@EXAMPLES
 @given(
     big=st.lists(shapes, min_size=100, max_size=100),
     newcomer=shapes,
@@ -44,6 +48,7 @@ async def serve(store: SqliteStore, history: list[float | None]) -> None:
     members=st.integers(1, 4),
 )
 async def test_a_guilds_first_job_runs_within_two_claims_of_a_busy_guild(
+    fresh_store: FreshStore,
     big: list[dict],
     newcomer: dict,
     history: list[float | None],
@@ -51,21 +56,18 @@ async def test_a_guilds_first_job_runs_within_two_claims_of_a_busy_guild(
     members: int,
 ) -> None:
     busy, quiet = guilds
-    with tempfile.TemporaryDirectory() as folder:
-        async with await SqliteStore.open(Path(folder) / "q.db", defaults=OPEN_LIMITS) as store:
-            await store.enqueue_many(
-                [new_job(guild=busy, user=100 + i % members, **p) for i, p in enumerate(big)],
-                enforce_limits=False,
-            )
-            await serve(store, history)
-            job = await store.enqueue(new_job(guild=quiet, user=900, **newcomer))
-            next_two = [
-                c.job.id for _ in range(2) for c in await store.claim("gpu-0", lease_seconds=60)
-            ]
-            assert job.id in next_two
+    async with fresh_store(defaults=OPEN_LIMITS) as store:
+        await store.enqueue_many(
+            [new_job(guild=busy, user=100 + i % members, **p) for i, p in enumerate(big)],
+            enforce_limits=False,
+        )
+        await serve(store, history)
+        job = await store.enqueue(new_job(guild=quiet, user=900, **newcomer))
+        next_two = [c.job.id for _ in range(2) for c in await store.claim("gpu-0", lease_seconds=60)]
+        assert job.id in next_two
 
 
-@FAIRNESS
+@EXAMPLES
 @given(
     big=st.lists(shapes, min_size=100, max_size=100),
     newcomer=shapes,
@@ -74,6 +76,7 @@ async def test_a_guilds_first_job_runs_within_two_claims_of_a_busy_guild(
     other_guild_jobs=st.integers(0, 20),
 )
 async def test_a_members_first_job_runs_within_two_of_the_guilds_claims(
+    fresh_store: FreshStore,
     big: list[dict],
     newcomer: dict,
     history: list[float | None],
@@ -81,21 +84,20 @@ async def test_a_members_first_job_runs_within_two_of_the_guilds_claims(
     other_guild_jobs: int,
 ) -> None:
     busy, quiet = users
-    with tempfile.TemporaryDirectory() as folder:
-        async with await SqliteStore.open(Path(folder) / "q.db", defaults=OPEN_LIMITS) as store:
-            await store.enqueue_many(
-                [new_job(guild=5, user=busy, **p) for p in big]
-                + [new_job(guild=6, user=300 + i, seed=i) for i in range(other_guild_jobs)],
-                enforce_limits=False,
-            )
-            await serve(store, history)
-            job = await store.enqueue(new_job(guild=5, user=quiet, **newcomer))
-            guild_claims: list[int] = []
-            while len(guild_claims) < 2:
-                (claim,) = await store.claim("gpu-0", lease_seconds=60)
-                if claim.job.guild_id == 5:
-                    guild_claims.append(claim.job.id)
-            assert job.id in guild_claims
+    async with fresh_store(defaults=OPEN_LIMITS) as store:
+        await store.enqueue_many(
+            [new_job(guild=5, user=busy, **p) for p in big]
+            + [new_job(guild=6, user=300 + i, seed=i) for i in range(other_guild_jobs)],
+            enforce_limits=False,
+        )
+        await serve(store, history)
+        job = await store.enqueue(new_job(guild=5, user=quiet, **newcomer))
+        guild_claims: list[int] = []
+        while len(guild_claims) < 2:
+            (claim,) = await store.claim("gpu-0", lease_seconds=60)
+            if claim.job.guild_id == 5:
+                guild_claims.append(claim.job.id)
+        assert job.id in guild_claims
 
 
 async def test_equal_jobs_of_two_members_alternate_and_each_member_is_fifo(
@@ -164,63 +166,35 @@ ops = st.lists(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@EXAMPLES
 @given(steps=ops)
-async def test_queue_counters_always_match_the_jobs(steps: list[tuple]) -> None:
+async def test_queue_counters_always_match_the_jobs(
+    fresh_store: FreshStore, counters_match: Callable[[Store], None], steps: list[tuple]
+) -> None:
     clock = FakeClock()
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "q.db"
-        async with await SqliteStore.open(path, clock=clock, defaults=OPEN_LIMITS) as store:
-            claims, ids = [], []
-            for op, *args in steps:
-                if op == "enqueue":
-                    ids.append(
-                        (
-                            await store.enqueue(
-                                new_job(guild=args[0], user=args[1], max_attempts=2)
-                            )
-                        ).id
-                    )
-                elif op == "claim":
-                    claims += await store.claim("gpu", lease_seconds=10, max_jobs=args[0])
-                elif op in ("finish", "fail", "release") and claims:
-                    c = claims.pop(args[0] % len(claims))
-                    if op == "finish":
-                        await store.finish(c.job.id, c.token, result_png=PNG, gpu_seconds=args[0])
-                    elif op == "fail":
-                        await store.fail(c.job.id, c.token, error="x", gpu_seconds=1, retry=True)
-                    else:
-                        await store.release(c.job.id, c.token)
-                elif op == "cancel" and ids:
-                    job_id = ids[args[0] % len(ids)]
-                    await store.request_cancel(job_id, by_user=0, is_admin=True)
-                elif op == "expire":
-                    clock.advance(11)
-                    claims = []
-            await store.reclaim_expired()
-        assert_counters_match(path)
-
-
-def assert_counters_match(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    try:
-        for table, keys in (("guild_queues", "guild_id"), ("user_queues", "guild_id, user_id")):
-            stored = set(
-                conn.execute(
-                    f"SELECT {keys}, queued, queued_cost, pending FROM {table} "
-                    "WHERE queued > 0 OR pending > 0 OR queued_cost != 0"
-                )
-            )
-            derived = set(
-                conn.execute(
-                    f"SELECT {keys}, SUM(state = 'queued'), "
-                    "SUM(CASE WHEN state = 'queued' THEN cost ELSE 0 END), COUNT(*) FROM jobs "
-                    f"WHERE state IN ('queued', 'running', 'cancelling') GROUP BY {keys}"
-                )
-            )
-            assert stored == derived, table
-    finally:
-        conn.close()
+    async with fresh_store(clock=clock, defaults=OPEN_LIMITS) as store:
+        claims, ids = [], []
+        for op, *args in steps:
+            if op == "enqueue":
+                ids.append((await store.enqueue(new_job(guild=args[0], user=args[1], max_attempts=2))).id)
+            elif op == "claim":
+                claims += await store.claim("gpu", lease_seconds=10, max_jobs=args[0])
+            elif op in ("finish", "fail", "release") and claims:
+                c = claims.pop(args[0] % len(claims))
+                if op == "finish":
+                    await store.finish(c.job.id, c.token, result_png=PNG, gpu_seconds=args[0])
+                elif op == "fail":
+                    await store.fail(c.job.id, c.token, error="x", gpu_seconds=1, retry=True)
+                else:
+                    await store.release(c.job.id, c.token)
+            elif op == "cancel" and ids:
+                job_id = ids[args[0] % len(ids)]
+                await store.request_cancel(job_id, by_user=0, is_admin=True)
+            elif op == "expire":
+                clock.advance(11)
+                claims = []
+        await store.reclaim_expired()
+        counters_match(store)
 
 
 async def test_claim_repairs_counters_that_disagree_with_the_jobs(

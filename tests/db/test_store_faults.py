@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from db import FakeClock, GuildSettings, SchemaTooNew, SqliteStore, StoreUnavailable
+from db.jobs import check_new_job
 from db.migrations import migrate
 from db.sqlite import admission
 from db.sqlite.connection import connect
@@ -272,7 +273,7 @@ def test_a_database_at_its_page_limit_is_full_and_the_enqueue_rolls_back(db_path
         migrate(conn)
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {pages + 2}")
-        jobs = [new_job(seed=i, prompt="a wooden banana temple " * 80) for i in range(200)]
+        jobs = [check_new_job(new_job(seed=i, prompt="a wooden banana temple " * 80)) for i in range(200)]
         options = {"defaults": GuildSettings(), "enforce_limits": False, "now": 0.0}
         with pytest.raises(StoreUnavailable) as full:
             call_guarded(conn, admission.enqueue, (jobs,), options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -153,6 +154,26 @@ async def test_jobs_are_found_by_card_result_message_and_custom_id(store: Sqlite
         await store.set_message(4242, 1, kind="card")
 
 
+async def test_delivering_records_the_result_message_and_the_delivery_together(store: Store) -> None:
+    job = await store.enqueue(new_job())
+    (claim,) = await store.claim("gpu-0", lease_seconds=30)
+    await store.finish(job.id, claim.token, result_png=PNG, gpu_seconds=1)
+    assert await store.mark_delivered(job.id, result_message_id=777)
+    delivered = await store.get(job.id)
+    assert delivered is not None and delivered.delivered and delivered.result_message_id == 777
+    assert delivered.version > job.version  # the bot's change feed sees it
+    assert await store.by_message(777) == delivered
+    assert await store.undelivered() == []
+    assert not await store.mark_delivered(job.id, result_message_id=888)  # once only
+    assert await store.get(job.id) == delivered
+
+
+async def test_a_job_that_is_not_finished_takes_no_result_message(store: Store) -> None:
+    job = await store.enqueue(new_job())
+    assert not await store.mark_delivered(job.id, result_message_id=777)
+    assert await store.get(job.id) == job and await store.by_message(777) is None
+
+
 async def test_rerun_records_its_parent_and_relation(store: SqliteStore) -> None:
     parent = await store.enqueue(new_job())
     child = await store.enqueue(new_job(parent_id=parent.id, relation="rerun", seed=8))
@@ -160,17 +181,17 @@ async def test_rerun_records_its_parent_and_relation(store: SqliteStore) -> None
 
 
 async def test_finished_jobs_stay_undelivered_across_a_restart_until_marked(
-    store: SqliteStore, db_path, clock: FakeClock
+    store: Store, open_store: Callable[..., Awaitable[Store]]
 ) -> None:
     job = await store.enqueue(new_job())
     (claim,) = await store.claim("gpu-0", lease_seconds=30)
     await store.finish(job.id, claim.token, result_png=PNG, gpu_seconds=1)
     await store.close()
-    async with await SqliteStore.open(db_path, clock=clock) as reopened:
-        assert [j.id for j in await reopened.undelivered()] == [job.id]
-        assert await reopened.mark_delivered(job.id)
-        assert not await reopened.mark_delivered(job.id)
-        assert await reopened.undelivered() == []
+    reopened = await open_store()
+    assert [j.id for j in await reopened.undelivered()] == [job.id]
+    assert await reopened.mark_delivered(job.id)
+    assert not await reopened.mark_delivered(job.id)
+    assert await reopened.undelivered() == []
 
 
 async def test_a_job_that_is_not_finished_cannot_be_marked_delivered(store: SqliteStore) -> None:

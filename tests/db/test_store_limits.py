@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from db import FakeClock, GuildSettings, InvalidInput, LimitExceeded, SqliteStore
+from db import FakeClock, GuildSettings, InvalidInput, LimitExceeded, SqliteStore, Store
 from tests.db.factories import PNG, new_job
 
 GUILD = 1
 
 
-async def refusal(store: SqliteStore, **job: object) -> LimitExceeded:
+async def refusal(store: Store, **job: object) -> LimitExceeded:
     with pytest.raises(LimitExceeded) as refused:
         await store.enqueue(new_job(**job))  # type: ignore[arg-type]
     return refused.value
 
 
-async def run_one(store: SqliteStore, gpu_seconds: float) -> None:
+async def run_one(store: Store, gpu_seconds: float) -> None:
     (claim,) = await store.claim("gpu-0", lease_seconds=60)
     await store.finish(claim.job.id, claim.token, result_png=PNG, gpu_seconds=gpu_seconds)
 
@@ -165,10 +166,9 @@ async def test_enqueue_many_is_all_or_nothing(limited: SqliteStore) -> None:
     assert await limited.queue(GUILD) == []
 
 
-async def test_store_wide_defaults_apply_to_guilds_that_changed_nothing(
-    db_path, clock: FakeClock
-) -> None:
-    strict = GuildSettings(max_steps=10)
-    async with await SqliteStore.open(db_path, clock=clock, defaults=strict) as store:
-        assert (await store.settings(GUILD)).max_steps == 10
-        assert (await refusal(store, steps=11)).limit == "max_steps"
+async def test_store_wide_defaults_apply_to_guilds_that_changed_nothing(open_store: Callable[..., Awaitable[Store]]) -> None:
+    store = await open_store(defaults=GuildSettings(max_steps=10))
+    assert (await store.settings(GUILD)).max_steps == 10
+    assert (await refusal(store, steps=11)).limit == "max_steps"
+    await store.set_setting(GUILD, "max_steps", 20, by_user=1)
+    assert (await store.settings(GUILD)).max_steps == 20 and (await store.settings(GUILD + 1)).max_steps == 10

@@ -10,6 +10,7 @@ import pytest
 
 from db import JobState, SchemaTooNew, SqliteStore
 from db.clock import to_epoch
+from db.jobs import check_new_job
 from db.migrations import MIGRATIONS, Migration, migrate, schema_version
 from db.settings import GuildSettings
 from db.sqlite import admission
@@ -46,7 +47,7 @@ async def test_a_database_from_an_older_schema_upgrades_and_keeps_its_jobs(db_pa
     assert migrate(conn, MIGRATIONS[:1]) == [1]
     (old,) = admission.enqueue(
         conn,
-        [new_job()],
+        [check_new_job(new_job())],
         defaults=GuildSettings(),
         enforce_limits=False,  # the guild settings table does not exist yet
         now=to_epoch(datetime(2024, 1, 1, tzinfo=UTC)),

@@ -11,6 +11,7 @@ import pytest
 
 from db import SqliteStore
 from db.clock import SystemClock, to_epoch
+from db.jobs import check_new_job
 from db.migrations import migrate
 from db.settings import GuildSettings
 from db.sqlite import admission, scheduler
@@ -37,7 +38,7 @@ def build(path: Path, jobs: int) -> Path:
         ]
         admission.enqueue(
             conn,
-            news,
+            [check_new_job(new) for new in news],
             defaults=GuildSettings(),
             enforce_limits=False,
             now=to_epoch(SystemClock().now()),

@@ -12,9 +12,9 @@ from db import (
     FakeClock,
     GuildSettings,
     InvalidInput,
-    NotFound,
     SettingKind,
     SqliteStore,
+    UnknownSetting,
 )
 
 
@@ -112,6 +112,18 @@ async def test_bad_style_names_and_texts_are_refused(
     assert await store.styles(1) == DEFAULT_STYLES
 
 
-async def test_deleting_a_missing_style_is_not_found(store: SqliteStore) -> None:
-    with pytest.raises(NotFound):
-        await store.delete_style(1, "nope", by_user=5)
+async def test_deleting_a_missing_style_is_refused_as_an_unknown_key_like_a_missing_setting(
+    store: SqliteStore,
+) -> None:
+    await store.delete_style(1, "pixelart", by_user=5)
+    for name in ("nope", "pixelart"):  # never there, and deleted already
+        with pytest.raises(UnknownSetting) as missing:
+            await store.delete_style(1, name, by_user=5)
+        assert isinstance(missing.value, InvalidInput)  # what /config's commands catch
+        assert missing.value.field == "style" and missing.value.key == name
+        assert f"no style called '{name}'" in str(missing.value)
+        assert missing.value.valid == sorted(await store.styles(1))
+    with pytest.raises(UnknownSetting) as setting:
+        await store.set_setting(1, "nope", 5, by_user=5)
+    assert setting.value.field == "key"
+    assert len(await store.audit(1)) == 1
