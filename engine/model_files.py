@@ -39,6 +39,20 @@ class FileCheckError(DownloadError):
 # ---------------------------------------------------------------- structure checks
 
 
+def downsampling_factor(ch_mult: list[int] | tuple[int, ...]) -> int:
+    """Pixels per latent cell along one side of a taming model with this ``ddconfig.ch_mult``."""
+    return 2 ** (len(ch_mult) - 1)
+
+
+def config_factor(config: dict[str, object]) -> int | None:
+    """The downsampling factor of a taming config read by ``check_config_file`` (None if it doesn't say)."""
+    model = config.get("model")
+    params = model.get("params") if isinstance(model, dict) else None
+    ddconfig = params.get("ddconfig") if isinstance(params, dict) else None
+    ch_mult = ddconfig.get("ch_mult") if isinstance(ddconfig, dict) else None
+    return downsampling_factor(ch_mult) if isinstance(ch_mult, (list, tuple)) and ch_mult else None
+
+
 def checkpoint_format(path: Path) -> Literal["zip", "legacy"] | None:
     """``"zip"`` for a torch zip archive with a ``data.pkl``, ``"legacy"`` for
     torch.save's old pickle format, None for anything else (or unreadable)."""
@@ -85,15 +99,20 @@ def check_checkpoint_file(path: Path) -> None:
 def check_config_file(path: Path, *, codebook_size: int | None = None) -> dict[str, object]:
     """Parse a taming config and return it; raise ``FileCheckError`` unless it is
     a mapping with ``model.params.ddconfig`` (and ``n_embed == codebook_size`` if given)."""
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise FileCheckError(f"{path.name} is {size} bytes, too big for a model config")
+    if path.is_dir():
+        raise FileCheckError(f"{path.name} is a folder, not a model config")
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise FileCheckError(f"{path.name} is {size} bytes, too big for a model config")
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FileCheckError(f"{path.name} is not valid YAML ({first_line})") from exc
-    params = config.get("model", {}).get("params") if isinstance(config, dict) else None
+    except OSError as exc:
+        raise FileCheckError(f"{path.name} can't be read ({exc.strerror or exc})") from exc
+    model = config.get("model") if isinstance(config, dict) else None
+    params = model.get("params") if isinstance(model, dict) else None
     if not isinstance(params, dict) or not isinstance(params.get("ddconfig"), dict):
         hint = " (it is a web page)" if _looks_like_html(path) else ""
         raise FileCheckError(f"{path.name} is not a taming model config: no model.params.ddconfig{hint}")

@@ -20,6 +20,7 @@ from engine.compiling import COMPILE_MODES
 from engine.cutouts import Augment
 from engine.images import load_image, png_bytes, preview_bytes, timelapse_bytes
 from engine.memory import BatchShape, max_batch
+from engine.metadata import picture_metadata, provenance
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.optimiser import JobRequest, StepReport, optimise
 from engine.targets import build_targets
@@ -209,16 +210,9 @@ class Engine:
             progress_images=progress_images, compile_mode=self.config.compile, report_filter=progress_filter,
         ):
             params = by_key[outcome.key]
-            metadata = {
-                **params.to_json(),
-                "prompt": params.prompt_text,
-                "model_source": str(source.checkpoint.name),
-                "steps_done": outcome.steps_done,
-                "loss": outcome.loss,
-                "device": str(self.device),
-                "precision": self.precision_name,
-            }
-            metadata.pop("extra", None)
+            metadata = picture_metadata(params, provenance(source, clip, params, self.cache.digests),
+                                        steps_done=outcome.steps_done, loss=outcome.loss, device=str(self.device),
+                                        precision=self.precision_name)
             timelapse = None
             if timelapse_format and outcome.frames:
                 timelapse = timelapse_bytes(outcome.frames, fmt=timelapse_format)
