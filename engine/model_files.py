@@ -90,6 +90,17 @@ def check_checkpoint_file(path: Path) -> None:
         return
     if _looks_like_html(path):
         raise FileCheckError(f"{path.name} is a web page, not a PyTorch checkpoint")
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+        archive = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise FileCheckError(f"{path.name} can't be read ({exc.strerror or exc})") from exc
+    if archive:
+        raise FileCheckError(f"{path.name} is not a PyTorch checkpoint: a zip archive of something else (no data.pkl)")
+    if head == b"PK\x03\x04":
+        raise FileCheckError(f"{path.name} is not a PyTorch checkpoint as it stands: a zip archive that is "
+                             "truncated or corrupt")
     raise FileCheckError(
         f"{path.name} is not a PyTorch checkpoint "
         "(neither a zip archive with data.pkl nor a legacy torch pickle)"

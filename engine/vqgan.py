@@ -153,7 +153,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         check_checkpoint_file(path)  # cheap: not a torch archive at all is said as such, not as "pickled objects"
     except FileCheckError as exc:
-        raise ModelLoadError(f"VQGAN checkpoint {path}: {exc}; is it the model's .ckpt (or a truncated download)?") from None
+        raise ModelLoadError(f"VQGAN checkpoint {path} can't be used: {exc}. Give the model's .ckpt or .safetensors "
+                             "file (a damaged download: delete it and download it again).") from None
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
