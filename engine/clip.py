@@ -7,15 +7,31 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from engine.clip_layers import use_fast_clip_layers
+from engine.model_files import FileCheckError, local_clip_files
 from engine.vqgan import ModelLoadError
 
 log = logging.getLogger(__name__)
+
+LOCAL_DIR = "local-dir:"
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where a CLIP's weights come from: an open_clip pretrained tag, or files (role -> path)."""
+
+    name: str  # open_clip model name, or local-dir:PATH
+    tag: str | None = None  # open_clip pretrained tag (its weights come through open_clip's cache)
+    files: tuple[tuple[str, Path], ...] = ()  # ("config", ...), ("weights", ...) for files on this host
+
+    @property
+    def local(self) -> bool:
+        """Loaded from a ``local-dir:`` folder."""
+        return self.name.startswith(LOCAL_DIR)
 
 
 @dataclass
@@ -49,42 +65,6 @@ class Clip:
         return (pixels - self.mean.to(pixels.dtype)) / self.std.to(pixels.dtype)
 
 
-LOCAL_DIR = "local-dir:"
-LOCAL_CONFIG = "open_clip_config.json"
-# The weights file names open_clip looks for in a local-dir: folder, in its order of preference.
-LOCAL_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
-                 "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
-
-
-@dataclass(frozen=True)
-class ClipSource:
-    """Where a CLIP's weights come from: an open_clip pretrained tag, or files (role -> path)."""
-
-    name: str  # open_clip model name, or local-dir:PATH
-    tag: str | None = None  # open_clip pretrained tag (its weights come through open_clip's cache)
-    files: tuple[tuple[str, Path], ...] = ()  # ("config", ...), ("weights", ...) for files on this host
-
-    @property
-    def local(self) -> bool:
-        """Loaded from a ``local-dir:`` folder."""
-        return self.name.startswith(LOCAL_DIR)
-
-
-def _local_weights(folder: Path) -> Path:
-    for candidate in LOCAL_WEIGHTS:
-        if (folder / candidate).is_file():
-            return folder / candidate
-    others = sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
-    if len(others) == 1:
-        return folder / others[0]
-    if others:
-        raise ModelLoadError(f"CLIP folder {folder} has several weights files ({', '.join(others)}); keep one, "
-                             f"or name the one to use {LOCAL_WEIGHTS[0]}.")
-    raise ModelLoadError(f"CLIP folder {folder} has no weights; put {LOCAL_WEIGHTS[0]} (or {LOCAL_WEIGHTS[2]}) "
-                         f"beside its {LOCAL_CONFIG}.")
-
-
 def clip_source(name: str, pretrained: str | None) -> ClipSource:
     """Check that ``name`` and ``pretrained`` name a CLIP with real weights, without building it.
 
@@ -92,16 +72,14 @@ def clip_source(name: str, pretrained: str | None) -> ClipSource:
     weights file, or a ``local-dir:`` folder without weights, would otherwise run with
     randomly initialised weights (open_clip only logs a warning), making noise.
     """
+    if name.startswith(LOCAL_DIR):
+        try:
+            config, weights = local_clip_files(Path(name[len(LOCAL_DIR):]))
+        except FileCheckError as exc:
+            raise ModelLoadError(f"{exc}.") from None
+        return ClipSource(name, files=(("config", config), ("weights", weights)))
     import open_clip
 
-    if name.startswith(LOCAL_DIR):
-        folder = Path(name[len(LOCAL_DIR):])
-        if not folder.is_dir():
-            raise ModelLoadError(f"CLIP folder {folder} does not exist; `local-dir:` names a folder holding "
-                                 f"{LOCAL_CONFIG} and the weights.")
-        if not (folder / LOCAL_CONFIG).is_file():
-            raise ModelLoadError(f"CLIP folder {folder} has no {LOCAL_CONFIG}; `local-dir:` needs a config and weights there.")
-        return ClipSource(name, files=(("config", folder / LOCAL_CONFIG), ("weights", _local_weights(folder))))
     if name not in open_clip.list_models():
         close = [m for m in open_clip.list_models() if name.lower().split("-")[0] in m.lower()][:6]
         raise ModelLoadError(f"Unknown CLIP model {name!r}; try one of {close or open_clip.list_models()[:6]} "

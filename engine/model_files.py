@@ -135,6 +135,38 @@ def check_config_file(path: Path, *, codebook_size: int | None = None) -> dict[s
     return config
 
 
+# open_clip's local-dir: folders: a config and the weights file open_clip would pick, in its order of preference.
+CLIP_CONFIG = "open_clip_config.json"
+CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
+                "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth")
+CLIP_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
+
+
+def local_clip_files(folder: Path) -> tuple[Path, Path]:
+    """``(config, weights)`` of an open_clip ``local-dir:`` folder; ``FileCheckError`` saying what is missing.
+
+    Without weights open_clip builds a randomly initialised CLIP and only logs a warning: every
+    picture would be noise, so a folder without them is refused here.
+    """
+    if not folder.is_dir():
+        raise FileCheckError(f"CLIP folder {folder} does not exist; `local-dir:` names a folder holding "
+                             f"{CLIP_CONFIG} and the weights")
+    config = folder / CLIP_CONFIG
+    if not config.is_file():
+        raise FileCheckError(f"CLIP folder {folder} has no {CLIP_CONFIG}; `local-dir:` needs a config and weights there")
+    for name in CLIP_WEIGHTS:
+        if (folder / name).is_file():
+            return config, folder / name
+    others = sorted(p.name for p in folder.iterdir() if p.suffix in CLIP_WEIGHT_SUFFIXES and p.is_file())
+    if len(others) == 1:
+        return config, folder / others[0]
+    if others:
+        raise FileCheckError(f"CLIP folder {folder} has several weights files ({', '.join(others)}); keep one, "
+                             f"or name the one to use {CLIP_WEIGHTS[0]}")
+    raise FileCheckError(f"CLIP folder {folder} has no weights; put {CLIP_WEIGHTS[0]} (or {CLIP_WEIGHTS[2]}) "
+                         f"beside its {CLIP_CONFIG}")
+
+
 def _write_atomically(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 
 MAX_LINE = 400  # characters of one error line
-MAX_VALUE = 60  # characters of one quoted value inside a message
+MAX_VALUE = 100  # characters of one quoted value inside a message
 
 # Unicode categories never printed raw: controls, format characters (bidi overrides,
 # zero-width), line/paragraph separators, surrogates (undecodable argv bytes), unassigned.
@@ -41,10 +41,11 @@ def visible(text: str) -> str:
 
 
 def shown(value: object) -> str:
-    """A value quoted for a message: visible, and cut to ``MAX_VALUE`` characters."""
+    """A value quoted for a message: visible, and cut in the middle to ``MAX_VALUE`` characters."""
     text = visible(str(value))
-    if len(text) > MAX_VALUE:
-        text = text[: MAX_VALUE - 1] + "…"
+    if len(text) > MAX_VALUE:  # keep both ends: a path's file name, a number's size
+        half = (MAX_VALUE - 1) // 2
+        text = f"{text[:half]}…{text[-half:]}"
     return f"“{text}”"
 
 

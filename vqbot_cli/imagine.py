@@ -137,6 +137,10 @@ def build_params(args: argparse.Namespace, settings: Settings) -> JobParams:
     prompt = _text(args.prompt, "prompt")
     noise = _text(args.noise_prompt, "noise prompt")
     width, height = parse_size(args.size)
+    for name, value in (("width", width), ("height", height)):  # before JobParams: its message can't print a huge int
+        low, high = int(LIMITS[name].low), int(LIMITS[name].high)
+        if not low <= value <= high:
+            raise UsageError(f"The {name} must be from {low} to {high} pixels, not {shown(value)}.")
     if args.init_image is not None:
         args.init_image = _picture_file(args.init_image, "init image")
     config, _checkpoint = vqgan_files(args, settings)
@@ -165,16 +169,25 @@ def build_params(args: argparse.Namespace, settings: Settings) -> JobParams:
     return params.validate(multiple_of=_model_factor(args, settings, config))
 
 
-def check_before_loading(params: JobParams) -> None:
-    """What needs torch but no model: the pictures decode, the CLIP has its weights."""
-    from engine.clip import clip_source
-    from engine.images import load_image
+def check_files(params: JobParams, checkpoint: Path | None) -> None:
+    """The files the job reads, checked without torch: pictures decode, a checkpoint is one, CLIP has weights."""
+    from engine.images import read_picture
+    from engine.model_files import FileCheckError, check_checkpoint_file, local_clip_files
 
     for prompt in params.image_prompts:
-        load_image(prompt.text, what="image prompt")
+        read_picture(prompt.text, what="image prompt")
     if params.init_image:
-        load_image(params.init_image, what="init image")
-    clip_source(params.clip_model, params.clip_pretrained)
+        read_picture(params.init_image, what="init image")
+    try:
+        if checkpoint is not None and checkpoint.suffix != ".safetensors":
+            check_checkpoint_file(checkpoint)
+    except FileCheckError as exc:
+        raise UsageError(f"--vqgan-checkpoint: {exc}.") from None
+    try:
+        if params.clip_model.startswith("local-dir:"):
+            local_clip_files(Path(params.clip_model.removeprefix("local-dir:")))
+    except FileCheckError as exc:
+        raise UsageError(f"--clip: {exc}.") from None
 
 
 def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
@@ -186,11 +199,13 @@ def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
         if args.timelapse.expanduser().resolve() == args.out.expanduser().resolve():
             raise UsageError("--timelapse and --out name the same file; give them different names.")
     vqgan_config, vqgan_checkpoint = vqgan_files(args, settings)
+    check_files(params, vqgan_checkpoint)
     from tqdm import tqdm
 
+    from engine.clip import clip_source
     from engine.runner import Engine, EngineConfig, Progress
 
-    check_before_loading(params)
+    clip_source(params.clip_model, params.clip_pretrained)  # a named CLIP has a tag or weights file
     engine = Engine(EngineConfig(
         model_dir=settings.model_dir, device=device,
         precision=args.precision or settings.precision, compile=args.compile or (settings.compile if settings.compile != "auto" else "none"),

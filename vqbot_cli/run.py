@@ -143,8 +143,8 @@ async def _open_store(settings: Settings) -> Any:
                                "point VQBOT_DATABASE at another file.") from None
         if "full" in text:
             raise SetupProblem(f"The disk holding {where} is full; free some space and start again.") from None
-        raise SetupProblem(f"The database {where} can't be opened for writing ({exc}); check that its folder "
-                           "exists and this user may write there.") from None
+        raise SetupProblem(f"The database {where} can't be opened for writing ({exc}); check that this user may "
+                           "write the file and its folder.") from None
     except OSError as exc:
         raise SetupProblem(f"The database {where} can't be created ({exc.strerror or exc}); check that its folder "
                            "can be made and written by this user.") from None
@@ -217,6 +217,14 @@ def _warm_up_shape(settings: Settings, options: RunOptions, engine: Any) -> Any:
                      clip_pretrained=settings.clip_pretrained)
 
 
+def worker_config(options: RunOptions) -> Any:
+    """The worker's configuration from the settings (VQBOT_WORKER_NAME, VQBOT_MAX_BATCH, VQBOT_LEASE_S, ...)."""
+    from worker.worker import WorkerConfig
+
+    return WorkerConfig(name=options.worker_name, max_batch=options.max_batch, lease_s=options.lease_s,
+                        timelapse_dir=options.data_dir / "timelapses")
+
+
 # ---------------------------------------------------------------- serving
 async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, with_worker: bool, sync: bool) -> int:
     import discord
@@ -237,16 +245,14 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this platform: Ctrl-C raises
                 loop.add_signal_handler(sig, stop.set)
         if with_worker:
-            from worker.worker import Worker, WorkerConfig
+            from worker.worker import Worker
 
             async def changed() -> None:
                 if bot is not None:
                     bot.delivery.wake()
 
-            worker = Worker(store, engine, WorkerConfig(name=options.worker_name, max_batch=options.max_batch,
-                                                        lease_s=options.lease_s,
-                                                        timelapse_dir=options.data_dir / "timelapses"),
-                            on_change=changed, warm_up=_warm_up_shape(settings, options, engine))
+            worker = Worker(store, engine, worker_config(options), on_change=changed,
+                            warm_up=_warm_up_shape(settings, options, engine))
             tasks.append(asyncio.create_task(worker.run_forever(), name="vqbot-worker"))
         if with_bot:
             bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models, clip_model=settings.clip,

@@ -93,7 +93,7 @@ def load_env_file(path: Path, *, required: bool) -> None:
     if len(data) > MAX_ENV_FILE_BYTES:
         raise UsageError(f"The settings file {shown(path)} is over {MAX_ENV_FILE_BYTES >> 20} MiB; is it a settings file?")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not part of the first key
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise UsageError(f"The settings file {shown(path)} is not UTF-8 text (line {line}).") from None

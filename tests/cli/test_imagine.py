@@ -13,14 +13,6 @@ from tests.cli.vqbot_process import error_line, vqbot
 from tests.tiny_models import write_tiny_clip, write_tiny_vqgan
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    root = tmp_path_factory.mktemp("cli-models")
-    config, checkpoint = write_tiny_vqgan(root / "vqgan")
-    clip = write_tiny_clip(root / "clip")
-    return ["--vqgan-config", str(config), "--vqgan-checkpoint", str(checkpoint), "--clip", f"local-dir:{clip}"]
-
-
 def test_imagine_writes_a_png_of_the_asked_size_with_its_parameters(tiny: list[str], tmp_path: Path) -> None:
     result = vqbot("imagine", "a wooden banana temple | trending on artstation:0.5", "--steps", "12",
                    "--size", "64x32", "--seed", "42", "--cutn", "4", "--out", "pic.png",
