@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,7 +39,7 @@ class ClipSource:
 class Clip:
     """A loaded CLIP model with what the optimiser needs to feed it."""
 
-    model: nn.Module
+    model: Any  # open_clip's CLIP (an nn.Module; open_clip has no type hints)
     tokenize: Callable[[list[str]], torch.Tensor]
     input_size: int
     mean: torch.Tensor  # (1, 3, 1, 1) on the model's device
@@ -136,10 +137,11 @@ def wrap_clip(model: nn.Module, tokenize: Callable[[list[str]], torch.Tensor], n
     model = model.eval().requires_grad_(False).to(device=device, dtype=dtype)
     if fast_layers:
         use_fast_clip_layers(model)
-    size = model.visual.image_size
+    visual: Any = model.visual
+    size = visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
-    mean = getattr(model.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
-    std = getattr(model.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+    mean = getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+    std = getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
     return Clip(
         model=model,
         tokenize=tokenize,

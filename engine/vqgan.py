@@ -104,7 +104,7 @@ class VQGAN(nn.Module):
             self.decoder = Decoder(**dd)
         z_channels = dd["z_channels"]
         if config.kind == "gumbel":
-            self.quantize: nn.Module = GumbelQuantize(z_channels, config.embed_dim, n_embed=config.n_embed)
+            self.quantize: GumbelQuantize | VectorQuantizer2 = GumbelQuantize(z_channels, config.embed_dim, n_embed=config.n_embed)
         else:
             self.quantize = VectorQuantizer2(config.n_embed, config.embed_dim, beta=0.25)
         self.quant_conv = nn.Conv2d(z_channels, config.embed_dim, 1)

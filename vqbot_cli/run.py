@@ -17,10 +17,14 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vqbot_cli.errors import UsageError, shown
 from vqbot_cli.settings import Settings, number, switch
+
+if TYPE_CHECKING:
+    from engine.runner import Engine
+    from worker.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +181,11 @@ def _check_weights(settings: Settings, options: RunOptions) -> None:
             raise SetupProblem(message) from None
 
 
-async def _load_engine(settings: Settings, options: RunOptions) -> Any:
-    from engine.runner import Engine, EngineConfig
-    from jobspec import JobParams, Prompt
-
+async def _load_engine(settings: Settings, options: RunOptions) -> Engine:
     from engine.clip import clip_source
+    from engine.runner import Engine, EngineConfig
     from engine.vqgan import ModelLoadError
+    from jobspec import JobParams, Prompt
 
     models = options.models
     _check_weights(settings, options)
@@ -217,7 +220,7 @@ def _warm_up_shape(settings: Settings, options: RunOptions, engine: Any) -> Any:
                      clip_pretrained=settings.clip_pretrained)
 
 
-def worker_config(options: RunOptions) -> Any:
+def worker_config(options: RunOptions) -> WorkerConfig:
     """The worker's configuration from the settings (VQBOT_WORKER_NAME, VQBOT_MAX_BATCH, VQBOT_LEASE_S, ...)."""
     from worker.worker import WorkerConfig
 
@@ -251,6 +254,7 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
                 if bot is not None:
                     bot.delivery.wake()
 
+            assert engine is not None
             worker = Worker(store, engine, worker_config(options), on_change=changed,
                             warm_up=_warm_up_shape(settings, options, engine))
             tasks.append(asyncio.create_task(worker.run_forever(), name="vqbot-worker"))

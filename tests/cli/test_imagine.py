@@ -127,12 +127,12 @@ def test_a_made_picture_is_kept_when_its_folder_goes_away_during_the_run(tiny: l
     import subprocess
     import sys
 
-    from tests.cli.vqbot_process import REPO, clean_env
+    from tests.cli.vqbot_process import clean_env
 
     (tmp_path / "tmp").mkdir()
     (tmp_path / "sub").mkdir()
     child = subprocess.Popen(
-        [sys.executable, "-m", "vqbot_cli.main", "imagine", "a lighthouse", "--steps", "30", "--size", "32x32",
+        [sys.executable, "-m", "vqbot_cli.main", "imagine", "a lighthouse", "--steps", "5", "--size", "32x32",
          "--cutn", "2", "--seed", "7", "--out", "sub/pic.png", *tiny],
         cwd=tmp_path, env=clean_env(tmp_path, {"TMPDIR": str(tmp_path / "tmp")}), stderr=subprocess.PIPE, text=True,
     )

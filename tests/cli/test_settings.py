@@ -61,7 +61,7 @@ def test_the_settings_offer_exactly_the_engines_choices() -> None:
     from engine import compiling, models
 
     assert PRECISIONS == models.PRECISIONS
-    assert COMPILE_MODES == ("auto", *compiling.COMPILE_MODES)
+    assert ("auto", *compiling.COMPILE_MODES) == COMPILE_MODES
 
 
 def test_the_lease_is_a_setting_that_reaches_the_worker(env: pytest.MonkeyPatch) -> None:
@@ -87,9 +87,9 @@ def test_without_a_dot_env_the_defaults_apply(tmp_path: Path) -> None:
 
 def test_settings_in_the_env_file_are_read_and_real_environment_variables_win(tmp_path: Path) -> None:
     (tmp_path / "my.env").write_text("VQBOT_VQGAN=wikiart_16384\nVQBOT_LOG_LEVEL=verbose\n")
-    assert "(default)" in [line for line in vqbot("--env-file", "my.env", "models", "list", cwd=tmp_path,
-                                                  env={"VQBOT_LOG_LEVEL": "INFO"}).stdout.splitlines()
-                           if "wikiart_16384" in line][0]
+    listing = vqbot("--env-file", "my.env", "models", "list", cwd=tmp_path, env={"VQBOT_LOG_LEVEL": "INFO"})
+    (wikiart,) = [line for line in listing.stdout.splitlines() if "wikiart_16384" in line]
+    assert "(default)" in wikiart, listing.stderr
     assert "VQBOT_LOG_LEVEL must be one of" in error_line(vqbot("--env-file", "my.env", "models", "list", cwd=tmp_path))
 
 

@@ -60,12 +60,12 @@ def test_a_local_dir_with_two_unnamed_weight_files_is_refused_as_ambiguous(clip_
 def test_a_local_dir_that_is_missing_or_lacks_its_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         clip_source(f"local-dir:{tmp_path / 'absent'}", None)
-    with pytest.raises(ModelLoadError, match="has no open_clip_config.json"):
+    with pytest.raises(ModelLoadError, match=r"has no open_clip_config\.json"):
         clip_source(f"local-dir:{tmp_path}", None)
 
 
 def test_a_named_clip_without_a_tag_or_file_is_refused_instead_of_running_untrained() -> None:
-    with pytest.raises(ModelLoadError, match="needs weights: give a pretrained tag .*openai"):
+    with pytest.raises(ModelLoadError, match=r"needs weights: give a pretrained tag .*openai"):
         clip_source("ViT-B-32-quickgelu", "")
     with pytest.raises(ModelLoadError, match="no pretrained tag 'nope' and no such weights file"):
         clip_source("ViT-B-32-quickgelu", "nope")
