@@ -96,8 +96,10 @@ def _picture_file(path: Path, what: str) -> Path:
 def _image_prompt(text: str) -> Prompt:
     if not text.strip():
         raise UsageError("An --image-prompt needs a picture file: FILE[:WEIGHT[:STOP]].")
-    (parsed,) = parse_prompts(text)
-    return Prompt(str(_picture_file(Path(parsed.text), "image prompt")), parsed.weight, parsed.stop)
+    parsed = parse_prompts(text)
+    if len(parsed) != 1:
+        raise UsageError("An --image-prompt is one picture file with its weight; repeat --image-prompt for more.")
+    return Prompt(str(_picture_file(Path(parsed[0].text), "image prompt")), parsed[0].weight, parsed[0].stop)
 
 
 def _model_factor(args: argparse.Namespace, settings: Settings, config: Path | None) -> int:
@@ -110,7 +112,7 @@ def _model_factor(args: argparse.Namespace, settings: Settings, config: Path | N
     try:
         return config_factor(check_config_file(config)) or 16
     except FileCheckError as exc:
-        raise UsageError(f"--vqgan-config: {exc}.") from None
+        raise UsageError(f"VQGAN config: {exc}.") from None
 
 
 def vqgan_files(args: argparse.Namespace, settings: Settings) -> tuple[Path | None, Path | None]:
@@ -182,12 +184,12 @@ def check_files(params: JobParams, checkpoint: Path | None) -> None:
         if checkpoint is not None and checkpoint.suffix != ".safetensors":
             check_checkpoint_file(checkpoint)
     except FileCheckError as exc:
-        raise UsageError(f"--vqgan-checkpoint: {exc}.") from None
+        raise UsageError(f"VQGAN checkpoint: {exc}.") from None
     try:
         if params.clip_model.startswith("local-dir:"):
             local_clip_files(Path(params.clip_model.removeprefix("local-dir:")))
     except FileCheckError as exc:
-        raise UsageError(f"--clip: {exc}.") from None
+        raise UsageError(f"{exc}.") from None
 
 
 def run_imagine(args: argparse.Namespace, settings: Settings) -> int:

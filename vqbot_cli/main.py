@@ -8,11 +8,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from vqbot_cli.errors import OutputError, error_line
+from vqbot_cli.errors import OutputError, error_line, shown
 from vqbot_cli.settings import DEFAULT_ENV_FILE, Settings
 
-# Errors that are the user's to fix: printed as one line, exit status 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+# Errors that are the user's to fix: printed as one line, exit status 2. OSError: a path given that the
+# system refuses (too long, no permission, a loop of links, a disk that fails), said with the path.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 EXIT_USAGE = 2  # bad input or setup: nothing was done
 EXIT_OUTPUT = 1  # the picture was made but not written where asked (the message says where it is)
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{shown(exc.filename)}: {exc.strerror}."
     return str(exc).strip() or type(exc).__name__
 
 

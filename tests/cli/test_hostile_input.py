@@ -90,6 +90,9 @@ CASES: dict[str, Case] = {
     "huge weight": Case(imagine(prompt="cat:1e308"), "too large"),
     "only separators": Case(imagine(prompt=" | | "), "The prompt is empty"),
     # --- files of `vqbot imagine`
+    "a file name too long for the system": Case(imagine("--out", "a" * 300 + ".png"), "File name too long"),
+    "an init image name too long": Case(imagine("--init-image", "b" * 300 + ".png"), "File name too long"),
+    "a settings file name too long": Case(("--env-file", "c" * 300, "models", "list"), "File name too long"),
     "out is a folder": Case(imagine("--out", "pictures"), "is a folder", files={"pictures": None}),
     "out is not a png": Case(imagine("--out", "pic.jpg"), "--out must be a .png file, not “pic.jpg”"),
     "out is a named pipe": Case(imagine("--out", "pipe.png"), "exists and is not a regular file",
@@ -104,6 +107,7 @@ CASES: dict[str, Case] = {
     "init image claims 100000x100000 pixels": Case(imagine("--init-image", "bomb.png"), "too large to decode safely",
                                                    files={"bomb.png": png_claiming(100_000, 100_000)}),
     "empty image prompt": Case(imagine("--image-prompt", ""), "needs a picture file"),
+    "two pictures in one image prompt": Case(imagine("--image-prompt", "a.png|b.png"), "repeat --image-prompt"),
     "image prompt that is missing": Case(imagine("--image-prompt", "gone.png:0.5"), "does not exist"),
     # --- models of `vqbot imagine`
     "unknown catalogue model": Case(("imagine", "cat", "--model", "vqgan_nope"), "valid names are"),
@@ -115,7 +119,7 @@ CASES: dict[str, Case] = {
                                              files={"m.yaml": b"model: [1, 2]", "m.ckpt": b"x"}),
     "a text file as the checkpoint": Case(("imagine", "cat", *FAST, "--vqgan-config", "{tiny_config}",
                                            "--vqgan-checkpoint", "notes.ckpt", "--clip", "{tiny_clip}"),
-                                          "--vqgan-checkpoint: notes.ckpt is not a PyTorch checkpoint",
+                                          "VQGAN checkpoint: notes.ckpt is not a PyTorch checkpoint",
                                           files={"notes.ckpt": b"weights\n"}),
     "clip folder without weights": Case(imagine("--clip", "local-dir:emptyclip"), "has no weights; put",
                                         files=CLIP_CONFIG_ONLY),
