@@ -23,6 +23,7 @@ from vqbot_cli.errors import UsageError, shown
 from vqbot_cli.settings import Settings, number, switch
 
 if TYPE_CHECKING:
+    from db import SqliteStore
     from engine.runner import Engine
     from worker.worker import WorkerConfig
 
@@ -123,7 +124,15 @@ def _token(settings: Settings) -> str:
     return settings.discord_token.get_secret_value()
 
 
-async def _open_store(settings: Settings) -> Any:
+# What a database fault at start-up means, by SQLite's primary result code (sqlite3.h).
+SQLITE_FAULTS = {
+    26: "is not a vqbot SQLite database; point VQBOT_DATABASE at another file",  # SQLITE_NOTADB
+    11: "is damaged; restore it from a backup or point VQBOT_DATABASE at another file",  # SQLITE_CORRUPT
+    13: "can't grow: its disk is full; free some space and start again",  # SQLITE_FULL
+}
+
+
+async def _open_store(settings: Settings) -> SqliteStore:
     """Open and check the database (before anything slow); each fault one sentence with what to do."""
     import sqlite3
 
@@ -140,15 +149,11 @@ async def _open_store(settings: Settings) -> Any:
         return await SqliteStore.open(path)
     except StoreUnavailable as exc:
         raise SetupProblem(str(exc)) from None
-    except sqlite3.DatabaseError as exc:  # until SqliteStore.open says it as StoreUnavailable
-        text = str(exc).lower()
-        if "not a database" in text or "malformed" in text:
-            raise SetupProblem(f"VQBOT_DATABASE {where} is not a vqbot SQLite database (or is damaged); "
-                               "point VQBOT_DATABASE at another file.") from None
-        if "full" in text:
-            raise SetupProblem(f"The disk holding {where} is full; free some space and start again.") from None
-        raise SetupProblem(f"The database {where} can't be opened for writing ({exc}); check that this user may "
-                           "write the file and its folder.") from None
+    except sqlite3.DatabaseError as exc:  # until SqliteStore.open says each of these as StoreUnavailable
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+        advice = SQLITE_FAULTS.get(code, "can't be opened for writing ({error}); check that this user may write "
+                                         "the file and its folder")
+        raise SetupProblem(f"The database {where} {advice.format(error=exc)}.") from None
     except OSError as exc:
         raise SetupProblem(f"The database {where} can't be created ({exc.strerror or exc}); check that its folder "
                            "can be made and written by this user.") from None

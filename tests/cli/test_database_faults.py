@@ -29,7 +29,7 @@ def test_a_folder_given_as_the_database_is_refused(tmp_path: Path) -> None:
 def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     notes = tmp_path / "notes.sqlite3"
     notes.write_text("shopping list: eggs, flour\n" * 100)
-    assert "is not a vqbot SQLite database" in start("worker", notes, tmp_path)
+    assert "is not a vqbot SQLite database; point VQBOT_DATABASE at another file" in start("worker", notes, tmp_path)
 
 
 def test_a_database_from_a_newer_vqbot_is_refused(tmp_path: Path) -> None:
