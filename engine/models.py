@@ -28,14 +28,13 @@ class VQGANSource:
 
 def resolve_vqgan(name: str, model_dir: Path) -> VQGANSource:
     """Find a catalogue model's files, preferring the converted safetensors file."""
-    from engine.catalog import get_model, model_paths
+    from engine.catalog import ModelNotDownloaded, downloaded_files, get_model
 
-    get_model(name)  # raises with the list of valid names
-    config, checkpoint, converted = model_paths(name, model_dir)
-    if not config.is_file() or not (converted.is_file() or checkpoint.is_file()):
-        raise ModelLoadError(f"The VQGAN model {name} is not in {model_dir}; fetch it with: vqbot models download {name}")
-    return VQGANSource(name=get_model(name).name, config=config,
-                       checkpoint=converted if converted.is_file() else checkpoint, catalogue=True)
+    try:
+        config, weights = downloaded_files(name, model_dir)  # an unknown name raises listing the valid ones
+    except ModelNotDownloaded as exc:
+        raise ModelLoadError(str(exc)) from None
+    return VQGANSource(name=get_model(name).name, config=config, checkpoint=weights, catalogue=True)
 
 
 def pick_device(name: str | None = None) -> torch.device:

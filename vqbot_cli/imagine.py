@@ -171,8 +171,10 @@ def build_params(args: argparse.Namespace, settings: Settings) -> JobParams:
     return params.validate(multiple_of=_model_factor(args, settings, config))
 
 
-def check_files(params: JobParams, checkpoint: Path | None) -> None:
-    """The files the job reads, checked without torch: pictures decode, a checkpoint is one, CLIP has weights."""
+def check_files(params: JobParams, checkpoint: Path | None, model_dir: Path) -> None:
+    """The files the job reads, checked without torch: pictures decode, the VQGAN is there (a checkpoint
+    that is one, or a downloaded catalogue model), a local CLIP has its weights."""
+    from engine.catalog import downloaded_files
     from engine.images import read_picture
     from engine.model_files import FileCheckError, check_checkpoint_file, local_clip_files
 
@@ -181,7 +183,9 @@ def check_files(params: JobParams, checkpoint: Path | None) -> None:
     if params.init_image:
         read_picture(params.init_image, what="init image")
     try:
-        if checkpoint is not None and checkpoint.suffix != ".safetensors":
+        if checkpoint is None:
+            downloaded_files(params.model, model_dir)  # not downloaded: says the command that fetches it
+        elif checkpoint.suffix != ".safetensors":
             check_checkpoint_file(checkpoint)
     except FileCheckError as exc:
         raise UsageError(f"VQGAN checkpoint: {exc}.") from None
@@ -201,7 +205,7 @@ def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
         if args.timelapse.expanduser().resolve() == args.out.expanduser().resolve():
             raise UsageError("--timelapse and --out name the same file; give them different names.")
     vqgan_config, vqgan_checkpoint = vqgan_files(args, settings)
-    check_files(params, vqgan_checkpoint)
+    check_files(params, vqgan_checkpoint, settings.model_dir)
     from tqdm import tqdm
 
     from engine.clip import clip_source
