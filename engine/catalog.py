@@ -224,6 +224,23 @@ def model_paths(name: str | VQGANModel, model_dir: Path | None = None) -> ModelP
     )
 
 
+class ModelNotDownloaded(FileNotFoundError):
+    """A catalogue model whose files are not in the model folder; the message says how to fetch it."""
+
+
+def downloaded_files(name: str, model_dir: Path) -> tuple[Path, Path]:
+    """``(config, weights)`` of a downloaded catalogue model, the converted safetensors file preferred.
+
+    Raises ``UnknownModelError`` listing the valid names, or ``ModelNotDownloaded``.
+    """
+    model = get_model(name)
+    config, checkpoint, converted = model_paths(model, model_dir)
+    if not config.is_file() or not (converted.is_file() or checkpoint.is_file()):
+        raise ModelNotDownloaded(f"The VQGAN model {model.name} is not in {model_dir}; fetch it with: "
+                                 f"vqbot models download {model.name}")
+    return config, converted if converted.is_file() else checkpoint
+
+
 def part_path(path: Path) -> Path:
     """The in-progress download file for ``path`` (``x.ckpt`` -> ``x.ckpt.part``)."""
     return path.with_name(path.name + PART_SUFFIX)

@@ -69,7 +69,7 @@ class ConversionReport:
 # ---------------------------------------------------------------- loading
 
 
-class _MissingGlobal(dict):  # type: ignore[type-arg]
+class _MissingGlobal(dict):
     """Inert stand-in for a class or function of a module that is not installed.
 
     Trusted checkpoints refer to e.g. ``pytorch_lightning`` callbacks, which we

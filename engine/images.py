@@ -1,4 +1,8 @@
-"""Pictures in and out: safe loading of user images, PNG with metadata, timelapses."""
+"""Pictures in and out: safe loading of user images, PNG with metadata, timelapses.
+
+Reading and checking a picture needs only Pillow (``read_picture``), so a command can refuse a bad
+file before torch is imported; torch is imported where pictures become tensors and back.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_INPUT_PIXELS = 40_000_000  # about 6300 x 6300; bigger inputs are refused, not decoded
 MAX_INPUT_BYTES = 50 * 1024 * 1024
@@ -19,20 +25,25 @@ class ImageInputError(ValueError):
     """A picture given by the user can't be used; the message says why."""
 
 
-def load_image(source: str | Path | bytes, *, what: str = "image") -> torch.Tensor:
-    """Decode a picture file or bytes (any mode) into (1, 3, H, W) float32 in [0, 1].
+def read_picture(source: str | Path | bytes, *, what: str = "image") -> Image.Image:
+    """Decode a picture file or bytes (any mode) into an RGB picture; raise ImageInputError saying why not.
 
     The type is checked by decoding, not by the file name; decompression bombs
     and oversized files are refused.
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
+        name = path.name  # never the folder: a worker's message may reach users, and the folder is the host's
+        if path.is_dir():
+            raise ImageInputError(f"The {what} {name} is a folder, not a picture.")
         if not path.is_file():
-            raise ImageInputError(f"The {what} {path} does not exist.")
-        if path.stat().st_size > MAX_INPUT_BYTES:
-            raise ImageInputError(f"The {what} {path} is larger than {MAX_INPUT_BYTES // 2**20} MiB.")
-        data = path.read_bytes()
-        name = str(path)
+            raise ImageInputError(f"The {what} {name} does not exist.")
+        try:
+            if path.stat().st_size > MAX_INPUT_BYTES:
+                raise ImageInputError(f"The {what} {name} is larger than {MAX_INPUT_BYTES // 2**20} MiB.")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageInputError(f"The {what} {name} can't be read ({exc.strerror or exc}).") from None
     else:
         data, name = source, "upload"
         if len(data) > MAX_INPUT_BYTES:
@@ -51,12 +62,22 @@ def load_image(source: str | Path | bytes, *, what: str = "image") -> torch.Tens
         if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             raise ImageInputError(f"The {what} is too large to decode safely; use a smaller picture.") from None
         raise ImageInputError(f"The {what} {name} is not a picture that can be read (PNG, JPEG, WebP, GIF, ...).") from None
+    return rgb
+
+
+def load_image(source: str | Path | bytes, *, what: str = "image") -> torch.Tensor:
+    """Decode a picture file or bytes (any mode) into (1, 3, H, W) float32 in [0, 1] (see ``read_picture``)."""
+    import torch
+
+    rgb = read_picture(source, what=what)
     tensor = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
     return tensor.view(rgb.height, rgb.width, 3).permute(2, 0, 1).unsqueeze(0).float().div(255)
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
     """(3, H, W) in [0, 1] (or uint8) -> PIL RGB image."""
+    import torch
+
     if image.dtype != torch.uint8:
         image = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
     array = image.permute(1, 2, 0).contiguous().cpu().numpy()

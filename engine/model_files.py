@@ -39,6 +39,20 @@ class FileCheckError(DownloadError):
 # ---------------------------------------------------------------- structure checks
 
 
+def downsampling_factor(ch_mult: list[int] | tuple[int, ...]) -> int:
+    """Pixels per latent cell along one side of a taming model with this ``ddconfig.ch_mult``."""
+    return 2 ** (len(ch_mult) - 1)
+
+
+def config_factor(config: dict[str, object]) -> int | None:
+    """The downsampling factor of a taming config read by ``check_config_file`` (None if it doesn't say)."""
+    model = config.get("model")
+    params = model.get("params") if isinstance(model, dict) else None
+    ddconfig = params.get("ddconfig") if isinstance(params, dict) else None
+    ch_mult = ddconfig.get("ch_mult") if isinstance(ddconfig, dict) else None
+    return downsampling_factor(ch_mult) if isinstance(ch_mult, (list, tuple)) and ch_mult else None
+
+
 def checkpoint_format(path: Path) -> Literal["zip", "legacy"] | None:
     """``"zip"`` for a torch zip archive with a ``data.pkl``, ``"legacy"`` for
     torch.save's old pickle format, None for anything else (or unreadable)."""
@@ -76,6 +90,17 @@ def check_checkpoint_file(path: Path) -> None:
         return
     if _looks_like_html(path):
         raise FileCheckError(f"{path.name} is a web page, not a PyTorch checkpoint")
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+        archive = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise FileCheckError(f"{path.name} can't be read ({exc.strerror or exc})") from exc
+    if archive:
+        raise FileCheckError(f"{path.name} is not a PyTorch checkpoint: a zip archive of something else (no data.pkl)")
+    if head == b"PK\x03\x04":
+        raise FileCheckError(f"{path.name} is not a PyTorch checkpoint as it stands: a zip archive that is "
+                             "truncated or corrupt")
     raise FileCheckError(
         f"{path.name} is not a PyTorch checkpoint "
         "(neither a zip archive with data.pkl nor a legacy torch pickle)"
@@ -85,15 +110,20 @@ def check_checkpoint_file(path: Path) -> None:
 def check_config_file(path: Path, *, codebook_size: int | None = None) -> dict[str, object]:
     """Parse a taming config and return it; raise ``FileCheckError`` unless it is
     a mapping with ``model.params.ddconfig`` (and ``n_embed == codebook_size`` if given)."""
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise FileCheckError(f"{path.name} is {size} bytes, too big for a model config")
+    if path.is_dir():
+        raise FileCheckError(f"{path.name} is a folder, not a model config")
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise FileCheckError(f"{path.name} is {size} bytes, too big for a model config")
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FileCheckError(f"{path.name} is not valid YAML ({first_line})") from exc
-    params = config.get("model", {}).get("params") if isinstance(config, dict) else None
+    except OSError as exc:
+        raise FileCheckError(f"{path.name} can't be read ({exc.strerror or exc})") from exc
+    model = config.get("model") if isinstance(config, dict) else None
+    params = model.get("params") if isinstance(model, dict) else None
     if not isinstance(params, dict) or not isinstance(params.get("ddconfig"), dict):
         hint = " (it is a web page)" if _looks_like_html(path) else ""
         raise FileCheckError(f"{path.name} is not a taming model config: no model.params.ddconfig{hint}")
@@ -103,6 +133,38 @@ def check_config_file(path: Path, *, codebook_size: int | None = None) -> dict[s
             f"expected {codebook_size}"
         )
     return config
+
+
+# open_clip's local-dir: folders: a config and the weights file open_clip would pick, in its order of preference.
+CLIP_CONFIG = "open_clip_config.json"
+CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
+                "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth")
+CLIP_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
+
+
+def local_clip_files(folder: Path) -> tuple[Path, Path]:
+    """``(config, weights)`` of an open_clip ``local-dir:`` folder; ``FileCheckError`` saying what is missing.
+
+    Without weights open_clip builds a randomly initialised CLIP and only logs a warning: every
+    picture would be noise, so a folder without them is refused here.
+    """
+    if not folder.is_dir():
+        raise FileCheckError(f"CLIP folder {folder} does not exist; `local-dir:` names a folder holding "
+                             f"{CLIP_CONFIG} and the weights")
+    config = folder / CLIP_CONFIG
+    if not config.is_file():
+        raise FileCheckError(f"CLIP folder {folder} has no {CLIP_CONFIG}; `local-dir:` needs a config and weights there")
+    for name in CLIP_WEIGHTS:
+        if (folder / name).is_file():
+            return config, folder / name
+    others = sorted(p.name for p in folder.iterdir() if p.suffix in CLIP_WEIGHT_SUFFIXES and p.is_file())
+    if len(others) == 1:
+        return config, folder / others[0]
+    if others:
+        raise FileCheckError(f"CLIP folder {folder} has several weights files ({', '.join(others)}); keep one, "
+                             f"or name the one to use {CLIP_WEIGHTS[0]}")
+    raise FileCheckError(f"CLIP folder {folder} has no weights; put {CLIP_WEIGHTS[0]} (or {CLIP_WEIGHTS[2]}) "
+                         f"beside its {CLIP_CONFIG}")
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from engine.clip import Clip, load_clip
+from engine.metadata import FileDigests
 from engine.vqgan import VQGAN, ModelLoadError, load_vqgan
 
 log = logging.getLogger(__name__)
@@ -22,24 +23,28 @@ class VQGANSource:
     name: str
     config: Path
     checkpoint: Path
+    catalogue: bool = False  # True: ``name`` is the catalogue model these files are; False: files given by path
 
 
 def resolve_vqgan(name: str, model_dir: Path) -> VQGANSource:
     """Find a catalogue model's files, preferring the converted safetensors file."""
-    from engine.catalog import get_model, model_paths
+    from engine.catalog import ModelNotDownloaded, downloaded_files, get_model
 
-    get_model(name)  # raises with the list of valid names
-    config, checkpoint, converted = model_paths(name, model_dir)
-    if not config.is_file() or not (converted.is_file() or checkpoint.is_file()):
-        raise ModelLoadError(f"The VQGAN model {name} is not in {model_dir}; fetch it with: vqbot models download {name}")
-    return VQGANSource(name=name, config=config, checkpoint=converted if converted.is_file() else checkpoint)
+    try:
+        config, weights = downloaded_files(name, model_dir)  # an unknown name raises listing the valid ones
+    except ModelNotDownloaded as exc:
+        raise ModelLoadError(str(exc)) from None
+    return VQGANSource(name=get_model(name).name, config=config, checkpoint=weights, catalogue=True)
 
 
 def pick_device(name: str | None = None) -> torch.device:
     """``auto`` (or None): CUDA when present, else CPU."""
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device {name!r}; valid choices are 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"Device {name} was asked for but CUDA is not available; use --device cpu.")
     return device
@@ -66,7 +71,6 @@ def pick_precision(device: torch.device, precision: str = "auto") -> tuple[torch
     return torch.float32, None
 
 
-
 class ModelCache:
     """Loads each model once and keeps it on the device."""
 
@@ -75,12 +79,13 @@ class ModelCache:
         self._vqgans: dict[tuple[Path, Path], VQGAN] = {}
         self._clips: dict[tuple[str, str | None], Clip] = {}
         self._lock = threading.Lock()
+        self.digests = FileDigests()  # SHA-256 of model and picture files, for the pictures' metadata
 
     def vqgan(self, source: VQGANSource) -> VQGAN:
         key = (source.config, source.checkpoint)
         with self._lock:
             if key not in self._vqgans:
-                log.info("loading VQGAN %s from %s", source.name, source.checkpoint)
+                log.info("loading VQGAN %s", source.name if source.catalogue else source.checkpoint)
                 self._vqgans[key] = load_vqgan(source.config, source.checkpoint, device=self.device, dtype=self.dtype)
             return self._vqgans[key]
 

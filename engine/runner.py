@@ -21,6 +21,7 @@ from engine import layers
 from engine.compiling import COMPILE_MODES, compile_cache
 from engine.images import load_image, png_bytes
 from engine.memory import BatchShape, max_batch
+from engine.metadata import picture_metadata, provenance
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.optimiser import BatchOptimiser, Step
 from engine.targets import build_targets
@@ -267,16 +268,9 @@ class Batch:
     def finish(self, key: Hashable) -> Result:
         """Take a job out with its picture as it is after the last step, as a PNG with its parameters."""
         outcome = self.optimiser.finish(key)
-        params, source = self._params.pop(key), self.source
-        metadata = {
-            **params.to_json(),
-            "prompt": params.prompt_text,
-            "model_source": str(source.checkpoint.name),
-            "steps_done": outcome.steps_done,
-            "loss": outcome.loss,
-            "device": str(self.device),
-            "precision": self.precision_name,
-        }
-        metadata.pop("extra", None)
+        params = self._params.pop(key)
+        metadata = picture_metadata(params, provenance(self.source, self.clip, params, self.engine.cache.digests),
+                                    steps_done=outcome.steps_done, loss=outcome.loss, device=str(self.device),
+                                    precision=self.precision_name)
         return Result(key=key, png=png_bytes(outcome.image, metadata), steps_done=outcome.steps_done,
                       loss=outcome.loss, seconds=time.perf_counter() - self._joined.pop(key), metadata=metadata)

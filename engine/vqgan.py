@@ -25,6 +25,7 @@ from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
 from torch import nn
 
 from engine.layers import use_fast_layers
+from engine.model_files import FileCheckError, check_checkpoint_file, downsampling_factor
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,19 @@ class VQGANConfig:
     @property
     def factor(self) -> int:
         """Downsampling factor: pixels per latent cell along one side."""
-        return 2 ** (len(self.ddconfig["ch_mult"]) - 1)
+        return downsampling_factor(self.ddconfig["ch_mult"])
 
 
 def read_config(path: Path) -> VQGANConfig:
     """Parse a taming ``model.yaml``. Raises ModelLoadError naming the problem."""
+    if Path(path).is_dir():
+        raise ModelLoadError(f"VQGAN config {path} is a folder; give the model's .yaml file.")
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelLoadError(f"VQGAN config {path} does not exist.") from None
+    except OSError as exc:
+        raise ModelLoadError(f"VQGAN config {path} can't be read ({exc.strerror or exc}).") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"VQGAN config {path} is not valid YAML: {exc}") from None
     try:
@@ -99,7 +104,7 @@ class VQGAN(nn.Module):
             self.decoder = Decoder(**dd)
         z_channels = dd["z_channels"]
         if config.kind == "gumbel":
-            self.quantize: nn.Module = GumbelQuantize(z_channels, config.embed_dim, n_embed=config.n_embed)
+            self.quantize: GumbelQuantize | VectorQuantizer2 = GumbelQuantize(z_channels, config.embed_dim, n_embed=config.n_embed)
         else:
             self.quantize = VectorQuantizer2(config.n_embed, config.embed_dim, beta=0.25)
         self.quant_conv = nn.Conv2d(z_channels, config.embed_dim, 1)
@@ -135,6 +140,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint, without unpickling arbitrary objects."""
     if not path.exists():
         raise ModelLoadError(f"VQGAN checkpoint {path} does not exist; `vqbot models download NAME` fetches the known models.")
+    if not path.is_file():
+        raise ModelLoadError(f"VQGAN checkpoint {path} is a folder, not a file; give the .ckpt or .safetensors file.")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -143,6 +150,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelLoadError(f"VQGAN checkpoint {path} is not a readable safetensors file ({exc}).") from None
+    try:
+        check_checkpoint_file(path)  # cheap: not a torch archive at all is said as such, not as "pickled objects"
+    except FileCheckError as exc:
+        raise ModelLoadError(f"VQGAN checkpoint {path} can't be used: {exc}. Give the model's .ckpt or .safetensors "
+                             "file (a damaged download: delete it and download it again).") from None
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -195,7 +207,11 @@ def load_state_strict(model: VQGAN, state: dict[str, torch.Tensor], source: Path
 def load_vqgan(config_path: Path, checkpoint_path: Path, *, device: torch.device, dtype: torch.dtype = torch.float32) -> VQGAN:
     """Build a VQGAN from a taming config and load its weights, in eval mode without gradients on weights."""
     config = read_config(Path(config_path))
-    model = VQGAN(config)
+    try:
+        model = VQGAN(config)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        raise ModelLoadError(f"VQGAN config {config_path} does not describe a network that can be built "
+                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).") from None
     load_state_strict(model, _read_state_dict(Path(checkpoint_path)), Path(checkpoint_path))
     model.eval().requires_grad_(False)
     return model.to(device=device, dtype=dtype)

@@ -17,16 +17,28 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vqbot_cli.settings import Settings, switched_on
+from vqbot_cli.errors import UsageError, shown
+from vqbot_cli.settings import Settings, number, switch
+
+if TYPE_CHECKING:
+    from db import SqliteStore
+    from engine.runner import Engine
+    from worker.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 60.0
+# How long a worker's claim on a job lasts without a heartbeat (beats come every lease/3). 30 s: a killed
+# worker's jobs are taken again within half a minute, while two missed beats (each may wait up to the
+# database's 10 s busy timeout) are still survived. Below 15 s a single beat stuck behind a write lock
+# for the busy timeout would lose a live worker's jobs.
+DEFAULT_LEASE_S = 30.0
+LEASE_RANGE_S = (15.0, 3600.0)
 
 
-class SetupProblem(Exception):
+class SetupProblem(UsageError):
     """Something missing or wrong in the setup; the message says what to do."""
 
 
@@ -40,25 +52,39 @@ class RunOptions:
     max_batch: int
     models: tuple[str, ...]
     warm_up: bool = True
+    auto_download: bool = True
+    lease_s: float = DEFAULT_LEASE_S
 
     @classmethod
     def from_env(cls, settings: Settings) -> RunOptions:
+        """Read and check the bot's and worker's settings; raise SetupProblem for the first bad one."""
+        from engine.catalog import get_model
+
         get = os.environ.get
         guild = (get("VQBOT_SYNC_GUILD") or "").strip()
-        if guild and not guild.isdigit():
-            raise SetupProblem(f"VQBOT_SYNC_GUILD must be a server id (digits), not {guild!r}.")
-        models = tuple(m.strip() for m in (get("VQBOT_MODELS") or settings.vqgan).split(",") if m.strip())
-        batch = (get("VQBOT_MAX_BATCH") or "4").strip()
-        if not batch.isdigit() or not 1 <= int(batch) <= 64:
-            raise SetupProblem(f"VQBOT_MAX_BATCH must be a whole number from 1 to 64, not {batch!r}.")
-        return cls(
-            data_dir=Path(get("VQBOT_DATA_DIR") or settings.database.parent).expanduser(),
-            sync_guild=int(guild) if guild else None,
-            worker_name=get("VQBOT_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
-            max_batch=int(batch),
-            models=models or (settings.vqgan,),
-            warm_up=switched_on(get("VQBOT_WARM_UP")),
-        )
+        if guild and not (guild.isascii() and guild.isdigit() and len(guild) <= 20):
+            raise SetupProblem(f"VQBOT_SYNC_GUILD must be a server id (digits), not {shown(guild)}.")
+        names = [m.strip() for m in (get("VQBOT_MODELS") or settings.vqgan).split(",") if m.strip()]
+        try:
+            models = tuple(dict.fromkeys(get_model(name).name for name in names))
+        except ValueError as exc:
+            raise SetupProblem(f"VQBOT_MODELS: {exc}") from None
+        worker_name = (get("VQBOT_WORKER_NAME") or "").strip() or f"{socket.gethostname()}-{os.getpid()}"
+        if len(worker_name) > 100 or not worker_name.isprintable():
+            raise SetupProblem(f"VQBOT_WORKER_NAME must be printable and at most 100 characters, not {shown(worker_name)}.")
+        try:
+            return cls(
+                data_dir=Path((get("VQBOT_DATA_DIR") or "").strip() or settings.database.parent).expanduser(),
+                sync_guild=int(guild) if guild else None,
+                worker_name=worker_name,
+                max_batch=int(number("VQBOT_MAX_BATCH", 4, 1, 64, whole=True)),
+                models=models or (settings.vqgan,),
+                warm_up=switch("VQBOT_WARM_UP"),
+                auto_download=switch("VQBOT_AUTO_DOWNLOAD"),
+                lease_s=number("VQBOT_LEASE_S", DEFAULT_LEASE_S, *LEASE_RANGE_S),
+            )
+        except UsageError as exc:
+            raise SetupProblem(str(exc)) from None
 
 
 def add_run_commands(subparsers: Any) -> None:
@@ -76,23 +102,18 @@ def add_run_commands(subparsers: Any) -> None:
 
 # ---------------------------------------------------------------- entry points
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    return _guarded(lambda: _serve(settings, with_bot=True, with_worker=not args.no_worker, sync=args.sync))
+    options = RunOptions.from_env(settings)
+    return asyncio.run(_serve(settings, options, with_bot=True, with_worker=not args.no_worker, sync=args.sync))
 
 
 def worker_command(args: argparse.Namespace, settings: Settings) -> int:
-    return _guarded(lambda: _serve(settings, with_bot=False, with_worker=True, sync=False))
+    options = RunOptions.from_env(settings)
+    return asyncio.run(_serve(settings, options, with_bot=False, with_worker=True, sync=False))
 
 
 def sync_command(args: argparse.Namespace, settings: Settings) -> int:
-    return _guarded(lambda: _sync(settings, args.guild))
-
-
-def _guarded(make: Any) -> int:
-    try:
-        return asyncio.run(make())
-    except SetupProblem as exc:
-        print(f"vqbot: error: {exc}", file=sys.stderr)
-        return 2
+    options = RunOptions.from_env(settings)
+    return asyncio.run(_sync(settings, options, args.guild))
 
 
 # ---------------------------------------------------------------- checks
@@ -103,7 +124,20 @@ def _token(settings: Settings) -> str:
     return settings.discord_token.get_secret_value()
 
 
-def _check_weights(settings: Settings, models: tuple[str, ...]) -> None:
+async def _open_store(settings: Settings) -> SqliteStore:
+    """Open and check the database (before anything slow). The store says each fault (a folder, a file
+    that is no database, no permission, a full disk, a newer schema) as StoreUnavailable: one sentence
+    with what to do."""
+    from db import SqliteStore
+    from db.errors import StoreUnavailable
+
+    try:
+        return await SqliteStore.open(settings.database)
+    except StoreUnavailable as exc:
+        raise SetupProblem(str(exc)) from None
+
+
+def _check_weights(settings: Settings, options: RunOptions) -> None:
     """Fail before connecting when a model's files are missing."""
     if settings.vqgan_config or settings.vqgan_checkpoint:
         for key, path in (("VQBOT_VQGAN_CONFIG", settings.vqgan_config),
@@ -117,10 +151,9 @@ def _check_weights(settings: Settings, models: tuple[str, ...]) -> None:
     from engine.models import resolve_vqgan
     from engine.vqgan import ModelLoadError
 
-    for name in models:
+    for name in options.models:
         try:
-            auto = switched_on(os.environ.get("VQBOT_AUTO_DOWNLOAD"))
-            if auto and not model_status(name, settings.model_dir).ready:  # first run: fetch it where the network allows
+            if options.auto_download and not model_status(name, settings.model_dir).ready:  # first run: fetch it where the network allows
                 print(f"{name} is not in {settings.model_dir} yet; downloading it once…", file=sys.stderr)
                 download_model(name, settings.model_dir, progress=True)
             resolve_vqgan(name, settings.model_dir)
@@ -131,11 +164,18 @@ def _check_weights(settings: Settings, models: tuple[str, ...]) -> None:
             raise SetupProblem(message) from None
 
 
-async def _load_engine(settings: Settings, models: tuple[str, ...]) -> Any:
+async def _load_engine(settings: Settings, options: RunOptions) -> Engine:
+    from engine.clip import clip_source
     from engine.runner import Engine, EngineConfig
+    from engine.vqgan import ModelLoadError
     from jobspec import JobParams, Prompt
 
-    _check_weights(settings, models)
+    models = options.models
+    _check_weights(settings, options)
+    try:
+        clip_source(settings.clip, settings.clip_pretrained)  # no weights: refused now, not after the VQGAN loaded
+    except ModelLoadError as exc:
+        raise SetupProblem(f"VQBOT_CLIP: {exc}") from None
     engine = Engine(EngineConfig(model_dir=settings.model_dir, device=settings.device, precision=settings.precision,
                                  compile=settings.compile, fused_kernels=settings.fused_kernels,
                                  vqgan_config=settings.vqgan_config, vqgan_checkpoint=settings.vqgan_checkpoint))
@@ -163,39 +203,43 @@ def _warm_up_shape(settings: Settings, options: RunOptions, engine: Any) -> Any:
                      clip_pretrained=settings.clip_pretrained)
 
 
+def worker_config(options: RunOptions) -> WorkerConfig:
+    """The worker's configuration from the settings (VQBOT_WORKER_NAME, VQBOT_MAX_BATCH, VQBOT_LEASE_S, ...)."""
+    from worker.worker import WorkerConfig
+
+    return WorkerConfig(name=options.worker_name, max_batch=options.max_batch, lease_s=options.lease_s,
+                        timelapse_dir=options.data_dir / "timelapses", unstored_dir=options.data_dir / "unstored")
+
+
 # ---------------------------------------------------------------- serving
-async def _serve(settings: Settings, *, with_bot: bool, with_worker: bool, sync: bool) -> int:
+async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, with_worker: bool, sync: bool) -> int:
     import discord
 
     from bot.client import VQBot
     from bot.config import BotConfig
-    from db import SqliteStore
 
-    options = RunOptions.from_env(settings)
     token = _token(settings) if with_bot else ""
-    engine = await _load_engine(settings, options.models) if with_worker else None
-    settings.database.parent.mkdir(parents=True, exist_ok=True)
-    store = await SqliteStore.open(settings.database)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this platform: Ctrl-C raises instead
-            loop.add_signal_handler(sig, stop.set)
+    store = await _open_store(settings)  # the database first: its faults show in a second, not after the models
     bot: VQBot | None = None
     worker = None
     tasks: list[asyncio.Task[Any]] = []
     try:
+        engine = await _load_engine(settings, options) if with_worker else None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this platform: Ctrl-C raises
+                loop.add_signal_handler(sig, stop.set)
         if with_worker:
-            from worker.worker import Worker, WorkerConfig
+            from worker.worker import Worker
 
             async def changed() -> None:
                 if bot is not None:
                     bot.delivery.wake()
 
-            worker = Worker(store, engine, WorkerConfig(name=options.worker_name, max_batch=options.max_batch,
-                                                        timelapse_dir=options.data_dir / "timelapses",
-                                                        unstored_dir=options.data_dir / "unstored"),
-                            on_change=changed, warm_up=_warm_up_shape(settings, options, engine))
+            assert engine is not None
+            worker = Worker(store, engine, worker_config(options), on_change=changed,
+                            warm_up=_warm_up_shape(settings, options, engine))
             tasks.append(asyncio.create_task(worker.run_forever(), name="vqbot-worker"))
         if with_bot:
             bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models, clip_model=settings.clip,
@@ -208,8 +252,8 @@ async def _serve(settings: Settings, *, with_bot: bool, with_worker: bool, sync:
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         for task in done:
-            if task is not waiter and not task.cancelled() and task.exception() is not None:
-                exc = task.exception()
+            exc = None if task is waiter or task.cancelled() else task.exception()
+            if exc is not None:
                 if isinstance(exc, discord.LoginFailure):
                     raise SetupProblem("Discord refused the token in DISCORD_TOKEN; reset it in the Developer "
                                        "Portal (Bot -> Reset Token) and update .env.") from None
@@ -228,15 +272,12 @@ async def _serve(settings: Settings, *, with_bot: bool, with_worker: bool, sync:
         await store.close()
 
 
-async def _sync(settings: Settings, guild: int | None) -> int:
+async def _sync(settings: Settings, options: RunOptions, guild: int | None) -> int:
     from bot.client import VQBot
     from bot.config import BotConfig
-    from db import SqliteStore
 
-    options = RunOptions.from_env(settings)
     token = _token(settings)
-    settings.database.parent.mkdir(parents=True, exist_ok=True)
-    store = await SqliteStore.open(settings.database)
+    store = await _open_store(settings)
     bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models),
                 sync_guild=guild if guild is not None else options.sync_guild)
     try:

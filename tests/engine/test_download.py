@@ -182,7 +182,7 @@ def test_a_disk_error_while_writing_is_reported_as_a_download_error(
     real_open = Path.open
 
     def full_disk_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
-        handle = real_open(self, mode, *args, **kwargs)  # type: ignore[arg-type]
+        handle = real_open(self, mode, *args, **kwargs)  # type: ignore[call-overload]
         if self.name.endswith(".part") and "b" in mode and ("w" in mode or "a" in mode):
             handle.close()
             raise OSError(28, "No space left on device")
@@ -330,7 +330,7 @@ def test_download_model_rejects_a_config_for_another_codebook(
 
 def test_download_file_refuses_a_single_string_instead_of_a_list(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="list of URLs"):
-        download_file("http://127.0.0.1/x", tmp_path / "x")  # type: ignore[arg-type]
+        download_file("http://127.0.0.1/x", tmp_path / "x")  # a str is a Sequence[str] to the type checker
 
 
 def test_importing_the_engine_modules_downloads_nothing(tmp_path: Path) -> None:

@@ -90,3 +90,45 @@ def test_configs_that_are_not_taming_configs_are_refused(tmp_path: Path) -> None
         read_config(path)
     with pytest.raises(ModelLoadError, match="does not exist"):
         read_config(tmp_path / "absent.yaml")
+
+
+def test_folders_given_as_model_files_are_refused_as_folders(tmp_path: Path) -> None:
+    config, checkpoint = write_tiny_vqgan(tmp_path / "m")
+    with pytest.raises(ModelLoadError, match="is a folder"):
+        load_vqgan(tmp_path, checkpoint, device=CPU)
+    with pytest.raises(ModelLoadError, match="is a folder"):
+        load_vqgan(config, tmp_path, device=CPU)
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"model weights, honest\n", "not a PyTorch checkpoint"),
+    (b"", "not a PyTorch checkpoint"),
+])
+def test_a_file_that_is_no_checkpoint_at_all_is_said_so_not_blamed_on_pickle(tmp_path: Path, content: bytes,
+                                                                               what: str) -> None:
+    config, _ = write_tiny_vqgan(tmp_path)
+    notes = tmp_path / "notes.ckpt"
+    notes.write_bytes(content)
+    with pytest.raises(ModelLoadError, match=what) as refused:
+        load_vqgan(config, notes, device=CPU)
+    assert "--trust-pickle" not in str(refused.value)
+
+
+def test_a_zip_of_something_else_is_not_taken_for_a_checkpoint(tmp_path: Path) -> None:
+    import zipfile
+
+    config, _ = write_tiny_vqgan(tmp_path)
+    archive = tmp_path / "photos.ckpt"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("holiday.txt", "not weights")
+    with pytest.raises(ModelLoadError, match="zip archive of something else"):
+        load_vqgan(config, archive, device=CPU)
+
+
+def test_a_config_whose_network_cannot_be_built_is_refused(tmp_path: Path) -> None:
+    config, checkpoint = write_tiny_vqgan(tmp_path)
+    broken = tiny_vqgan_config()
+    broken["model"]["params"]["ddconfig"]["ch_mult"] = "abc"
+    config.write_text(yaml.safe_dump(broken))
+    with pytest.raises(ModelLoadError, match="can be built"):
+        load_vqgan(config, checkpoint, device=CPU)
