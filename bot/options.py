@@ -1,4 +1,4 @@
-"""From /imagine's options to validated job parameters, under the guild's limits.
+"""From /imagine's options to validated job parameters, under the server's limits.
 
 Everything here is checked before anything is queued or even deferred, so a
 refusal can be an immediate ephemeral sentence.
@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from bot.config import BotConfig
 from bot.errors import OptionError
 from bot.text import plain
+from db import GuildSettings
 from jobspec import JobParams, ParamError, Prompt, PromptError, parse_prompts
+from jobspec.clip_text import clip_clean
 from jobspec.params import parse_size
 
 MULTIPLE = 16
 MAX_SEED = 2**32 - 1
+# What CLIP's tokenizers read as where a text starts or ends, not as words: open_clip's own
+# spelling (which it matches in any case, and after unescaping HTML entities) and Hugging Face's.
+# Past an end marker CLIP reads nothing more of the prompt.
+CLIP_MARKERS = ("<start_of_text>", "<end_of_text>", "<|startoftext|>", "<|endoftext|>")
 
 ASPECTS: dict[str, tuple[int, int]] = {
     "1:1": (1, 1),
@@ -28,15 +34,6 @@ ASPECTS: dict[str, tuple[int, int]] = {
     "16:9": (16, 9),
     "9:16": (9, 16),
 }
-
-
-class Limits(Protocol):
-    """The guild settings this module reads (db's GuildSettings)."""
-
-    max_steps: int
-    max_size: int
-    max_cutouts: int
-    allowed_models: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,7 @@ def round_side(value: float) -> int:
     return max(MULTIPLE, round(value / MULTIPLE) * MULTIPLE)
 
 
-def pick_size(opts: ImagineOptions, limits: Limits, config: BotConfig) -> tuple[int, int]:
+def pick_size(opts: ImagineOptions, limits: GuildSettings, config: BotConfig) -> tuple[int, int]:
     if opts.size and opts.aspect:
         raise OptionError("Give either a size or an aspect ratio, not both.")
     if opts.size:
@@ -88,18 +85,22 @@ def pick_size(opts: ImagineOptions, limits: Limits, config: BotConfig) -> tuple[
     return width, height
 
 
-def build_params(
-    opts: ImagineOptions,
-    limits: Limits,
-    config: BotConfig,
-    *,
-    image_prompts: tuple[str, ...] = (),
-    init_image: str | None = None,
-) -> JobParams:
-    """Validated JobParams for the options; OptionError with one sentence otherwise.
+def clip_marker(prompts: tuple[Prompt, ...]) -> str | None:
+    """The first of CLIP's markers (``CLIP_MARKERS``) that a prompt holds as CLIP reads it, or None."""
+    for prompt in prompts:
+        cleaned = clip_clean(prompt.text)
+        for marker in CLIP_MARKERS:
+            if marker in cleaned:
+                return marker
+    return None
 
-    The guild's policy (steps, size, cutouts, models, channels, banned words) is
-    checked afterwards by ``db.limits.check_policy`` on the job made from these params.
+
+def build_params(opts: ImagineOptions, limits: GuildSettings, config: BotConfig) -> JobParams:
+    """Validated JobParams for the options, without the uploaded pictures (they are fetched
+    after every cheap check); OptionError with one sentence otherwise.
+
+    The store checks the server's rules (steps, size, cutouts, models, channels, banned
+    words) when it queues the job made from these params.
     """
     try:
         prompts = parse_prompts(opts.prompt)
@@ -107,6 +108,10 @@ def build_params(
             prompts = prompts + parse_prompts(opts.style)
     except PromptError as exc:
         raise OptionError(plain(exc)) from None
+    marker = clip_marker(prompts)
+    if marker is not None:
+        raise OptionError(f"Your prompt contains “{plain(marker)}”, which CLIP reads as a marker of where a text "
+                          "starts or ends, not as words; remove it.")
     steps = opts.steps if opts.steps is not None else min(config.default_steps, limits.max_steps)
     cutn = opts.cutouts if opts.cutouts is not None else min(config.default_cutouts, limits.max_cutouts)
     model = opts.model or next(
@@ -121,13 +126,11 @@ def build_params(
         extra["timelapse"] = True
     params = JobParams(
         prompts=prompts,
-        image_prompts=tuple(Prompt(text=path) for path in image_prompts),
         width=width,
         height=height,
         steps=steps,
         cutn=cutn,
         seed=opts.seed if opts.seed is not None else new_seed(),
-        init_image=init_image,
         model=model,
         clip_model=config.clip_model,
         clip_pretrained=config.clip_pretrained,

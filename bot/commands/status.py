@@ -1,10 +1,15 @@
-"""/status as an embed: the worker, its device and speed, the queue."""
+"""/status: the worker, its device and speed, and the queue, as an embed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import discord
+from discord import app_commands
+from discord.ext import commands
+
+from db import JobState, Store
 
 STATE_LINES = {
     "warming up": "🔥 Getting ready (compiling the engine; jobs wait in the queue meanwhile)",
@@ -74,3 +79,21 @@ def status_embed(worker: Any | None, stats: dict[str, object], *, guild_waiting:
     if gpu_today:
         embed.set_footer(text=f"GPU time today: {_duration(gpu_today)}")
     return embed
+
+
+class StatusCommand(commands.Cog):
+    """``worker_status`` gives this process's worker.status.WorkerStatus, or None when workers run elsewhere."""
+
+    def __init__(self, store: Store, worker_status: Callable[[], Any]) -> None:
+        self.store = store
+        self.worker_status = worker_status
+
+    @app_commands.command(name="status", description="The worker, its GPU and the queue")
+    async def status(self, interaction: discord.Interaction) -> None:
+        stats = await self.store.stats()
+        waiting = None
+        if interaction.guild_id is not None:
+            queue = await self.store.queue(interaction.guild_id, limit=500)
+            waiting = sum(1 for j in queue if j.state is JobState.QUEUED)
+        embed = status_embed(self.worker_status(), stats, guild_waiting=waiting)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
