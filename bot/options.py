@@ -20,10 +20,11 @@ from jobspec.params import parse_size
 
 MULTIPLE = 16
 MAX_SEED = 2**32 - 1
-# What CLIP's tokenizers read as where a text starts or ends, not as words: open_clip's own
-# spelling (which it matches in any case, and after unescaping HTML entities) and Hugging Face's.
-# Past an end marker CLIP reads nothing more of the prompt.
-CLIP_MARKERS = ("<start_of_text>", "<end_of_text>", "<|startoftext|>", "<|endoftext|>")
+# What open_clip's tokenizer reads as where a text starts or ends, not as words (in any case, and
+# after unescaping HTML entities: jobspec.clip_text.clip_clean); past an end marker CLIP reads
+# nothing more of the prompt. Hugging Face's spelling (<|endoftext|>) can't reach CLIP: "|"
+# separates prompts.
+CLIP_MARKERS = ("<start_of_text>", "<end_of_text>")
 
 ASPECTS: dict[str, tuple[int, int]] = {
     "1:1": (1, 1),

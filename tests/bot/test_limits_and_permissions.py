@@ -54,6 +54,16 @@ async def test_banned_words_are_refused(world):
     assert not fine.ephemeral and await world.store.get(1) is not None
 
 
+async def test_a_banned_word_is_one_entry_whatever_its_spelling(world):
+    await world.admin.slash(world.channel, "config ban", word="cat")
+    again = await world.admin.slash(world.channel, "config ban", word="ＣＡＴ")  # full-width: the same word to CLIP
+    assert "Banned words: 1 " in again.response.content
+    await world.admin.slash(world.channel, "config unban", word="ｃａｔ")
+    assert (await world.store.settings(world.guild.id)).banned_words == ()
+    fine = await world.alice.slash(world.channel, "imagine", prompt="a cat")
+    assert not fine.ephemeral and await world.store.get(1) is not None
+
+
 async def test_a_job_over_the_queue_limit_is_refused_and_not_queued(world):
     await world.admin.slash(world.channel, "config set", key="max_queued_per_user", value="1")
     await world.admin.slash(world.channel, "config set", key="cooldown_s", value="0")
