@@ -17,7 +17,7 @@ from discord.ext import commands
 
 from bot import mentions
 from bot.config import BotConfig
-from bot.events import JOBS_CHANGED
+from bot.events import JOBS_CHANGED, Wakeups
 from bot.features import build_features
 from bot.tree import CommandTree
 from db import Store
@@ -53,8 +53,9 @@ class VQBot(commands.Bot):
         self.sync_commands = sync_commands
         self.sync_guild = sync_guild
         self.synced: list[app_commands.AppCommand] = []
+        wakeups = Wakeups(worker=notify_worker or (lambda: None), jobs_changed=self.jobs_changed)
         self.features = build_features(self, store, config, worker_status=worker_status or (lambda: None),
-                                       wake_worker=notify_worker or (lambda: None), jobs_changed=self.jobs_changed)
+                                       wakeups=wakeups)
 
     async def setup_hook(self) -> None:
         for feature in self.features:

@@ -21,6 +21,7 @@ from bot.commands.server_settings import ServerSettings
 from bot.commands.status import StatusCommand
 from bot.config import BotConfig
 from bot.delivery import Delivery
+from bot.events import Wakeups
 from bot.job_actions import JobActions
 from bot.job_buttons import JobButtons
 from bot.reaction_actions import ReactionActions
@@ -29,20 +30,16 @@ from db import Store
 
 
 def build_features(client: discord.Client, store: Store, config: BotConfig, *, worker_status: Callable[[], Any],
-                   wake_worker: Callable[[], None], jobs_changed: Callable[[], None]) -> list[commands.Cog]:
-    """Every feature of the bot, wired together.
-
-    ``worker_status``: this process's worker's status, or None where workers run elsewhere;
-    ``wake_worker``: new or cancelled work for this process's worker; ``jobs_changed``: tell
-    whoever shows jobs that some changed.
-    """
+                   wakeups: Wakeups) -> list[commands.Cog]:
+    """Every feature of the bot, wired together. ``worker_status``: this process's worker's
+    status, or None where workers run elsewhere."""
     offers = ReactionOffers(client, store)
     cards = CardPoster(client, store, offers)
-    actions = JobActions(store, config, cards, wake_worker=wake_worker, jobs_changed=jobs_changed)
+    actions = JobActions(store, config, cards, wakeups)
     return [
         offers,
         Delivery(client, store, config, cards, offers),
-        Imagine(store, config, cards, wake_worker=wake_worker, jobs_changed=jobs_changed),
+        Imagine(store, config, cards, wakeups),
         QueueCommands(store, config, cards, actions),
         StatusCommand(store, worker_status),
         ServerSettings(store),

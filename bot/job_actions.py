@@ -7,7 +7,6 @@ id for a reaction), checks who may do it, asks the store, and answers with one s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import discord
@@ -17,6 +16,7 @@ from bot.card_posting import CardPoster
 from bot.config import BotConfig
 from bot.controls import Action
 from bot.errors import UserError
+from bot.events import Wakeups
 from bot.options import new_seed
 from bot.text import plain
 from bot.user_pictures import Picture, save_picture
@@ -45,13 +45,11 @@ class Outcome:
 
 
 class JobActions:
-    def __init__(self, store: Store, config: BotConfig, cards: CardPoster, *, wake_worker: Callable[[], None],
-                 jobs_changed: Callable[[], None]) -> None:
+    def __init__(self, store: Store, config: BotConfig, cards: CardPoster, wakeups: Wakeups) -> None:
         self.store = store
         self.config = config
         self.cards = cards
-        self.wake_worker = wake_worker
-        self.jobs_changed = jobs_changed
+        self.wakeups = wakeups
 
     async def perform(self, action: Action, job_id: int, actor: Actor) -> Outcome:
         job = await self.store.get(job_id)
@@ -71,8 +69,8 @@ class JobActions:
         except NotAllowed as exc:
             return Outcome(plain(exc))
         log.info("job %s: cancel requested by %s", job.id, actor.user_id)
-        self.jobs_changed()
-        self.wake_worker()
+        self.wakeups.jobs_changed()
+        self.wakeups.worker()
         verb = "Cancelled" if updated.state is JobState.CANCELLED else "Cancelling"
         return Outcome(f"{verb} job #{job.id}.", updated)
 
@@ -90,7 +88,7 @@ class JobActions:
             await self.cards.post(job)
         except discord.HTTPException as exc:
             log.warning("job %s: card not posted in %s (%s %s)", job.id, job.channel_id, exc.status, exc.code)
-        self.wake_worker()
+        self.wakeups.worker()
         word = "Rerun" if relation is Relation.RERUN else "Continuation"
         return Outcome(f"{word} of job #{parent.id} queued as job #{job.id}.", job)
 

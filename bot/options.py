@@ -96,13 +96,8 @@ def clip_marker(prompts: tuple[Prompt, ...]) -> str | None:
     return None
 
 
-def build_params(opts: ImagineOptions, limits: GuildSettings, config: BotConfig) -> JobParams:
-    """Validated JobParams for the options, without the uploaded pictures (they are fetched
-    after every cheap check); OptionError with one sentence otherwise.
-
-    The store checks the server's rules (steps, size, cutouts, models, channels, banned
-    words) when it queues the job made from these params.
-    """
+def pick_prompts(opts: ImagineOptions) -> tuple[Prompt, ...]:
+    """The prompt's parts and then the style's, parsed; OptionError with one sentence otherwise."""
     try:
         prompts = parse_prompts(opts.prompt)
         if opts.style:
@@ -113,14 +108,29 @@ def build_params(opts: ImagineOptions, limits: GuildSettings, config: BotConfig)
     if marker is not None:
         raise OptionError(f"Your prompt contains “{plain(marker)}”, which CLIP reads as a marker of where a text "
                           "starts or ends, not as words; remove it.")
-    steps = opts.steps if opts.steps is not None else min(config.default_steps, limits.max_steps)
-    cutn = opts.cutouts if opts.cutouts is not None else min(config.default_cutouts, limits.max_cutouts)
+    return prompts
+
+
+def pick_model(opts: ImagineOptions, limits: GuildSettings, config: BotConfig) -> str:
+    """The asked-for model if it is installed, else the first installed one the server allows."""
     model = opts.model or next(
         (m for m in config.models if not limits.allowed_models or m in limits.allowed_models), config.models[0]
     )
     if model not in config.models:
         raise OptionError(f"The model {plain(model, 100)} is not installed; choose one of: "
                           f"{plain(', '.join(config.models))}.")
+    return model
+
+
+def build_params(opts: ImagineOptions, limits: GuildSettings, config: BotConfig) -> JobParams:
+    """Validated JobParams for the options, without the uploaded pictures (they are fetched
+    after every cheap check); OptionError with one sentence otherwise.
+
+    The store checks the server's rules (steps, size, cutouts, models, channels, banned
+    words) when it queues the job made from these params.
+    """
+    prompts = pick_prompts(opts)
+    model = pick_model(opts, limits, config)
     width, height = pick_size(opts, limits, config)
     extra: dict[str, Any] = dict(config.extra_params)
     if opts.timelapse:
@@ -129,8 +139,8 @@ def build_params(opts: ImagineOptions, limits: GuildSettings, config: BotConfig)
         prompts=prompts,
         width=width,
         height=height,
-        steps=steps,
-        cutn=cutn,
+        steps=opts.steps if opts.steps is not None else min(config.default_steps, limits.max_steps),
+        cutn=opts.cutouts if opts.cutouts is not None else min(config.default_cutouts, limits.max_cutouts),
         seed=opts.seed if opts.seed is not None else new_seed(),
         model=model,
         clip_model=config.clip_model,

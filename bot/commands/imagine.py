@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import discord
@@ -18,6 +17,7 @@ from bot.card_posting import CardPoster
 from bot.cards import ignored_by_clip, ignored_text, prompt_texts
 from bot.config import BotConfig
 from bot.errors import UserError
+from bot.events import Wakeups
 from bot.options import ASPECTS, MAX_SEED, ImagineOptions, build_params
 from bot.permissions import missing_permissions
 from bot.text import label, plain
@@ -44,13 +44,11 @@ class Uploads:
 
 
 class Imagine(commands.Cog):
-    def __init__(self, store: Store, config: BotConfig, cards: CardPoster, *, wake_worker: Callable[[], None],
-                 jobs_changed: Callable[[], None]) -> None:
+    def __init__(self, store: Store, config: BotConfig, cards: CardPoster, wakeups: Wakeups) -> None:
         self.store = store
         self.config = config
         self.cards = cards
-        self.wake_worker = wake_worker
-        self.jobs_changed = jobs_changed
+        self.wakeups = wakeups
         self.caps = PictureCaps(hosts=config.attachment_hosts, max_bytes=config.max_attachment_bytes,
                                 max_pixels=config.max_attachment_pixels)
 
@@ -97,10 +95,10 @@ class Imagine(commands.Cog):
         if job is None:
             return
         log.info("job %s: queued by %s in guild %s: %r", job.id, job.user_id, job.guild_id, job.prompt)
-        self.wake_worker()
+        self.wakeups.worker()
         await self.cards.answer(interaction, job)
         await self.tell_what_clip_ignores(interaction, job)
-        self.jobs_changed()
+        self.wakeups.jobs_changed()
 
     @imagine.autocomplete("style")
     async def style_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

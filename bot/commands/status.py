@@ -37,49 +37,52 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def worker_lines(worker: Any | None, stats: dict[str, object]) -> tuple[str, str, discord.Colour]:
+    """The Worker and Speed fields and the embed's colour: this process's worker, or the store's
+    view of the workers elsewhere."""
+    if worker is None:
+        busy = int(_number(stats, "workers"))
+        who = f"{busy} worker{'s' if busy != 1 else ''} busy now" if busy else "none busy now"
+        rate = _number(stats, "steps_per_s")
+        speed = f"{rate:.1f} steps/s across running jobs" if rate else "no job running"
+        colour = discord.Colour.blurple() if busy else discord.Colour.light_grey()
+        return f"Separate worker processes take the jobs; {who}.", speed, colour
+    colour = {"idle": discord.Colour.green(), "running": discord.Colour.blurple()}.get(
+        worker.state, discord.Colour.orange())
+    text = STATE_LINES.get(worker.state, worker.state)
+    if worker.state == "running" and worker.jobs:
+        text += f" on job{'s' if len(worker.jobs) > 1 else ''} {_jobs(worker.jobs)}"
+    device = f"{worker.device_name} (`{worker.device}`)" if worker.device_name else f"`{worker.device}`"
+    text += f"\nDevice: {device}"
+    if not worker.steps_per_s:
+        return text, "not measured yet (no job has run since the start)", colour
+    when = "now" if worker.state == "running" else "last job"
+    if worker.state != "running" and worker.measured_at is not None:
+        when = f"last job, {discord.utils.format_dt(worker.measured_at, 'R')}"
+    return text, f"{worker.steps_per_s:.1f} steps/s ({when})", colour
+
+
 def status_embed(worker: Any | None, stats: dict[str, object], *, guild_waiting: int | None = None) -> discord.Embed:
     """``worker``: a worker.status.WorkerStatus of this process's worker, or None when workers run
     elsewhere; ``stats``: ``store.stats()``; ``guild_waiting``: queued jobs of the asking server."""
-    queued, running = int(_number(stats, "queued")), int(_number(stats, "running"))
-    cancelling, busy = int(_number(stats, "cancelling")), int(_number(stats, "workers"))
-    if worker is None:
-        colour = discord.Colour.blurple() if busy else discord.Colour.light_grey()
-        who = f"{busy} worker{'s' if busy != 1 else ''} busy now" if busy else "none busy now"
-        worker_text = f"Separate worker processes take the jobs; {who}."
-        rate = _number(stats, "steps_per_s")
-        speed = f"{rate:.1f} steps/s across running jobs" if rate else "no job running"
-    else:
-        colour = {"idle": discord.Colour.green(), "running": discord.Colour.blurple()}.get(
-            worker.state, discord.Colour.orange())
-        worker_text = STATE_LINES.get(worker.state, worker.state)
-        if worker.state == "running" and worker.jobs:
-            worker_text += f" on job{'s' if len(worker.jobs) > 1 else ''} {_jobs(worker.jobs)}"
-        device = f"{worker.device_name} (`{worker.device}`)" if worker.device_name else f"`{worker.device}`"
-        worker_text += f"\nDevice: {device}"
-        if worker.steps_per_s:
-            when = "now" if worker.state == "running" else "last job"
-            if worker.state != "running" and worker.measured_at is not None:
-                when = f"last job, {discord.utils.format_dt(worker.measured_at, 'R')}"
-            speed = f"{worker.steps_per_s:.1f} steps/s ({when})"
-        else:
-            speed = "not measured yet (no job has run since the start)"
+    worker_text, speed, colour = worker_lines(worker, stats)
     embed = discord.Embed(title="vqbot status", colour=colour)
     embed.add_field(name="Worker", value=worker_text, inline=False)
     embed.add_field(name="Speed", value=speed, inline=True)
-    waiting = f"{queued} waiting"
+    waiting = f"{int(_number(stats, 'queued'))} waiting"
     if guild_waiting is not None:
         waiting += f" ({guild_waiting} from this server)"
     servers = int(_number(stats, "guilds_waiting"))
     if servers > 1:
         waiting += f" across {servers} servers"
     embed.add_field(name="Queue", value=waiting, inline=True)
-    active = f"{running} running" + (f", {cancelling} cancelling" if cancelling else "")
+    cancelling = int(_number(stats, "cancelling"))
+    active = f"{int(_number(stats, 'running'))} running" + (f", {cancelling} cancelling" if cancelling else "")
     embed.add_field(name="Running", value=active, inline=True)
     gpu_today = _number(stats, "gpu_seconds_today")
     if gpu_today:
         embed.set_footer(text=f"GPU time today: {_duration(gpu_today)}")
     return embed
-
 
 class StatusCommand(commands.Cog):
     """``worker_status`` gives this process's worker.status.WorkerStatus, or None when workers run elsewhere."""
