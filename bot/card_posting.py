@@ -43,9 +43,9 @@ class CardPoster:
         await self._posted(job, message.id, card)
         return message
 
-    async def answer(self, interaction: discord.Interaction, job: Job) -> None:
+    async def answer(self, interaction: discord.Interaction, job: Job) -> bool:
         """Post a new job's card as the answer to the (deferred) command that queued it, or in
-        the channel when the interaction can't take it any more."""
+        the channel when the interaction can't take it any more; True when the interaction took it."""
         card = await self.render(job)
         try:
             message = await interaction.edit_original_response(**card.edit_kwargs())
@@ -55,8 +55,9 @@ class CardPoster:
                 await self.post(job)
             except discord.HTTPException as again:
                 log.warning("job %s: card not posted in %s (%s %s)", job.id, job.channel_id, again.status, again.code)
-            return
+            return False
         await self._posted(job, message.id, card)
+        return True
 
     async def edit(self, job: Job, card: JobMessage) -> bool:
         """Edit the job's card into ``card``; False when the card message is gone."""

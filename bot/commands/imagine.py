@@ -96,8 +96,8 @@ class Imagine(commands.Cog):
             return
         log.info("job %s: queued by %s in guild %s: %r", job.id, job.user_id, job.guild_id, job.prompt)
         self.wakeups.worker()
-        await self.cards.answer(interaction, job)
-        await self.tell_what_clip_ignores(interaction, job)
+        if await self.cards.answer(interaction, job):  # else the card alone says what CLIP ignores
+            await self.tell_what_clip_ignores(interaction, job)
         self.wakeups.jobs_changed()
 
     @imagine.autocomplete("style")
