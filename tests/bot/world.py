@@ -20,6 +20,19 @@ def delivery_of(bot: Any) -> Delivery:
     return delivery
 
 
+def count_downloads(bot: Any) -> list[str]:
+    """From now on, the URL of every file the bot downloads from (simulated) Discord's CDN."""
+    downloads: list[str] = []
+    fetch = bot.http.get_from_cdn
+
+    async def counted(url: str) -> bytes:
+        downloads.append(url)
+        return await fetch(url)
+
+    bot.http.get_from_cdn = counted
+    return downloads
+
+
 @dataclass
 class World:
     env: Any
