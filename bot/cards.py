@@ -1,21 +1,31 @@
-"""A job as Discord shows it: the card (embed + buttons) and the result message."""
+"""A job as Discord shows it: its card, its result message and its failure message.
+
+Pure functions of the job's row and the few facts read beside it (where it stands in the queue,
+its newest preview, the link to its result, whether the server shows buttons):
+:func:`render_card` gives everything the card holds for the job's state (embed, buttons, files,
+the reactions the bot offers on it), :func:`render_result` and :func:`render_failure` the
+message that tells the owner how it ended. bot.card_posting and bot.delivery send them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import discord
 
-from bot.controls import JobButton
+from bot.controls import Action, JobButton
 from bot.text import plain
 from db.jobs import Job
 from db.states import JobState
+from jobspec.clip_text import dropped_text
 
 PREVIEW_NAME = "preview.webp"
 EMBED_TITLE_MAX = 256
 FIELD_MAX = 1024
+IGNORED_SHOWN = 200  # characters of one ignored prompt end shown
 
 COLOURS = {
     JobState.QUEUED: discord.Colour.light_grey(),
@@ -26,13 +36,58 @@ COLOURS = {
     JobState.CANCELLED: discord.Colour.dark_grey(),
 }
 
+# The reactions the bot offers for members to click: cancel while a job waits or runs; rerun and
+# continue on its result; rerun on the card of a job that ended without a result.
+PENDING_REACTIONS = (Action.CANCEL,)
+RESULT_REACTIONS = (Action.RERUN, Action.CONTINUE)
+ENDED_REACTIONS = (Action.RERUN,)
+
 
 @dataclass(frozen=True)
 class QueueSpot:
-    """Where a queued job stands: jobs ahead of it and the estimated start."""
+    """Where a queued job stands: jobs ahead of it and the estimated time until it is done."""
 
     ahead: int
     eta_s: float | None
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """What one message about a job holds.
+
+    ``files`` None leaves an edited message's files as they are; ``()`` removes them.
+    ``reactions`` are the ones the bot offers on the message, ``withdrawn`` the ones it takes
+    back (a job that ended can't be cancelled any more).
+    """
+
+    content: str | None = None
+    embed: discord.Embed | None = None
+    view: discord.ui.View | None = None
+    files: tuple[discord.File, ...] | None = None
+    reactions: tuple[Action, ...] = ()
+    withdrawn: tuple[Action, ...] = ()
+
+    def send_kwargs(self) -> dict[str, Any]:
+        """Arguments for ``Messageable.send``: what is there, nothing for what is not."""
+        kwargs: dict[str, Any] = {}
+        if self.content is not None:
+            kwargs["content"] = self.content
+        if self.embed is not None:
+            kwargs["embed"] = self.embed
+        if self.view is not None:
+            kwargs["view"] = self.view
+        if self.files:
+            kwargs["files"] = list(self.files)
+        return kwargs
+
+    def edit_kwargs(self) -> dict[str, Any]:
+        """Arguments for editing a message into this one: no view removes the buttons."""
+        kwargs: dict[str, Any] = {"embed": self.embed, "view": self.view}
+        if self.content is not None:
+            kwargs["content"] = self.content
+        if self.files is not None:
+            kwargs["attachments"] = list(self.files)
+        return kwargs
 
 
 def shorten(text: str, limit: int) -> str:
@@ -93,60 +148,97 @@ def lineage(job: Job) -> str | None:
     return f"{verb} job #{job.parent_id}"
 
 
-def card_embed(job: Job, *, spot: QueueSpot | None = None, with_preview: bool = False,
-               now: datetime | None = None) -> discord.Embed:
-    """The job card's embed. ``with_preview`` refers to an attached ``preview.webp``."""
-    embed = discord.Embed(
-        title=plain(job.prompt, EMBED_TITLE_MAX),
-        description=state_line(job, spot, now),
-        colour=COLOURS.get(job.state, discord.Colour.default()),
-    )
+def prompt_texts(params: dict[str, Any]) -> tuple[str, ...]:
+    """The text of each text prompt in a job's params (each one CLIP encodes on its own)."""
+    prompts = params.get("prompts")
+    if not isinstance(prompts, list):
+        return ()
+    return tuple(p["text"] for p in prompts if isinstance(p, dict) and isinstance(p.get("text"), str))
+
+
+@lru_cache(maxsize=1024)
+def ignored_by_clip(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """The end of each prompt that CLIP will not read (it reads 77 tokens of each), as written."""
+    return tuple(end for text in texts if (end := dropped_text(text)) is not None)
+
+
+def ignored_text(ends: tuple[str, ...], *, total: int = FIELD_MAX) -> str:
+    """Ignored prompt ends as inert text, “…” · “…”, in about ``total`` characters at most."""
+    each = max(20, min(IGNORED_SHOWN, total // max(1, len(ends)) - 4))
+    return " · ".join(f"“{plain(end, each)}”" for end in ends)
+
+
+def render_card(job: Job, *, buttons: bool = True, spot: QueueSpot | None = None, image: discord.File | None = None,
+                result_url: str | None = None, now: datetime | None = None) -> JobMessage:
+    """The card of ``job`` in its current state.
+
+    ``spot``: where a queued job stands; ``image``: a picture to show in the card (the newest
+    preview, or the finished picture); ``result_url``: the result message to link to;
+    ``buttons``: whether the server shows buttons.
+    """
+    description = state_line(job, spot, now)
+    if result_url is not None:
+        description += f" · [result]({result_url})"
+    embed = discord.Embed(title=plain(job.prompt, EMBED_TITLE_MAX), description=description,
+                          colour=COLOURS.get(job.state, discord.Colour.default()))
     embed.add_field(name="Parameters", value=shorten(parameter_text(job), FIELD_MAX), inline=False)
+    ignored = ignored_by_clip(prompt_texts(job.params))
+    if ignored:
+        embed.add_field(name="Not read by CLIP (past 77 tokens)", value=ignored_text(ignored),
+                        inline=False)
     origin = lineage(job)
     if origin:
         embed.add_field(name="Origin", value=origin, inline=True)
     embed.add_field(name="By", value=f"<@{job.user_id}>", inline=True)
     embed.set_footer(text=f"Job #{job.id}")
-    if with_preview:
-        embed.set_image(url=f"attachment://{PREVIEW_NAME}")
-    return embed
+    files: tuple[discord.File, ...] | None = None
+    if image is not None:
+        embed.set_image(url=f"attachment://{image.filename}")
+        files = (image,)
+    elif job.state.is_terminal:
+        files = ()  # an ended job's card shows no preview
+    return JobMessage(embed=embed, view=card_view(job) if buttons else None, files=files,
+                      reactions=card_reactions(job),
+                      withdrawn=PENDING_REACTIONS if job.state.is_terminal else ())
 
 
-def card_view(job: Job, *, buttons_enabled: bool = True) -> discord.ui.View | None:
+def card_view(job: Job) -> discord.ui.View | None:
     """Buttons for the card: cancel while the job is pending, rerun/continue once it is over."""
-    if not buttons_enabled:
-        return None
-    view = discord.ui.View(timeout=None)
-    if job.state.is_terminal:
-        view.add_item(JobButton("rerun", job.id))
-        if job.state is JobState.SUCCEEDED:
-            view.add_item(JobButton("continue", job.id))
+    actions: tuple[Action, ...] = ()
+    if job.state is JobState.SUCCEEDED:
+        actions = RESULT_REACTIONS
+    elif job.state.is_terminal:
+        actions = ENDED_REACTIONS
     elif job.state is not JobState.CANCELLING:
-        view.add_item(JobButton("cancel", job.id))
-    return view if view.children else None
+        actions = PENDING_REACTIONS
+    return buttons_for(job, actions)
 
 
-def result_content(job: Job) -> str:
-    """The message that goes out when a job succeeds: it mentions the owner (send it with
-    ``mentions.owner(job.user_id)``: the prompt is inert text, but only the owner may ping)."""
-    return f"<@{job.user_id}> here is **{plain(job.prompt, 1200)}**\n-# {parameter_text(job)} · job #{job.id}"
+def card_reactions(job: Job) -> tuple[Action, ...]:
+    if job.state in (JobState.QUEUED, JobState.RUNNING):
+        return PENDING_REACTIONS
+    if job.state in (JobState.FAILED, JobState.CANCELLED):
+        return ENDED_REACTIONS
+    return ()
 
 
-def failure_content(job: Job) -> str:
-    """A failed job's message to its owner (send it with ``mentions.owner(job.user_id)``)."""
-    return f"<@{job.user_id}> job #{job.id} failed: {plain(job.error or 'unknown error', 1500)}"
-
-
-def result_view(job: Job, *, buttons_enabled: bool = True) -> discord.ui.View | None:
-    if not buttons_enabled:
+def buttons_for(job: Job, actions: tuple[Action, ...]) -> discord.ui.View | None:
+    if not actions:
         return None
     view = discord.ui.View(timeout=None)
-    view.add_item(JobButton("rerun", job.id))
-    view.add_item(JobButton("continue", job.id))
+    for action in actions:
+        view.add_item(JobButton(action, job.id))
     return view
 
 
-def refusal(exc: Any) -> str:
-    """A LimitExceeded as the user reads it: the store's sentence, the limit, when it frees up."""
-    when = f", frees up {discord.utils.format_dt(exc.retry_at, 'R')}" if exc.retry_at else ""
-    return f"{plain(exc.message)} (limit: `{exc.limit}`{when})"
+def render_result(job: Job, files: list[discord.File], *, buttons: bool = True) -> JobMessage:
+    """The message that brings a finished picture and mentions its owner (send it with
+    ``mentions.owner(job.user_id)``: the prompt is inert text, but only the owner may ping)."""
+    content = f"<@{job.user_id}> here is **{plain(job.prompt, 1200)}**\n-# {parameter_text(job)} · job #{job.id}"
+    return JobMessage(content=content, view=buttons_for(job, RESULT_REACTIONS) if buttons else None,
+                      files=tuple(files), reactions=RESULT_REACTIONS)
+
+
+def render_failure(job: Job) -> JobMessage:
+    """A failed job's message to its owner (send it with ``mentions.owner(job.user_id)``)."""
+    return JobMessage(content=f"<@{job.user_id}> job #{job.id} failed: {plain(job.error or 'unknown error', 1500)}")

@@ -1,4 +1,8 @@
-"""How the bot behaves: cadences, caps and defaults (no secrets here)."""
+"""How the bot behaves, as its operator sets it: cadences, caps and defaults (no secrets here).
+
+Not to be confused with a server's settings (db.GuildSettings), which its admins change with
+/config (bot.commands.server_settings).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,6 @@ class BotConfig:
     models: tuple[str, ...] = ("vqgan_imagenet_f16_16384",)
     clip_model: str = "ViT-B-32-quickgelu"
     clip_pretrained: str = "openai"
-    frames_every: int = 10  # timelapse frame spacing, in steps
     extra_params: dict[str, object] = field(default_factory=dict)
 
     @property

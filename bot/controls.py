@@ -1,49 +1,75 @@
-"""Buttons on job cards and results that survive restarts.
+"""The actions members take on a job (🔁 rerun, ➕ continue, ❌ cancel) and the buttons that carry them.
 
-The custom id carries the action and the job id (``vq:<action>:<job_id>``, db.custom_ids);
-after a restart the bot rebuilds the button from it and looks the job up in
-the database.
+A button's custom id names the action and the job (``vq:<action>:<job id>``), so a button from
+before a restart still works: :class:`JobButton` is rebuilt from the custom id alone, and a
+click becomes the client event ``job_button`` (bot.events) that bot.job_buttons answers. The
+same actions come as reactions (bot.reaction_actions), by their emoji.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 import discord
 
-from db.custom_ids import custom_id
+from bot.events import JOB_BUTTON
 
-if TYPE_CHECKING:
-    from bot.client import VQBot
 
-log = logging.getLogger(__name__)
+class Action(StrEnum):
+    RERUN = "rerun"
+    CONTINUE = "continue"
+    CANCEL = "cancel"
 
-ACTIONS = {
-    "rerun": ("New seed", "🔁", discord.ButtonStyle.secondary),
-    "continue": ("More steps", "➕", discord.ButtonStyle.secondary),
-    "cancel": ("Cancel", "❌", discord.ButtonStyle.danger),
+
+@dataclass(frozen=True)
+class Control:
+    """How an action shows: on a button (label, style) and as a reaction (emoji)."""
+
+    label: str
+    emoji: str
+    style: discord.ButtonStyle
+
+
+CONTROLS = {
+    Action.RERUN: Control("New seed", "🔁", discord.ButtonStyle.secondary),
+    Action.CONTINUE: Control("More steps", "➕", discord.ButtonStyle.secondary),
+    Action.CANCEL: Control("Cancel", "❌", discord.ButtonStyle.danger),
 }
-EMOJI_ACTIONS = {emoji: action for action, (_, emoji, _) in ACTIONS.items()}
+EMOJI_ACTIONS = {control.emoji: action for action, control in CONTROLS.items()}
 
-
-TEMPLATE = re.compile(r"vq:(?P<action>rerun|continue|cancel):(?P<job>[1-9][0-9]{0,18})")
+# Job ids are positive; 19 digits cover every id the store hands out (up to 2**63 - 1).
+TEMPLATE = re.compile(rf"vq:(?P<action>{'|'.join(Action)}):(?P<job>[1-9][0-9]{{0,18}})")
 UNKNOWN_BUTTON = "This button is not one I know (it may be from an older version of vqbot); use /show with the job number."
 
 
-class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
-    def __init__(self, action: str, job_id: int) -> None:
-        label, emoji, style = ACTIONS[action]
-        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id(action, job_id)))
+def custom_id(action: Action, job_id: int) -> str:
+    """The custom id of ``action``'s button for a job: ``custom_id(Action.CANCEL, 42) == "vq:cancel:42"``."""
+    value = f"vq:{action}:{job_id}"
+    if TEMPLATE.fullmatch(value) is None:
+        raise ValueError(f"job_id must be a positive id of at most 19 digits, got {job_id!r}")
+    return value
+
+
+def is_job_button(value: object) -> bool:
+    """Whether ``value`` is a custom id that :class:`JobButton` answers."""
+    return isinstance(value, str) and TEMPLATE.fullmatch(value) is not None
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):
+    def __init__(self, action: Action, job_id: int) -> None:
+        control = CONTROLS[action]
+        super().__init__(discord.ui.Button(label=control.label, emoji=control.emoji, style=control.style,
+                                           custom_id=custom_id(action, job_id)))
         self.action = action
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str],
                              /) -> JobButton:
-        return cls(match["action"], int(match["job"]))
+        return cls(Action(match["action"]), int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot = cast("VQBot", interaction.client)  # the only client this item is added to
-        await bot.actions.from_button(interaction, self.action, self.job_id)
+        interaction.client.dispatch(JOB_BUTTON, interaction, self.action, self.job_id)

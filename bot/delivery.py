@@ -17,18 +17,18 @@ import dataclasses
 import io
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import discord
+from discord.ext import commands
 
-from bot import cards, mentions, own_reactions
-from bot.pictures import fit_upload
-from db.jobs import Job
-from db.settings import GuildSettings
-from db.states import JobState
-
-if TYPE_CHECKING:
-    from bot.client import MessageChannel, VQBot
+from bot import mentions
+from bot.card_posting import CardPoster
+from bot.cards import PREVIEW_NAME, render_failure, render_result
+from bot.config import BotConfig
+from bot.events import JOBS_CHANGED
+from bot.reaction_offers import ReactionOffers
+from bot.result_files import fit_upload
+from db import Job, JobState, Store
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,17 @@ class CardState:
     backoff: float = 0.0
     shown_step: int = -1
     replaced: bool = False
+    message_id: int | None = None  # the card message the cadence counts from
 
 
 def discord_now() -> float:
-    """Seconds on Discord's clock (discord.utils.utcnow), the one simcord virtualises in tests."""
+    """Seconds on the clock Discord's timestamps and message ids come from (discord.utils.utcnow)."""
     return discord.utils.utcnow().timestamp()
+
+
+def posted_at(message_id: int) -> float:
+    """When a message was posted, in ``discord_now`` seconds (a message id holds its time)."""
+    return discord.utils.snowflake_time(message_id).timestamp()
 
 
 def jump_url(job: Job, message_id: int) -> str:
@@ -62,69 +68,69 @@ def result_nonce(job: Job) -> str:
     return f"vqr-{job.id}"  # Discord takes 25 characters at most
 
 
+def preview_file(preview: bytes | None) -> discord.File | None:
+    """A progress picture as a card's file (a new one for each message: a sent file is used up)."""
+    return discord.File(io.BytesIO(preview), filename=PREVIEW_NAME) if preview is not None else None
+
+
 def retryable(exc: discord.HTTPException) -> bool:
     return exc.status == 429 or exc.status >= 500
 
 
-class Delivery:
-    def __init__(self, bot: VQBot) -> None:
-        self.bot = bot
-        self.config = bot.config
+class Delivery(commands.Cog):
+    def __init__(self, client: discord.Client, store: Store, config: BotConfig, cards: CardPoster,
+                 offers: ReactionOffers) -> None:
+        self.client = client
+        self.store = store
+        self.config = config
+        self.cards = cards
+        self.offers = offers
         self.version: int | None = None  # None until the first pass reads the store's version
         self.backlog = True  # jobs that ended before the start (or before a lost pass) may wait
         self.backlog_seen: set[int] = set()  # ids the backlog already brought this sweep
         self.pending: dict[int, Job] = {}
-        self.cards: dict[int, CardState] = {}
+        self.card_states: dict[int, CardState] = {}
         self.finished: set[int] = set()
-        self._sleeper: asyncio.Task[None] | None = None
-        self._woken = False
+        self._woken = False  # told of changes since the current pass began
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- the loop
-    def start(self) -> None:
+    async def cog_load(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="vqbot-delivery")
 
+    async def cog_unload(self) -> None:
+        await self.stop()
+
     async def stop(self) -> None:
-        if self._sleeper is not None:
-            self._sleeper.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
 
-    def card_posted(self, job_id: int) -> None:
-        """A card was just posted: its next edit waits for the cadence like any other."""
-        self.cards.setdefault(job_id, CardState()).next_edit_at = discord_now() + self.config.edit_interval_s
-
-    def wake(self) -> None:
-        """Ask for a pass soon (the worker calls this after it changed a job)."""
+    @commands.Cog.listener()
+    async def on_jobs_changed(self) -> None:
+        """Jobs changed in the store: a pass soon (at once, if one is under way now)."""
         self._woken = True
-        if self._sleeper is not None and not self._sleeper.done():
-            self._sleeper.cancel()
 
     async def _run(self) -> None:
         while True:
+            self._woken = False
             try:
                 await self.run_pass()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("delivery pass failed; trying again in %.0f s", self.config.poll_interval_s)
-            # A plain sleep in its own task, cancelled by wake(): (simcord parks plain sleeps)
-            self._sleeper = asyncio.get_running_loop().create_task(asyncio.sleep(self._next_timeout()))
-            if self._woken:
-                self._sleeper.cancel()
-            self._woken = False
-            await asyncio.wait([self._sleeper])
+            if not self._woken:
+                with contextlib.suppress(TimeoutError):  # sleep until jobs change or an edit is due
+                    await self.client.wait_for(JOBS_CHANGED, timeout=self._next_timeout())
 
     def _next_timeout(self) -> float:
         now = discord_now()
         timeout = self.config.poll_interval_s
         for job_id in self.pending:
-            state = self.cards.get(job_id)
+            state = self.card_states.get(job_id)
             if state is not None:
                 due = max(state.blocked_until, state.next_edit_at) - now
                 timeout = min(timeout, max(due, 0.0))
@@ -133,29 +139,33 @@ class Delivery:
     async def run_pass(self) -> None:
         """Read what changed and act on every pending job that is due."""
         async with self._lock:
-            store = self.bot.store
-            if self.version is None:  # first pass: changes from now on; what ended before is the backlog
-                self.version = await store.version()
-            started_or_ended: set[int] = set()
-            while True:
-                changed = await store.changed_since(self.version, limit=CHANGES_PAGE)
-                for job in changed:
-                    self.version = max(self.version, job.version)
-                    if job.state.is_terminal and job.delivered and job.id in self.finished:
-                        continue  # our own marks (delivered, result message) come back as changes
-                    old = self.pending.get(job.id)
-                    if (old is None or old.state != job.state) and job.state is not JobState.QUEUED:
-                        started_or_ended.add(job.guild_id)
-                    self.pending[job.id] = job
-                if len(changed) < CHANGES_PAGE:
-                    break
+            started_or_ended = await self._read_changes()
             for guild_id in started_or_ended:
-                for queued in (await store.queue(guild_id))[:QUEUED_REFRESH_LIMIT]:
+                for queued in (await self.store.queue(guild_id))[:QUEUED_REFRESH_LIMIT]:
                     if queued.state is JobState.QUEUED:
                         self.pending.setdefault(queued.id, queued)
             for job in list(self.pending.values()):
                 await self._attend(job)
             await self._drain_backlog()
+
+    async def _read_changes(self) -> set[int]:
+        """Take in every change since the last pass; the guilds where a job started or ended
+        (their queued cards' places changed)."""
+        if self.version is None:  # first pass: changes from now on; what ended before is the backlog
+            self.version = await self.store.version()
+        started_or_ended: set[int] = set()
+        while True:
+            changed = await self.store.changed_since(self.version, limit=CHANGES_PAGE)
+            for job in changed:
+                self.version = max(self.version, job.version)
+                if job.state.is_terminal and job.delivered and job.id in self.finished:
+                    continue  # our own marks (delivered, result message) come back as changes
+                old = self.pending.get(job.id)
+                if (old is None or old.state != job.state) and job.state is not JobState.QUEUED:
+                    started_or_ended.add(job.guild_id)
+                self.pending[job.id] = job
+            if len(changed) < CHANGES_PAGE:
+                return started_or_ended
 
     async def _drain_backlog(self) -> None:
         """Deliver the jobs that ended while no bot watched, a page of ``store.undelivered()``
@@ -167,7 +177,7 @@ class Delivery:
         A short page is the last; a page that brings nothing new also ends the sweep.
         """
         while self.backlog and not (self.backlog_seen & self.pending.keys()):
-            read = await self.bot.store.undelivered(limit=BACKLOG_PAGE)
+            read = await self.store.undelivered(limit=BACKLOG_PAGE)
             page = [job for job in read if job.id not in self.backlog_seen]
             self.backlog = len(read) == BACKLOG_PAGE and len(page) > 0
             for job in page:
@@ -178,15 +188,12 @@ class Delivery:
             self.backlog_seen.clear()
 
     async def _attend(self, job: Job) -> None:
-        state = self.cards.setdefault(job.id, CardState())
+        state = self.card_states.setdefault(job.id, CardState())
         now = discord_now()
         if now < state.blocked_until:
             return
         try:
-            if job.state.is_terminal:
-                done = await self._finish(job, state)
-            else:
-                done = await self._update(job, state, now)
+            done = await (self._finish(job) if job.state.is_terminal else self._update(job, state, now))
         except discord.HTTPException as exc:
             if retryable(exc):
                 state.backoff = min(max(state.backoff * 2, self.config.backoff_initial_s), self.config.backoff_max_s)
@@ -204,43 +211,30 @@ class Delivery:
         if done:
             self.pending.pop(job.id, None)
             if job.state.is_terminal:
-                self.cards.pop(job.id, None)
+                self.card_states.pop(job.id, None)
                 self.finished.add(job.id)
 
     # ---------------------------------------------------------------- cards
-    def _channel(self, job: Job) -> MessageChannel:
-        return self.bot.channel_for(job.channel_id)
-
     async def _update(self, job: Job, state: CardState, now: float) -> bool:
         """Edit a pending job's card; True when nothing is left to do for this version."""
         if job.message_id is None:
             return True  # the card is still being posted; set_message will bring the job back
+        if state.message_id != job.message_id:  # a card just posted waits for the cadence like any other
+            state.message_id = job.message_id
+            state.next_edit_at = max(state.next_edit_at, posted_at(job.message_id) + self.config.edit_interval_s)
         if now < state.next_edit_at:
             return False  # coalesce: the newest version is edited when the slot opens
-        settings = await self.bot.guild_settings(job.guild_id)
-        spot = None
-        if job.state is JobState.QUEUED:
-            ahead, eta = await self.bot.store.position(job.id)
-            spot = cards.QueueSpot(ahead, eta)
         preview = None
         if job.state is JobState.RUNNING and job.step != state.shown_step:
-            stored = await self.bot.store.preview(job.id)
+            stored = await self.store.preview(job.id)
             preview = stored[1] if stored is not None else None
-        kwargs: dict[str, Any] = {
-            "embed": cards.card_embed(job, spot=spot, with_preview=preview is not None),
-            "view": cards.card_view(job, buttons_enabled=settings.buttons_enabled),
-        }
-        if preview is not None:
-            kwargs["attachments"] = [discord.File(io.BytesIO(preview), filename=cards.PREVIEW_NAME)]
+        card = await self.cards.render(job, image=preview_file(preview))
         if job.state is JobState.RUNNING and not state.replaced and self._card_too_old(job):
-            await self._replace_card(job, kwargs)
+            await self.cards.replace(job, card)
             state.replaced = True
-        else:
-            try:
-                await self._channel(job).get_partial_message(job.message_id).edit(**kwargs)
-            except discord.NotFound:
-                log.info("job %s: card %s is gone; posting a new one", job.id, job.message_id)
-                await self._replace_card(job, kwargs, delete_old=False)
+        elif not await self.cards.edit(job, card):
+            log.info("job %s: card %s is gone; posting a new one", job.id, job.message_id)
+            await self.cards.replace(job, await self.cards.render(job, image=preview_file(preview)), delete_old=False)
         state.next_edit_at = discord_now() + self.config.edit_interval_s
         state.backoff = 0.0
         if preview is not None:
@@ -249,31 +243,10 @@ class Delivery:
 
     def _card_too_old(self, job: Job) -> bool:
         assert job.message_id is not None
-        age = (discord.utils.utcnow() - discord.utils.snowflake_time(job.message_id)).total_seconds()
-        return age > self.config.card_max_age_s
-
-    async def _replace_card(self, job: Job, kwargs: dict[str, Any], *, delete_old: bool = True) -> discord.Message:
-        """Post a fresh card (old cards edit slowly and the original may be gone)."""
-        send = dict(kwargs)
-        if "attachments" in send:
-            send["files"] = send.pop("attachments")
-        if send.get("view") is None:
-            send.pop("view", None)
-        message = await self._channel(job).send(**send)
-        old = job.message_id
-        await self.bot.store.set_message(job.id, message.id, kind="card")
-        own_reactions.add_controls(self.bot, job, message.id, own_reactions.card_actions(job))
-        log.info("job %s: new card %s replaces %s", job.id, message.id, old)
-        if delete_old and old is not None:
-            try:
-                await self._channel(job).get_partial_message(old).delete()
-            except discord.HTTPException as exc:
-                log.info("job %s: old card %s not deleted (%s)", job.id, old, exc.status)
-        return message
+        return discord_now() - posted_at(job.message_id) > self.config.card_max_age_s
 
     # ---------------------------------------------------------------- the end
-    async def _finish(self, job: Job, state: CardState) -> bool:
-        settings = await self.bot.guild_settings(job.guild_id)
+    async def _finish(self, job: Job) -> bool:
         if not job.delivered:
             # Posted first, marked delivered after: a crash in between errs towards posting the
             # result twice, never towards losing it. Two things keep the repost rare: the
@@ -282,56 +255,51 @@ class Delivery:
             # Discord dedupes for a few minutes (enforce_nonce), which covers a crash between
             # the post and storing its id when the bot comes back soon.
             if job.result_message_id is None:
-                job = await self._post_result(job, settings)
-            await self.bot.store.mark_delivered(job.id)
+                job = await self._post_result(job)
+            await self.store.mark_delivered(job.id)
             job = dataclasses.replace(job, delivered=True)
             self.pending[job.id] = job  # a retried card edit must not post again
         if job.message_id is not None:
-            embed = cards.card_embed(job)
-            if job.result_message_id is not None:
-                embed.description = f"{embed.description} · [result]({jump_url(job, job.result_message_id)})"
-            try:
-                await self._channel(job).get_partial_message(job.message_id).edit(
-                    embed=embed, attachments=[], view=cards.card_view(job, buttons_enabled=settings.buttons_enabled)
-                )
-            except discord.NotFound:
-                log.info("job %s: card %s is gone; the result stands alone", job.id, job.message_id)
+            url = jump_url(job, job.result_message_id) if job.result_message_id is not None else None
+            card = await self.cards.render(job, result_url=url)
+            if await self.cards.edit(job, card):
+                self.offers.offer(job, job.message_id, card.reactions, remove=card.withdrawn)
             else:
-                own_reactions.add_controls(self.bot, job, job.message_id, own_reactions.card_actions(job),
-                                           remove=own_reactions.PENDING_CARD)
+                log.info("job %s: card %s is gone; the result stands alone", job.id, job.message_id)
         log.info("job %s: delivered (%s)", job.id, job.state)
         return True
 
-    async def _post_result(self, job: Job, settings: GuildSettings) -> Job:
+    async def _post_result(self, job: Job) -> Job:
         """Post the picture (or the failure) that mentions the owner; the job as it is now,
         with ``result_message_id`` set once the message went out."""
         if job.state is JobState.CANCELLED:
             return job
-        channel = self._channel(job)
-        kwargs: dict[str, Any] = {"allowed_mentions": mentions.owner(job.user_id), "nonce": result_nonce(job)}
-        content = cards.failure_content(job)
-        png = None if job.state is JobState.FAILED else await self.bot.store.result(job.id)
+        png = None if job.state is JobState.FAILED else await self.store.result(job.id)
         if job.state is JobState.SUCCEEDED and png is None:
             log.error("job %s: succeeded but has no stored result", job.id)
         if png is not None:
-            timelapse = self.bot.timelapse_for(job.id) if job.params.get("extra", {}).get("timelapse") else None
-            kwargs["files"] = fit_upload(job.id, png, timelapse, limit=self.config.upload_limit_bytes)
-            view = cards.result_view(job, buttons_enabled=settings.buttons_enabled)
-            if view is not None:
-                kwargs["view"] = view
-            content = cards.result_content(job)
-        message = await channel.send(content, **kwargs)
-        job = await self.bot.store.set_message(job.id, message.id, kind="result")
+            timelapse = self._timelapse(job) if job.params.get("extra", {}).get("timelapse") else None
+            settings = await self.store.settings(job.guild_id)
+            files = fit_upload(job.id, png, timelapse, limit=self.config.upload_limit_bytes)
+            message = render_result(job, files, buttons=settings.buttons_enabled)
+        else:
+            message = render_failure(job)
+        posted = await self.cards.channel(job).send(allowed_mentions=mentions.owner(job.user_id),
+                                                    nonce=result_nonce(job), **message.send_kwargs())
+        job = await self.store.set_message(job.id, posted.id, kind="result")
         self.pending[job.id] = job
-        if png is not None:
-            own_reactions.add_controls(self.bot, job, message.id, own_reactions.RESULT)
+        self.offers.offer(job, posted.id, message.reactions)
         return job
+
+    def _timelapse(self, job: Job) -> bytes | None:
+        path = self.config.timelapse_dir / f"{job.id}.webp"
+        return path.read_bytes() if path.is_file() else None
 
     async def _undeliverable(self, job: Job, exc: discord.HTTPException) -> None:
         """The channel refused a finished job's result: tell the owner by DM where possible."""
         if not job.state.is_terminal or job.delivered:
             return
-        await self.bot.store.mark_delivered(job.id)
+        await self.store.mark_delivered(job.id)
         self.pending[job.id] = dataclasses.replace(job, delivered=True)
         if isinstance(exc, discord.Forbidden):
             why = (f"I may not post in <#{job.channel_id}>. Ask an admin to give me Send Messages, Embed Links "
@@ -341,7 +309,7 @@ class Delivery:
         else:
             why = f"Discord refused the message ({exc.status}). Use /show {job.id} to see it."
         try:
-            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
             await user.send(f"Job #{job.id} ended ({job.state}) but {why}")
         except discord.HTTPException as dm_exc:
             log.info("job %s: could not DM the owner either (%s)", job.id, dm_exc.status)

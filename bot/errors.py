@@ -14,6 +14,3 @@ class AttachmentError(UserError):
 class OptionError(UserError):
     """A command option is out of range or not allowed in this server."""
 
-
-class NotPermitted(UserError):
-    """The user may not do this (not the owner, not an admin)."""

@@ -1,4 +1,4 @@
-"""From /imagine's options to validated job parameters, under the guild's limits.
+"""From /imagine's options to validated job parameters, under the server's limits.
 
 Everything here is checked before anything is queued or even deferred, so a
 refusal can be an immediate ephemeral sentence.
@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from bot.config import BotConfig
 from bot.errors import OptionError
 from bot.text import plain
+from db import GuildSettings
 from jobspec import JobParams, ParamError, Prompt, PromptError, parse_prompts
+from jobspec.clip_text import clip_clean
 from jobspec.params import parse_size
 
 MULTIPLE = 16
 MAX_SEED = 2**32 - 1
+# What open_clip's tokenizer reads as where a text starts or ends, not as words (in any case, and
+# after unescaping HTML entities: jobspec.clip_text.clip_clean); past an end marker CLIP reads
+# nothing more of the prompt. Hugging Face's spelling (<|endoftext|>) can't reach CLIP: "|"
+# separates prompts.
+CLIP_MARKERS = ("<start_of_text>", "<end_of_text>")
 
 ASPECTS: dict[str, tuple[int, int]] = {
     "1:1": (1, 1),
@@ -28,15 +35,6 @@ ASPECTS: dict[str, tuple[int, int]] = {
     "16:9": (16, 9),
     "9:16": (9, 16),
 }
-
-
-class Limits(Protocol):
-    """The guild settings this module reads (db's GuildSettings)."""
-
-    max_steps: int
-    max_size: int
-    max_cutouts: int
-    allowed_models: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ def round_side(value: float) -> int:
     return max(MULTIPLE, round(value / MULTIPLE) * MULTIPLE)
 
 
-def pick_size(opts: ImagineOptions, limits: Limits, config: BotConfig) -> tuple[int, int]:
+def pick_size(opts: ImagineOptions, limits: GuildSettings, config: BotConfig) -> tuple[int, int]:
     if opts.size and opts.aspect:
         raise OptionError("Give either a size or an aspect ratio, not both.")
     if opts.size:
@@ -88,46 +86,62 @@ def pick_size(opts: ImagineOptions, limits: Limits, config: BotConfig) -> tuple[
     return width, height
 
 
-def build_params(
-    opts: ImagineOptions,
-    limits: Limits,
-    config: BotConfig,
-    *,
-    image_prompts: tuple[str, ...] = (),
-    init_image: str | None = None,
-) -> JobParams:
-    """Validated JobParams for the options; OptionError with one sentence otherwise.
+def clip_marker(prompts: tuple[Prompt, ...]) -> str | None:
+    """The first of CLIP's markers (``CLIP_MARKERS``) that a prompt holds as CLIP reads it, or None."""
+    for prompt in prompts:
+        cleaned = clip_clean(prompt.text)
+        for marker in CLIP_MARKERS:
+            if marker in cleaned:
+                return marker
+    return None
 
-    The guild's policy (steps, size, cutouts, models, channels, banned words) is
-    checked afterwards by ``db.limits.check_policy`` on the job made from these params.
-    """
+
+def pick_prompts(opts: ImagineOptions) -> tuple[Prompt, ...]:
+    """The prompt's parts and then the style's, parsed; OptionError with one sentence otherwise."""
     try:
         prompts = parse_prompts(opts.prompt)
         if opts.style:
             prompts = prompts + parse_prompts(opts.style)
     except PromptError as exc:
         raise OptionError(plain(exc)) from None
-    steps = opts.steps if opts.steps is not None else min(config.default_steps, limits.max_steps)
-    cutn = opts.cutouts if opts.cutouts is not None else min(config.default_cutouts, limits.max_cutouts)
+    marker = clip_marker(prompts)
+    if marker is not None:
+        raise OptionError(f"Your prompt contains “{plain(marker)}”, which CLIP reads as a marker of where a text "
+                          "starts or ends, not as words; remove it.")
+    return prompts
+
+
+def pick_model(opts: ImagineOptions, limits: GuildSettings, config: BotConfig) -> str:
+    """The asked-for model if it is installed, else the first installed one the server allows."""
     model = opts.model or next(
         (m for m in config.models if not limits.allowed_models or m in limits.allowed_models), config.models[0]
     )
     if model not in config.models:
         raise OptionError(f"The model {plain(model, 100)} is not installed; choose one of: "
                           f"{plain(', '.join(config.models))}.")
+    return model
+
+
+def build_params(opts: ImagineOptions, limits: GuildSettings, config: BotConfig) -> JobParams:
+    """Validated JobParams for the options, without the uploaded pictures (they are fetched
+    after every cheap check); OptionError with one sentence otherwise.
+
+    The store checks the server's rules (steps, size, cutouts, models, channels, banned
+    words) when it queues the job made from these params.
+    """
+    prompts = pick_prompts(opts)
+    model = pick_model(opts, limits, config)
     width, height = pick_size(opts, limits, config)
     extra: dict[str, Any] = dict(config.extra_params)
     if opts.timelapse:
         extra["timelapse"] = True
     params = JobParams(
         prompts=prompts,
-        image_prompts=tuple(Prompt(text=path) for path in image_prompts),
         width=width,
         height=height,
-        steps=steps,
-        cutn=cutn,
+        steps=opts.steps if opts.steps is not None else min(config.default_steps, limits.max_steps),
+        cutn=opts.cutouts if opts.cutouts is not None else min(config.default_cutouts, limits.max_cutouts),
         seed=opts.seed if opts.seed is not None else new_seed(),
-        init_image=init_image,
         model=model,
         clip_model=config.clip_model,
         clip_pretrained=config.clip_pretrained,

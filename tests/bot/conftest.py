@@ -45,8 +45,8 @@ def bot_config(tmp_path: Path, tiny_models) -> BotConfig:
     )
 
 
-def make_bot(store, bot_config) -> VQBot:
-    return VQBot(store, bot_config, sync_commands=True)
+def make_bot(store, bot_config, **options) -> VQBot:
+    return VQBot(store, bot_config, sync_commands=True, **options)
 
 
 @pytest.fixture

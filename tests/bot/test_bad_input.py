@@ -8,7 +8,7 @@ import pytest
 
 from tests.bot.discord_spec import all_problems
 from tests.bot.pictures import huge_png, small_png
-from tests.bot.world import build_world
+from tests.bot.world import build_world, count_downloads
 
 
 @pytest.fixture
@@ -51,10 +51,12 @@ async def test_a_file_that_is_not_a_picture_is_refused(world):
 
 
 async def test_a_50_mb_attachment_is_refused_without_downloading_it(world):
+    downloads = count_downloads(world.env.bot)
     result = await world.alice.slash(world.channel, "imagine", prompt="a cat",
                                      image_prompt=("big.png", b"\0" * (50 * 2**20)))
     assert "50 MiB" in answer(result)
     assert not world.requests("GET", "cdn.simcord.invalid")
+    assert downloads == []
     assert await nothing_queued(world)
 
 

@@ -10,7 +10,7 @@ from db.jobs import NewJob
 from tests.bot.conftest import make_bot
 from tests.bot.discord_spec import all_problems
 from tests.bot.finishing import finish_next
-from tests.bot.world import build_world
+from tests.bot.world import build_world, delivery_of
 from tests.worker.engine_fixtures import tiny_params
 
 
@@ -32,25 +32,25 @@ async def queue_jobs(world, tiny_models, count: int) -> None:
 
 @pytest.mark.simcord(settle_timeout=30.0)  # 150 posts and their reactions settle in one go
 async def test_150_results_that_ended_while_the_bot_was_down_are_each_posted_once(world, tiny_models, bot_config):
-    await world.env.bot.delivery.stop()  # the bot is down: nothing watches the store
+    await delivery_of(world.env.bot).stop()  # the bot is down: nothing watches the store
     await queue_jobs(world, tiny_models, 150)
     assert len(await finish_next(world.store, 150)) == 150
     await world.env.restart_bot(make_bot(world.store, bot_config))
     await world.env.settle()
     assert posted_results(world) == Counter({f"vqbot-{i}.png": 1 for i in range(1, 151)})
     assert [i for i in range(1, 151) if not (await world.store.get(i)).delivered] == []
-    await world.env.bot.delivery.run_pass()  # a later pass posts nothing again
+    await delivery_of(world.env.bot).run_pass()  # a later pass posts nothing again
     assert sum(posted_results(world).values()) == 150
 
 
 async def test_a_result_posted_just_before_a_crash_is_not_posted_again(world, bot_config):
     card = await world.alice.slash(world.channel, "imagine", prompt="a cat")
     old = world.env.bot
-    await old.delivery.stop()
+    await delivery_of(old).stop()
     await finish_next(world.store)
     job = await world.store.get(1)
     # The old bot posts the result with its own code, then dies before marking it delivered.
-    await old.delivery._post_result(job, await world.store.settings(job.guild_id))
+    await delivery_of(old)._post_result(job)
     assert posted_results(world) == Counter({"vqbot-1.png": 1})
     assert not (await world.store.get(1)).delivered
     await world.env.restart_bot(make_bot(world.store, bot_config))
@@ -65,7 +65,7 @@ async def test_a_result_posted_just_before_a_crash_is_not_posted_again(world, bo
 async def test_a_result_post_asks_discord_to_drop_a_repeat_of_it(world):
     await world.alice.slash(world.channel, "imagine", prompt="a cat")
     await finish_next(world.store)
-    await world.env.bot.delivery.run_pass()
+    await delivery_of(world.env.bot).run_pass()
     (post,) = [r for r in world.requests("POST", f"/channels/{world.channel.id}/messages") if r.json.get("content")]
     # the same nonce for every post of job 1: Discord returns the first message instead of a second one
     assert post.json["nonce"] == "vqr-1" and post.json["enforce_nonce"] is True

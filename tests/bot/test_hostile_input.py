@@ -28,6 +28,7 @@ ONLY_OWNER = "Only the job's owner or a server admin can cancel job #1."
 NOT_A_PICTURE = "is not a picture I can read; upload a PNG, JPEG, WebP or GIF."
 UNKNOWN_BUTTON = "This button is not one I know"
 OTHER_MEMBERS_JOB = "a cat by alice"
+CLIP_MARKER = "which CLIP reads as a marker of where a text starts or ends, not as words; remove it."
 
 Act = Callable[[World], Awaitable[str | None]]
 
@@ -169,6 +170,14 @@ CASES: dict[str, Case] = {
         imagine(prompt="a cat <@&123456789012345678> @everyone @here"), "Queued", jobs=1,
         typed="a cat <@&123456789012345678> @everyone @here"),
     "prompt: control and bidi characters, accepted": Case(imagine(prompt="a\u202e cat\x07"), "Queued", jobs=1),
+    "prompt: CLIP's end marker": Case(imagine(prompt="a cat <end_of_text> a dog"), CLIP_MARKER,
+                                      typed="<end_of_text>"),
+    "prompt: CLIP's start marker in capitals": Case(imagine(prompt="a cat | <START_OF_TEXT> a dog"), CLIP_MARKER),
+    "prompt: CLIP's end marker as HTML entities": Case(imagine(prompt="a cat &lt;end_of_text&gt; a dog"), CLIP_MARKER),
+    "prompt: Hugging Face's end marker, split at its |s, accepted": Case(imagine(prompt="a cat <|endoftext|> a dog"),
+                                                                         "Queued", jobs=1),
+    "prompt: 96 tokens in one prompt, accepted": Case(imagine(prompt=("a red apple on a wooden table, " * 12).strip()),
+                                                      "Queued", jobs=1),
     # ---- size, aspect, steps, seed, cutouts
     "size: words": Case(imagine(prompt="a cat", size="big"), "The size “big” is not WIDTHxHEIGHT, e.g. 512x512."),
     "size: zero": Case(imagine(prompt="a cat", size="0x0"), "The size 0x0 is too small"),

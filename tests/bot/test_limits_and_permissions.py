@@ -7,8 +7,9 @@ from discord import app_commands
 from simcord import SetupError, assert_error, assert_responded
 
 from db import JobState
+from tests.bot.pictures import small_png
 from tests.bot.rendering import shown
-from tests.bot.world import REACT_CANCEL, build_world
+from tests.bot.world import REACT_CANCEL, build_world, count_downloads
 
 
 @pytest.fixture
@@ -51,6 +52,26 @@ async def test_banned_words_are_refused(world):
     assert refused.ephemeral and "banned_words" in refused.response.content
     assert await world.store.get(1) is None
     fine = await world.alice.slash(world.channel, "imagine", prompt="a gorgeous temple")
+    assert not fine.ephemeral and await world.store.get(1) is not None
+
+
+async def test_a_job_the_server_refuses_is_refused_before_its_pictures_are_downloaded(world):
+    await world.admin.slash(world.channel, "config ban", word="gore")
+    downloads = count_downloads(world.env.bot)
+    refused = await world.alice.slash(world.channel, "imagine", prompt="a gory temple | gore",
+                                      init_image=("seed.png", small_png()), image_prompt=("look.png", small_png()))
+    assert refused.ephemeral and "banned_words" in refused.response.content
+    assert downloads == []
+    assert await world.store.get(1) is None
+
+
+async def test_a_banned_word_is_one_entry_whatever_its_spelling(world):
+    await world.admin.slash(world.channel, "config ban", word="cat")
+    again = await world.admin.slash(world.channel, "config ban", word="ＣＡＴ")  # full-width: the same word to CLIP
+    assert "Banned words: 1 " in again.response.content
+    await world.admin.slash(world.channel, "config unban", word="ｃａｔ")
+    assert (await world.store.settings(world.guild.id)).banned_words == ()
+    fine = await world.alice.slash(world.channel, "imagine", prompt="a cat")
     assert not fine.ephemeral and await world.store.get(1) is not None
 
 

@@ -7,7 +7,7 @@ import pytest
 from tests.bot.discord_spec import all_problems
 from tests.bot.finishing import fail_next
 from tests.bot.rendering import unwanted_pings
-from tests.bot.world import REACT_CANCEL, build_world
+from tests.bot.world import REACT_CANCEL, build_world, delivery_of
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ async def test_a_result_pings_its_owner_and_no_one_its_prompt_names(world):
 async def test_a_failure_that_quotes_user_text_pings_only_its_owner(world):
     await world.alice.slash(world.channel, "imagine", prompt="a cat")
     await fail_next(world.store, f"The picture for “{naming_everyone(world)}” could not be made.")
-    await world.env.bot.delivery.run_pass()
+    await delivery_of(world.env.bot).run_pass()
     failure = world.messages()[-1]
     assert "failed" in failure.content
     assert pinged(world, failure) == {f"user:{world.alice.id}"}

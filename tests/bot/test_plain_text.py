@@ -12,7 +12,7 @@ import pytest
 from tests.bot.discord_spec import all_problems
 from tests.bot.finishing import finish_next
 from tests.bot.rendering import markup_problems, markup_where_shown, one_line, shown
-from tests.bot.world import build_world
+from tests.bot.world import build_world, delivery_of
 
 NASTY = {  # id: text a member might type
     "masked link": "[free nitro](https://evil.example)",
@@ -75,7 +75,7 @@ async def test_a_prompt_shows_as_typed_on_its_card_result_queue_and_history(worl
     queue = await world.alice.slash(world.channel, "queue")
     history = await world.alice.slash(world.channel, "history")
     await finish_next(world.store)
-    await world.env.bot.delivery.run_pass()
+    await delivery_of(world.env.bot).run_pass()
     result = world.messages()[-1]
     assert result.attachments, "no result was posted"
     assert_plain(world, display, card.response.embeds[0].title, queue.response.content,

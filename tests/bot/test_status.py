@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from tests.bot.conftest import make_bot
 from tests.bot.world import build_world
 
 
 @pytest.fixture
-def world(simcord_env, store, tiny_engine):
+async def world(simcord_env, store, tiny_engine, bot_config):
     world = build_world(simcord_env, store, tiny_engine)
-    simcord_env.bot.worker_status = world.worker.status  # as `vqbot run` wires its in-process worker
+    # as `vqbot run` wires its in-process worker
+    await simcord_env.restart_bot(make_bot(store, bot_config, worker_status=world.worker.status))
     return world
 
 
@@ -50,7 +52,7 @@ async def test_status_shows_the_worker_its_device_speed_and_the_queue(world):
     assert after["Queue"].startswith("0 waiting")
 
 
-async def test_status_without_a_worker_in_this_process_says_where_jobs_run(world):
-    world.env.bot.worker_status = lambda: None
+async def test_status_without_a_worker_in_this_process_says_where_jobs_run(world, bot_config):
+    await world.env.restart_bot(make_bot(world.store, bot_config))
     shown = fields(await world.alice.slash(world.channel, "status"))
     assert "Separate worker processes" in shown["Worker"] and "none busy now" in shown["Worker"]

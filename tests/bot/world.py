@@ -7,9 +7,30 @@ from typing import Any
 
 import discord
 
+from bot.delivery import Delivery
 from worker.worker import Worker, WorkerConfig
 
 REACT_RERUN, REACT_CONTINUE, REACT_CANCEL = "🔁", "➕", "❌"
+
+
+def delivery_of(bot: Any) -> Delivery:
+    """The bot's delivery loop (tests run its passes themselves, or stop it: the bot is down)."""
+    delivery = bot.get_cog("Delivery")
+    assert isinstance(delivery, Delivery)
+    return delivery
+
+
+def count_downloads(bot: Any) -> list[str]:
+    """From now on, the URL of every file the bot downloads from (simulated) Discord's CDN."""
+    downloads: list[str] = []
+    fetch = bot.http.get_from_cdn
+
+    async def counted(url: str) -> bytes:
+        downloads.append(url)
+        return await fetch(url)
+
+    bot.http.get_from_cdn = counted
+    return downloads
 
 
 @dataclass
@@ -29,7 +50,7 @@ class World:
         """The worker changed a job: let some virtual time pass (a GPU takes time), then wait for
         the bot's delivery pass, so that every test sees the same edits in the same order."""
         await self.env.advance_time(self.step_seconds)
-        await self.env.bot.delivery.run_pass()
+        await delivery_of(self.env.bot).run_pass()
 
     def requests(self, method: str, fragment: str = "") -> list[Any]:
         return [r for r in self.env.http_requests if r.method == method and fragment in r.path]

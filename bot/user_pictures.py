@@ -1,4 +1,4 @@
-"""Pictures users upload (init image, image prompt): fetched from Discord's CDN and checked.
+"""Pictures members give a job (init image, image prompt): fetched from Discord's CDN, checked and kept.
 
 The checks come before and after the download: the host must be Discord's CDN,
 the announced size must be under the cap, and the bytes must decode as a

@@ -1,4 +1,5 @@
-"""Fitting finished pictures under Discord's upload limit (Pillow only, no torch)."""
+"""The files of a result message: the finished picture under Discord's upload limit, then the
+timelapse (Pillow only, no torch)."""
 
 from __future__ import annotations
 
