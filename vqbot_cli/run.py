@@ -235,7 +235,7 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
 
             async def changed() -> None:
                 if bot is not None:
-                    bot.delivery.wake()
+                    bot.jobs_changed()
 
             assert engine is not None
             worker = Worker(store, engine, worker_config(options), on_change=changed,
