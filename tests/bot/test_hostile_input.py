@@ -287,7 +287,7 @@ CASES: dict[str, Case] = {
         config("style-set", name="evil", text="[free nitro](https://evil.example)"), "is now",
         typed="[free nitro](https://evil.example)"),
     "config style-delete: a style that does not exist": Case(config("style-delete", name="nope"),
-                                                             "There is no style called 'nope' in this server."),
+                                                             "There is no style called 'nope' in this server; /config styles lists its styles."),
     "config ban: only spaces": Case(config("ban", word="   "), "entries must be text of 1 to 100 characters."),
     "config ban: a broken character": Case(config("ban", word="\udfff"), "not text I can read"),
 }

@@ -5,9 +5,16 @@ from __future__ import annotations
 from vqbot_cli.main import main
 
 
+def empty_env_file(folder):
+    """A settings file with nothing in it (a missing --env-file is itself an error)."""
+    path = folder / "empty.env"
+    path.write_text("")
+    return path
+
+
 def test_run_without_a_token_says_where_to_put_it(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
-    assert main(["--env-file", str(tmp_path / "none.env"), "run"]) == 2
+    assert main(["--env-file", str(empty_env_file(tmp_path)), "run"]) == 2
     err = capsys.readouterr().err
     assert "DISCORD_TOKEN is not set" in err and "Traceback" not in err
 
@@ -26,5 +33,5 @@ def test_run_without_weights_names_the_command_that_fetches_them(tmp_path, monke
 
 def test_worker_with_a_bad_batch_size_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VQBOT_MAX_BATCH", "lots")
-    assert main(["--env-file", str(tmp_path / "none.env"), "worker"]) == 2
+    assert main(["--env-file", str(empty_env_file(tmp_path)), "worker"]) == 2
     assert "VQBOT_MAX_BATCH" in capsys.readouterr().err
