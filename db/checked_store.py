@@ -45,7 +45,7 @@ from db.jobs import (
     NewJob,
     ProgressAck,
     check_new_job,
-    clip_error,
+    storable_error,
 )
 from db.settings import (
     AuditEntry,
@@ -172,7 +172,7 @@ class CheckedStore(Backend):
         self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool = False
     ) -> bool:
         gpu_s = check_gpu_seconds(gpu_seconds)
-        text = clip_error(error)
+        text = storable_error(error)
         again = check_bool("retry", retry)
         job = held(job_id, token)
         if job is None:

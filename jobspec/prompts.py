@@ -67,12 +67,14 @@ def _looks_numeric(token: str) -> bool:
 
 
 def _split_part(part: str) -> tuple[str, list[str]]:
-    """Split ``text:w:s`` into text and trailing number tokens (at most two).
+    """Split one prompt part (``text:w:s``) into its text and up to two trailing number tokens.
 
-    A colon followed by something that is not a number stays part of the text
-    (``time: 12 o'clock`` is text), except where the token is meant as a
-    number but is malformed (``cat:abc`` after ``|``-split is text; ``cat:1:x``
-    is an error caught by the caller through the number count).
+    Tokens after the last colons are taken from the end, at most two, while each reads as a
+    number to ``float`` (``12``, `` 0.5 ``, ``1e3``, ``inf``, ``nan``: the caller refuses what
+    is not finite or out of range). The first one that doesn't read as a number ends the
+    search, and it and everything before it are text: ``time: 12 o'clock``, ``cat:abc`` and
+    ``cat:1:x`` are all text with no numbers, ``a:b:0.5`` is ``a:b`` with one, ``a:1:2:3`` is
+    ``a:1`` with two (``2`` and ``3``).
     """
     pieces = part.split(":")
     numbers: list[str] = []
