@@ -6,7 +6,6 @@ re-exported here; ``Store`` is the interface, ``SqliteStore`` and
 """
 
 from db.clock import Clock, FakeClock, SystemClock
-from db.custom_ids import CUSTOM_ID_PATTERN, custom_id, parse_custom_id
 from db.errors import (
     InvalidInput,
     LimitExceeded,
@@ -28,7 +27,6 @@ from db.store import Store
 from db.wakeups import WaitsForChanges
 
 __all__ = [
-    "CUSTOM_ID_PATTERN",
     "DEFAULT_STYLES",
     "SETTINGS",
     "AuditEntry",
@@ -57,8 +55,6 @@ __all__ = [
     "SystemClock",
     "UnknownSetting",
     "WaitsForChanges",
-    "custom_id",
     "migrate_sqlite_to_postgres",
     "open_store",
-    "parse_custom_id",
 ]

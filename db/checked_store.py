@@ -33,7 +33,6 @@ from db.checks import (
     lookup_id,
 )
 from db.clock import to_epoch, utc_day
-from db.custom_ids import parse_custom_id
 from db.errors import InvalidInput, NotFound
 from db.jobs import (
     MAX_BATCH,
@@ -46,7 +45,7 @@ from db.jobs import (
     NewJob,
     ProgressAck,
     check_new_job,
-    clip_error,
+    storable_error,
 )
 from db.settings import (
     AuditEntry,
@@ -173,7 +172,7 @@ class CheckedStore(Backend):
         self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool = False
     ) -> bool:
         gpu_s = check_gpu_seconds(gpu_seconds)
-        text = clip_error(error)
+        text = storable_error(error)
         again = check_bool("retry", retry)
         job = held(job_id, token)
         if job is None:
@@ -201,10 +200,6 @@ class CheckedStore(Backend):
     async def by_message(self, message_id: int) -> Job | None:
         found = lookup_id("message_id", message_id)
         return None if found is None else await self._by_message(found)
-
-    async def by_custom_id(self, custom_id: str) -> Job | None:
-        parsed = parse_custom_id(custom_id)
-        return None if parsed is None else await self.get(parsed[1])
 
     async def set_message(self, job_id: int, message_id: int, *, kind: str = "card") -> Job:
         if not isinstance(kind, str) or kind not in MESSAGE_COLUMNS:

@@ -257,9 +257,10 @@ def check_relation(parent_id: int | None, relation: Relation | str | None) -> Re
         ) from None
 
 
-def clip_error(text: object) -> str:
-    """A worker's error text, short enough to store and show: lone surrogates (e.g. from a
-    file name that was not UTF-8) become U+FFFD; anything but text is InvalidInput."""
+def storable_error(text: object) -> str:
+    """A worker's error text as the store keeps it: cut to ``MAX_ERROR_CHARS`` (the cut marked
+    with "…"), lone surrogates (e.g. from a file name that was not UTF-8) as U+FFFD; anything
+    but text is InvalidInput."""
     if not isinstance(text, str):
         raise InvalidInput("error", f"error must be text, got {type(text).__name__}.")
     text = _UNSTORABLE.sub("\ufffd", text)

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from db.errors import InvalidInput
 from db.sqlite_store import SqliteStore
 from db.store import Store
+
+if TYPE_CHECKING:
+    from db.postgres import PostgresStore
+
+    BACKENDS: tuple[type[Store], ...] = (SqliteStore, PostgresStore)
+    """Every backend, as the type checker sees it: mypy refuses this line when one of them is
+    not a ``Store`` (a method missing or of another signature). Nothing checks it at run time."""
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite:///"

@@ -169,9 +169,6 @@ class GuildSettings:
         changes: dict[str, Any] = {key: setting(key).coerce(value) for key, value in values.items()}
         return dataclasses.replace(self, **changes)
 
-    def as_dict(self) -> dict[str, SettingValue]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
 
 SETTINGS: dict[str, Setting] = {
     s.key: s

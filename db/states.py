@@ -34,12 +34,15 @@ class JobState(StrEnum):
 
 ACTIVE_STATES = frozenset({JobState.RUNNING, JobState.CANCELLING})
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
-PENDING_STATES = frozenset({JobState.QUEUED}) | ACTIVE_STATES
 
 
 class Relation(StrEnum):
-    """How a job relates to its parent job."""
+    """How a job relates to its parent job.
 
-    RERUN = "rerun"
-    CONTINUE = "continue"
-    VARIATION = "variation"
+    Nothing makes a ``VARIATION`` yet: issue 16's vary buttons (new candidates near a chosen
+    picture) will; it is here so that stored jobs and both schemas already know the word.
+    """
+
+    RERUN = "rerun"  # the parent's parameters with a new seed
+    CONTINUE = "continue"  # the parent's parameters, starting from its finished picture
+    VARIATION = "variation"  # issue 16

@@ -2,7 +2,9 @@
 
 Backends (``SqliteStore``, ``PostgresStore``) implement this protocol by
 subclassing ``db.checked_store.CheckedStore``, which defines every method
-here once, with its argument checks; callers depend on nothing else.
+here once, with its argument checks; callers depend on nothing else. That each
+backend is a Store is checked by the type checker, not at run time
+(``db.open.BACKENDS``).
 Every method is one atomic transaction. Methods that change a claimed job
 take the lease ``token`` from ``claim`` and return False (or an ack with
 ``ok=False``) when the caller no longer holds the job, e.g. because its
@@ -20,14 +22,13 @@ finds nothing, as an id that doesn't exist would. See docs/queue.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, Self
 
 from db.jobs import Claim, Job, NewJob, ProgressAck
 from db.settings import AuditEntry, GuildSettings
 from db.wakeups import WaitsForChanges
 
 
-@runtime_checkable
 class Store(WaitsForChanges, Protocol):
     async def close(self) -> None: ...
     async def __aenter__(self) -> Self: ...
@@ -121,7 +122,6 @@ class Store(WaitsForChanges, Protocol):
     # --- reading ---------------------------------------------------------------
     async def get(self, job_id: int) -> Job | None: ...
     async def by_message(self, message_id: int) -> Job | None: ...
-    async def by_custom_id(self, custom_id: str) -> Job | None: ...
     async def set_message(self, job_id: int, message_id: int, *, kind: str = "card") -> Job: ...
     async def preview(self, job_id: int) -> tuple[int, bytes] | None: ...
     async def result(self, job_id: int) -> bytes | None: ...

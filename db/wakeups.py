@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 
-@runtime_checkable
 class WaitsForChanges(Protocol):
     async def wait_for_change(self, since: int, timeout: float) -> int:
         """The newest version once it is above ``since``, or the current one after ``timeout`` seconds."""

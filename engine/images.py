@@ -97,11 +97,6 @@ def png_bytes(image: torch.Tensor, metadata: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def read_png_metadata(data: bytes) -> dict[str, Any]:
-    with Image.open(io.BytesIO(data)) as img:
-        return json.loads(img.text["vqbot"])  # type: ignore[attr-defined]
-
-
 def preview_bytes(image: torch.Tensor, *, max_side: int = 512, quality: int = 80) -> bytes:
     """A small WebP of a progress picture, for chat previews."""
     pil = to_pil(image)

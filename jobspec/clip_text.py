@@ -137,10 +137,23 @@ def _bpe(piece: str) -> tuple[str, ...]:
     return tuple(symbols)
 
 
+def _pieces(text: str) -> list[str]:
+    """The pieces open_clip's tokenizer splits one prompt part into (each becomes BPE tokens)."""
+    return list(_PIECE.findall(clip_clean(text)))
+
+
 def token_ids(text: str) -> list[int]:
     """CLIP's token ids for one prompt part, without the start and end tokens."""
     ids = _vocabulary().ids
-    return [ids[token] for piece in _PIECE.findall(clip_clean(text)) for token in _bpe(piece)]
+    return [ids[token] for piece in _pieces(text) for token in _bpe(piece)]
+
+
+def first_marker(text: str) -> str | None:
+    """The first of CLIP's own markers (``START``, ``END``) that CLIP reads in one prompt part
+    as a marker, not as words, or None. Typed in any case or as HTML entities (``&lt;END_OF_TEXT&gt;``),
+    it is one to CLIP, and CLIP reads nothing of the part past an ``END``; glued to symbols
+    before it (``!<end_of_text>``), it is only symbols and letters."""
+    return next((piece for piece in _pieces(text) if piece in (START, END)), None)
 
 
 def token_count(text: str) -> int:

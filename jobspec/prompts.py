@@ -4,13 +4,17 @@ Prompts are separated by ``|``. Each may end with ``:weight`` and then
 ``:stop``. The weight scales how hard the prompt pulls (negative weights push
 away); the stop is a spherical distance: a positive prompt stops pulling once
 the picture is closer than it, a negative prompt stops pushing once the
-picture is farther than it.
+picture is farther than it. CLIP's own start and end markers (``<end_of_text>``, in any case
+or as HTML entities: ``jobspec.clip_text.first_marker``) are refused: CLIP reads them as no
+words and stops reading a prompt at an end marker.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from jobspec.clip_text import first_marker
 
 MAX_PROMPTS = 16
 MAX_PROMPT_CHARS = 400
@@ -67,12 +71,14 @@ def _looks_numeric(token: str) -> bool:
 
 
 def _split_part(part: str) -> tuple[str, list[str]]:
-    """Split ``text:w:s`` into text and trailing number tokens (at most two).
+    """Split one prompt part (``text:w:s``) into its text and up to two trailing number tokens.
 
-    A colon followed by something that is not a number stays part of the text
-    (``time: 12 o'clock`` is text), except where the token is meant as a
-    number but is malformed (``cat:abc`` after ``|``-split is text; ``cat:1:x``
-    is an error caught by the caller through the number count).
+    Tokens after the last colons are taken from the end, at most two, while each reads as a
+    number to ``float`` (``12``, `` 0.5 ``, ``1e3``, ``inf``, ``nan``: the caller refuses what
+    is not finite or out of range). The first one that doesn't read as a number ends the
+    search, and it and everything before it are text: ``time: 12 o'clock``, ``cat:abc`` and
+    ``cat:1:x`` are all text with no numbers, ``a:b:0.5`` is ``a:b`` with one, ``a:1:2:3`` is
+    ``a:1`` with two (``2`` and ``3``).
     """
     pieces = part.split(":")
     numbers: list[str] = []
@@ -94,6 +100,12 @@ def _parse_one(part: str) -> Prompt:
     if len(text) > MAX_PROMPT_CHARS:
         raise PromptError(
             f"One prompt is {len(text)} characters long; keep each prompt under {MAX_PROMPT_CHARS}."
+        )
+    marker = first_marker(text)
+    if marker is not None:
+        raise PromptError(
+            f"Your prompt contains “{marker}”, which CLIP reads as a marker of where a text starts or ends, "
+            "not as words; remove it."
         )
     weight = _parse_number(numbers[0], "weight", part.strip()) if numbers else 1.0
     stop = _parse_number(numbers[1], "stop value", part.strip()) if len(numbers) > 1 else None

@@ -177,9 +177,6 @@ CASES: list[tuple[str, Call, Refused | Returns]] = [
     ("get job True", lambda w: w.store.get(True), Refused(InvalidInput, "job_id")),
     ("get job -1", lambda w: w.store.get(-1), Returns(None)),
     ("the job of message 2**70", lambda w: w.store.by_message(2**70), Returns(None)),
-    ("a button for job 9999999999999999999",
-     lambda w: w.store.by_custom_id("vq:cancel:9999999999999999999"), Returns(None)),
-    ("a button without a custom id", lambda w: w.store.by_custom_id(None), Returns(None)),  # type: ignore[arg-type]
     ("a message kind given as a list", lambda w: w.store.set_message(w.queued, 5, kind=["card"]),  # type: ignore[arg-type]
      Refused(InvalidInput, "kind")),
     ("message id 2**64", lambda w: w.store.set_message(w.queued, 2**64), Refused(InvalidInput, "message_id")),

@@ -98,10 +98,12 @@ def test_the_command_copies_and_says_what_it_copied(
 
     source = tmp_path / "vqbot.sqlite3"
     asyncio.run(busy_sqlite(source, clock))
-    assert main(["--env-file", str(tmp_path / "none.env"), "db", "migrate-to", pg_url, "--from", str(source)]) == 0
+    env = tmp_path / "empty.env"  # no settings from the checkout's .env (a missing --env-file is an error)
+    env.write_text("")
+    assert main(["--env-file", str(env), "db", "migrate-to", pg_url, "--from", str(source)]) == 0
     out = capsys.readouterr().out
     assert "copied 5 jobs (3 queued)" in out and "now set VQBOT_DATABASE" in out
-    assert main(["--env-file", str(tmp_path / "none.env"), "db", "migrate-to", pg_url, "--from", str(source)]) == 2
+    assert main(["--env-file", str(env), "db", "migrate-to", pg_url, "--from", str(source)]) == 2
     assert "already holds vqbot data" in capsys.readouterr().err
     assert main(["db", "migrate-to", pg_url, "--from", str(tmp_path / "missing.sqlite3")]) == 2
     assert "no SQLite database" in capsys.readouterr().err

@@ -7,12 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from db import FakeClock, JobState, NotAllowed, NotFound, Relation, SqliteStore, Store, custom_id
+from db import FakeClock, JobState, NotAllowed, NotFound, Relation, SqliteStore, Store
 from tests.db.factories import PNG, new_job
-
-
-async def test_the_sqlite_store_is_a_store(store: SqliteStore) -> None:
-    assert isinstance(store, Store)
 
 
 async def test_enqueued_job_reads_back_with_cost_and_utc_times(
@@ -141,15 +137,13 @@ async def test_release_puts_the_job_back_without_counting_the_attempt(store: Sql
     assert again.job.id == job.id and again.job.attempts == 1
 
 
-async def test_jobs_are_found_by_card_result_message_and_custom_id(store: SqliteStore) -> None:
+async def test_jobs_are_found_by_card_and_result_message(store: SqliteStore) -> None:
     job = await store.enqueue(new_job())
     await store.set_message(job.id, 555, kind="card")
     await store.set_message(job.id, 777, kind="result")
     assert (await store.by_message(555)).id == job.id  # type: ignore[union-attr]
     assert (await store.by_message(777)).id == job.id  # type: ignore[union-attr]
     assert await store.by_message(999) is None
-    assert (await store.by_custom_id(custom_id("cancel", job.id))).id == job.id  # type: ignore[union-attr]
-    assert await store.by_custom_id("somebody-elses:button") is None
     with pytest.raises(NotFound):
         await store.set_message(4242, 1, kind="card")
 

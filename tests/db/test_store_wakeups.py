@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from db import Store, WaitsForChanges
+from db import Store
 from db.checked_store import CheckedStore
 from tests.db.factories import new_job
 from tests.db.processes import start_python
@@ -45,7 +45,6 @@ async def parked(store: CheckedStore) -> None:
 
 
 async def test_a_store_can_be_waited_on(store: Store) -> None:
-    assert isinstance(store, WaitsForChanges)
     now = await store.version()
     assert await store.wait_for_change(now, timeout=0) == now
     assert checked(store).wakeups.timed_out == 1

@@ -12,10 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobspec import PromptError, parse_prompts
 from jobspec.clip_text import CONTEXT_LENGTH, dropped_text, fold, token_count, token_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENIZER = open_clip.tokenizer.SimpleTokenizer()
+MARKER_IDS = frozenset(TOKENIZER.all_special_ids)  # <start_of_text>, <end_of_text>
 LONG = (
     "a wooden banana temple in an underwater kingdom, painted by Hokusai, concept art, "
     "trending on artstation, unreal engine, 8K 3D, matte painting, tilt shift, storybook "
@@ -118,3 +120,46 @@ def test_jobspec_reads_clip_tokens_without_torch_or_open_clip() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def clip_reads_a_marker(text: str) -> bool:
+    return not MARKER_IDS.isdisjoint(TOKENIZER.encode(text))
+
+
+def refused_as_marker(prompt: str) -> bool:
+    try:
+        parse_prompts(prompt)
+    except PromptError as exc:
+        assert "which CLIP reads as a marker of where a text starts or ends" in str(exc), exc
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "prompt, marker",
+    [
+        ("a cat <end_of_text> a dog", True),
+        ("a cat <START_OF_TEXT>", True),
+        ("a cat&lt;End_Of_Text&gt;", True),  # HTML entities, unescaped by CLIP's cleaning
+        ("a cat &amp;lt;end&lowbar;of&lowbar;text&amp;gt;:0.5", True),  # twice
+        ("a cat ＜end_of_text＞", True),  # full-width brackets, made narrow by ftfy
+        ("a cat!<end_of_text>", False),  # glued to a symbol: CLIP reads "!<" and words
+        ("a cat <<end_of_text>", False),
+        ("a cat <end of text>", False),
+        ("a cat <|endoftext|>", False),  # Hugging Face's spelling, split at its "|"s
+    ],
+)
+def test_a_prompt_is_refused_where_clip_reads_its_own_markers(prompt: str, marker: bool) -> None:
+    assert clip_reads_a_marker(prompt) is marker
+    assert refused_as_marker(prompt) is marker
+
+
+MARKER_PIECES = ["<start_of_text>", "<end_of_text>", "<END_of_Text>", "&lt;", "&gt;", "&amp;", "&lowbar;",
+                 "<", ">", "＜", "＞", "end", "_of_", "text", "start", "!", "'s", " ", "\u200b", "cat", "1"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(MARKER_PIECES), max_size=8).map("".join))
+def test_a_prompt_is_refused_exactly_when_clip_reads_a_marker_in_it(text: str) -> None:
+    prompt = "a " + text
+    assert refused_as_marker(prompt) is clip_reads_a_marker(prompt)
