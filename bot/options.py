@@ -15,17 +15,10 @@ from bot.errors import OptionError
 from bot.text import plain
 from db import GuildSettings
 from jobspec import JobParams, ParamError, Prompt, PromptError, parse_prompts
-from jobspec.clip_text import clip_clean
 from jobspec.params import parse_size
 
 MULTIPLE = 16
 MAX_SEED = 2**32 - 1
-# What open_clip's tokenizer reads as where a text starts or ends, not as words (in any case, and
-# after unescaping HTML entities: jobspec.clip_text.clip_clean); past an end marker CLIP reads
-# nothing more of the prompt. Hugging Face's spelling (<|endoftext|>) can't reach CLIP: "|"
-# separates prompts.
-CLIP_MARKERS = ("<start_of_text>", "<end_of_text>")
-
 ASPECTS: dict[str, tuple[int, int]] = {
     "1:1": (1, 1),
     "4:3": (4, 3),
@@ -86,28 +79,15 @@ def pick_size(opts: ImagineOptions, limits: GuildSettings, config: BotConfig) ->
     return width, height
 
 
-def clip_marker(prompts: tuple[Prompt, ...]) -> str | None:
-    """The first of CLIP's markers (``CLIP_MARKERS``) that a prompt holds as CLIP reads it, or None."""
-    for prompt in prompts:
-        cleaned = clip_clean(prompt.text)
-        for marker in CLIP_MARKERS:
-            if marker in cleaned:
-                return marker
-    return None
-
-
 def pick_prompts(opts: ImagineOptions) -> tuple[Prompt, ...]:
-    """The prompt's parts and then the style's, parsed; OptionError with one sentence otherwise."""
+    """The prompt's parts and then the style's, parsed; OptionError with one sentence otherwise (also for
+    CLIP's own start and end markers, which parse_prompts refuses)."""
     try:
         prompts = parse_prompts(opts.prompt)
         if opts.style:
             prompts = prompts + parse_prompts(opts.style)
     except PromptError as exc:
         raise OptionError(plain(exc)) from None
-    marker = clip_marker(prompts)
-    if marker is not None:
-        raise OptionError(f"Your prompt contains “{plain(marker)}”, which CLIP reads as a marker of where a text "
-                          "starts or ends, not as words; remove it.")
     return prompts
 
 
