@@ -3,6 +3,7 @@
     store = await open_store("data/vqbot.sqlite3")                  # SqliteStore
     store = await open_store("sqlite:///data/vqbot.sqlite3")        # the same, as a URL
     store = await open_store("postgresql://vqbot@db.example/vqbot") # PostgresStore
+    store = await open_store("host=db.example dbname=vqbot")        # the same, libpq's key=value form
 
 ``sqlite:///relative/path`` and ``sqlite:////absolute/path`` follow the
 usual database-URL convention (three slashes, then the path).
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite:///"
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# libpq's other spelling of a server, "host=db user=vqbot dbname=vqbot": psycopg takes it as it takes a URL.
+_KEYWORDS = re.compile(r"^(host|hostaddr|port|dbname|user|password|service|sslmode|options)\s*=")
 
 
 def backend_of(spec: str | Path) -> str:
@@ -37,7 +40,7 @@ def backend_of(spec: str | Path) -> str:
     text = str(spec).strip()
     if not text:
         raise InvalidInput("database", "The database setting is empty; give a file path or a postgresql:// URL.")
-    if text.startswith(POSTGRES_SCHEMES):
+    if text.startswith(POSTGRES_SCHEMES) or _KEYWORDS.match(text):
         return "postgres"
     if text.startswith(SQLITE_SCHEME) or not _SCHEME.match(text):
         return "sqlite"

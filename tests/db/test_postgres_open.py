@@ -45,6 +45,14 @@ async def test_a_postgresql_url_opens_a_postgres_store(pg_url: str) -> None:
         assert (await store.enqueue(new_job())).id == 1
 
 
+async def test_a_key_value_server_string_opens_a_postgres_store_not_a_file(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with await open_store(make_conninfo(pg_url)) as store:
+        assert isinstance(store, PostgresStore)
+    assert list(tmp_path.iterdir()) == []  # no SQLite file named after the server
+
+
 async def test_an_unknown_scheme_is_refused_listing_the_choices() -> None:
     with pytest.raises(InvalidInput) as refused:
         await open_store("mysql://root@localhost/vqbot")
