@@ -137,7 +137,7 @@ class ImagineWithModal(discord.ui.Modal):
         super().__init__(title=label(f"Imagine: {match.text}", MODAL_TITLE_MAX), timeout=None)
         self.imagine, self.match = imagine, match
         self.prompt: discord.ui.TextInput[ImagineWithModal] = discord.ui.TextInput(
-            label="What to draw", placeholder="a lighthouse on a cliff at night", min_length=1, max_length=900)
+            custom_id="prompt", label="What to draw", placeholder="a lighthouse on a cliff at night", min_length=1, max_length=900)
         self.add_item(self.prompt)
 
     def options(self) -> ImagineOptions:
