@@ -53,9 +53,22 @@ def custom_id(action: Action, job_id: int) -> str:
     return value
 
 
+# A /describe answer's buttons: start /imagine with the answer's n-th phrase (bot.commands.describe).
+IMAGINE_WITH = re.compile(r"vq:imagine-with:(?P<job>[1-9][0-9]{0,18}):(?P<match>[1-9][0-9]?)")
+
+
+def imagine_with_id(job_id: int, match: int) -> str:
+    """The custom id of the button that starts /imagine with match ``match`` (from 1) of describe job ``job_id``."""
+    value = f"vq:imagine-with:{job_id}:{match}"
+    if IMAGINE_WITH.fullmatch(value) is None:
+        raise ValueError(f"job_id must be a positive id and match 1 to 99, got {job_id!r}, {match!r}")
+    return value
+
+
 def is_job_button(value: object) -> bool:
-    """Whether ``value`` is a custom id that :class:`JobButton` answers."""
-    return isinstance(value, str) and TEMPLATE.fullmatch(value) is not None
+    """Whether ``value`` is a custom id that :class:`JobButton` (or a describe answer's button) answers."""
+    return isinstance(value, str) and (TEMPLATE.fullmatch(value) is not None
+                                       or IMAGINE_WITH.fullmatch(value) is not None)
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):

@@ -25,10 +25,11 @@ from bot import mentions
 from bot.card_posting import CardPoster
 from bot.cards import PREVIEW_NAME, render_failure, render_result
 from bot.config import BotConfig
+from bot.describe_answer import render_stored_description
 from bot.events import JOBS_CHANGED
 from bot.reaction_offers import ReactionOffers
 from bot.result_files import fit_upload
-from db import Job, JobState, Store
+from db import Job, JobKind, JobState, Store
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,9 @@ class Delivery(commands.Cog):
         png = None if job.state is JobState.FAILED else await self.store.result(job.id)
         if job.state is JobState.SUCCEEDED and png is None:
             log.error("job %s: succeeded but has no stored result", job.id)
-        if png is not None:
+        if png is not None and job.kind is JobKind.DESCRIBE:  # the stored result is a description
+            message = render_stored_description(job, png, buttons=(await self.store.settings(job.guild_id)).buttons_enabled)
+        elif png is not None:
             timelapse = self._timelapse(job) if job.params.get("extra", {}).get("timelapse") else None
             settings = await self.store.settings(job.guild_id)
             files = fit_upload(job.id, png, timelapse, limit=self.config.upload_limit_bytes)

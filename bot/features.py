@@ -15,6 +15,7 @@ import discord
 from discord.ext import commands
 
 from bot.card_posting import CardPoster
+from bot.commands.describe import Describe
 from bot.commands.imagine import Imagine
 from bot.commands.queue import QueueCommands
 from bot.commands.server_settings import ServerSettings
@@ -36,10 +37,12 @@ def build_features(client: discord.Client, store: Store, config: BotConfig, *, w
     offers = ReactionOffers(client, store)
     cards = CardPoster(client, store, offers)
     actions = JobActions(store, config, cards, wakeups)
+    imagine = Imagine(store, config, cards, wakeups)
     return [
         offers,
         Delivery(client, store, config, cards, offers),
-        Imagine(store, config, cards, wakeups),
+        imagine,
+        Describe(client, store, config, imagine, wakeups),
         QueueCommands(store, config, cards, actions),
         StatusCommand(store, worker_status),
         ServerSettings(store),

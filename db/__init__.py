@@ -22,7 +22,7 @@ from db.postgres import PostgresStore
 from db.postgres.from_sqlite import CopyReport, migrate_sqlite_to_postgres
 from db.settings import DEFAULT_STYLES, SETTINGS, AuditEntry, GuildSettings, Setting, SettingKind
 from db.sqlite_store import SqliteStore
-from db.states import JobState, Relation
+from db.states import JobKind, JobState, Relation
 from db.store import Store
 from db.wakeups import WaitsForChanges
 
@@ -37,6 +37,7 @@ __all__ = [
     "GuildSettings",
     "InvalidInput",
     "Job",
+    "JobKind",
     "JobState",
     "LimitExceeded",
     "NewJob",

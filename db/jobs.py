@@ -24,7 +24,7 @@ from db.checks import check_lease as check_lease
 from db.checks import check_seconds as check_seconds
 from db.checks import check_worker as check_worker
 from db.errors import InvalidInput
-from db.states import JobState, Relation
+from db.states import JobKind, JobState, Relation
 
 MAX_PROMPT_CHARS = 2000
 MAX_PARAMS_BYTES = 64 * 1024
@@ -101,6 +101,11 @@ class Job:
     lease_expires_at: datetime | None = field(default=None, repr=False)
 
     @property
+    def kind(self) -> JobKind:
+        """What the job makes (the ``kind`` column, generated from ``params["kind"]``)."""
+        return job_kind(self.params)
+
+    @property
     def model(self) -> str:
         return str(self.params["model"])
 
@@ -163,6 +168,7 @@ class CheckedJob:
     height: int
     steps: int
     cutn: int
+    kind: JobKind = JobKind.IMAGINE
 
     @property
     def cost(self) -> int:
@@ -204,6 +210,10 @@ def check_new_job(new: NewJob) -> CheckedJob:
             "params.model", f"params.model must be a model name, got {describe(model)}."
         )
     check_text("params.model", model, most=MAX_MODEL_CHARS, printable=True)
+    kind = params.get("kind", JobKind.IMAGINE.value)
+    if kind not in set(JobKind):
+        valid = ", ".join(k.value for k in JobKind)
+        raise InvalidInput("params.kind", f"params.kind must be one of {valid}, got {describe(kind)}.")
     return CheckedJob(
         new=new,
         prompt=prompt,
@@ -214,7 +224,14 @@ def check_new_job(new: NewJob) -> CheckedJob:
         height=check_int("params.height", params.get("height"), *SIDE_RANGE),
         steps=check_int("params.steps", params.get("steps"), *STEPS_RANGE),
         cutn=check_int("params.cutn", params.get("cutn"), *CUTN_RANGE),
+        kind=JobKind(kind),
     )
+
+
+def job_kind(params: dict[str, Any]) -> JobKind:
+    """A job's kind from its params (stored params were checked by ``check_new_job``)."""
+    kind = params.get("kind")
+    return JobKind.IMAGINE if kind is None else JobKind(kind)
 
 
 def check_prompt(prompt: object) -> str:

@@ -15,6 +15,7 @@ from db.clock import next_utc_midnight
 from db.errors import LimitExceeded
 from db.jobs import CheckedJob
 from db.settings import GuildSettings
+from db.states import JobKind
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ def check_policy(settings: GuildSettings, job: CheckedJob) -> None:
             None,
             "Your prompt contains a word this server does not allow. Rephrase it and try again.",
         )
+    if job.kind is not JobKind.IMAGINE:
+        return  # the rest are rules for pictures: a description has no model, size or steps of its own
     if settings.allowed_models and job.model not in settings.allowed_models:
         raise LimitExceeded(
             "allowed_models",

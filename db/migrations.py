@@ -171,7 +171,18 @@ GUILD_CONFIG = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG)
+JOB_KINDS = Migration(
+    3,
+    "job kinds: a kind column on jobs, 'imagine' or 'describe', read from the params",
+    (
+        # Generated from the params (as model, width and height are derived from them), so every
+        # writer of job rows stays as it was; a claim may filter on it.
+        """ALTER TABLE jobs ADD COLUMN kind TEXT
+            GENERATED ALWAYS AS (COALESCE(json_extract(params, '$.kind'), 'imagine')) VIRTUAL""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG, JOB_KINDS)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -36,6 +36,15 @@ ACTIVE_STATES = frozenset({JobState.RUNNING, JobState.CANCELLING})
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
+class JobKind(StrEnum):
+    """What a job makes: a picture (``/imagine`` and what derives from it) or a description of an
+    uploaded picture (``/describe``, jobspec.describe). ``params["kind"]``, absent for pictures;
+    the ``kind`` column is generated from it."""
+
+    IMAGINE = "imagine"
+    DESCRIBE = "describe"
+
+
 class Relation(StrEnum):
     """How a job relates to its parent job.
 

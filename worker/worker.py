@@ -28,6 +28,7 @@ from db import Claim, Store
 from engine.runner import Engine, batch_shape
 from jobspec import JobParams, ParamError, PromptError
 from worker.batch_run import BatchRun, ClaimedJob
+from worker.describe_run import run_describe_jobs
 from worker.failures import policy_for
 from worker.outbox import Outbox
 from worker.status import WorkerStatus
@@ -180,7 +181,8 @@ class Worker:
         await self.changed()
         heartbeat = asyncio.create_task(self._heartbeat(list(claims)))
         try:
-            for group in (await self._by_batch_key(claims)).values():
+            pictures = await run_describe_jobs(self, claims)  # each alone, before the pictures
+            for group in (await self._by_batch_key(pictures)).values():
                 await self._run_group(group)
         finally:
             heartbeat.cancel()

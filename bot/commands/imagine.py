@@ -85,7 +85,11 @@ class Imagine(commands.Cog):
     ) -> None:
         options = ImagineOptions(prompt=prompt, steps=steps, size=size, aspect=aspect, seed=seed, cutouts=cutouts,
                                  model=model, style=style, timelapse=timelapse)
-        uploads = Uploads(init_image, image_prompt)
+        await self.start(interaction, options, Uploads(init_image, image_prompt))
+
+    async def start(self, interaction: discord.Interaction, options: ImagineOptions, uploads: Uploads) -> None:
+        """What /imagine does with its options (``style`` still the preset's name): check, queue, answer
+        with the card. Also what other features' buttons run to start /imagine (bot.commands.describe)."""
         try:
             params = await self.check(interaction, options, uploads)
         except UserError as exc:

@@ -15,7 +15,7 @@ from bot.job_actions import Actor, JobActions
 from bot.permissions import is_admin
 from bot.result_files import fit_upload
 from bot.text import join_lines, plain
-from db import Job, JobState, Store
+from db import Job, JobKind, JobState, Store
 
 log = logging.getLogger(__name__)
 LIST_LIMIT = 15
@@ -76,7 +76,8 @@ class QueueCommands(commands.Cog):
             await interaction.response.send_message(f"There is no job #{job} in this server.", ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
-        png = await self.store.result(found.id) if found.state is JobState.SUCCEEDED else None
+        picture_job = found.state is JobState.SUCCEEDED and found.kind is JobKind.IMAGINE  # a description has none
+        png = await self.store.result(found.id) if picture_job else None
         # as a JPEG when the PNG is over the upload limit
         picture = fit_upload(found.id, png, None, limit=self.config.upload_limit_bytes)[0] if png else None
         card = await self.cards.render(found, image=picture)

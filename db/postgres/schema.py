@@ -186,7 +186,16 @@ JOB_QUEUE = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE,)
+JOB_KINDS = Migration(
+    2,
+    "job kinds: a kind column on jobs, 'imagine' or 'describe', read from the params",
+    (
+        """ALTER TABLE jobs ADD COLUMN kind text NOT NULL
+            GENERATED ALWAYS AS (COALESCE(params::jsonb ->> 'kind', 'imagine')) STORED""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, JOB_KINDS)
 
 VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     id integer PRIMARY KEY CHECK (id = 1),
