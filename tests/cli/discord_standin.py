@@ -22,7 +22,7 @@ def discord_standin(routes: dict[str, tuple[int, object]]) -> Iterator[tuple[str
     seen: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server calls it by this name
             seen.append(dict(self.headers))
             status, body = routes.get(self.path.split("?")[0], (404, {"message": "404: Not Found", "code": 0}))
             data = json.dumps(body).encode()
