@@ -208,8 +208,8 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
         try:
             missing = check_model_files(settings, options.models, auto_download=options.auto_download) \
                 if with_worker else []
-        except UsageError as exc:
-            raise SetupProblem(str(exc)) from None
+        except UsageError as missing_model:
+            raise SetupProblem(str(missing_model)) from None
         if with_bot:
             await check_discord(token)
         engine = await _load_engine(settings, options, missing) if with_worker else None
