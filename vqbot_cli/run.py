@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vqbot_cli.discord_check import check_discord, explain
 from vqbot_cli.errors import UsageError, shown
 from vqbot_cli.model_plan import ModelNeed, check_model_files, cpu_warning, fetch_models
+from vqbot_cli.presence import PresenceReporter
 from vqbot_cli.settings import Settings, number, switch
 
 if TYPE_CHECKING:
@@ -203,6 +205,8 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
     bot: VQBot | None = None
     worker = None
     tasks: list[asyncio.Task[Any]] = []
+    presence = _presence(store, options, with_bot=with_bot, with_worker=with_worker, parts=lambda: (bot, worker))
+    reporting = asyncio.create_task(presence.run(), name="vqbot-presence")
     try:
         # then the models' files (present, or allowed to download), then Discord, then downloads and loading
         try:
@@ -256,7 +260,34 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
             await bot.close()
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+        reporting.cancel()
+        await asyncio.wait([reporting])
         await store.close()
+
+
+def _presence(store: Store, options: RunOptions, *, with_bot: bool, with_worker: bool,
+              parts: Callable[[], tuple[Any, Any]]) -> PresenceReporter:
+    """What this process reports for ``vqbot health``: the worker's state, and whether the bot is connected."""
+
+    def worker_state() -> tuple[str, str]:
+        worker = parts()[1]
+        if worker is None:
+            return "starting", "loading models"
+        status = worker.status()
+        return status.state, f"{status.device}, {len(status.jobs)} jobs"
+
+    def bot_state() -> tuple[str, str]:
+        bot = parts()[0]
+        if bot is None or not bot.is_ready() or bot.is_closed():
+            return "connecting", ""
+        return "connected", f"{len(bot.guilds)} servers"
+
+    reporter = PresenceReporter(store)
+    if with_worker:
+        reporter.add(options.worker_name, "worker", worker_state)
+    if with_bot:
+        reporter.add(f"{options.worker_name}-bot", "bot", bot_state)
+    return reporter
 
 
 async def _sync(settings: Settings, options: RunOptions, guild: int | None) -> int:
