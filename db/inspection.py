@@ -35,16 +35,17 @@ def _inspect_sqlite(path: Path) -> DatabaseReport:
     if not path.exists():
         return DatabaseReport("sqlite", str(path), False, latest=latest)
     if not path.is_file():
-        raise StoreUnavailable(f"VQBOT_DATABASE {path} is a folder; name a file such as {path / 'vqbot.sqlite3'}.")
+        raise StoreUnavailable(f"VQBOT_DATABASE {path} is a folder; name a file such as {path / 'vqbot.sqlite3'}.",
+                               transient=False)
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error as exc:
-        raise StoreUnavailable(f"The database {path} can't be opened ({exc}).") from None
+        raise StoreUnavailable(f"The database {path} can't be opened ({exc}).", transient=True) from None
     try:
         schema = int(conn.execute("PRAGMA user_version").fetchone()[0])
         jobs = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()) if schema else {}
     except sqlite3.DatabaseError as exc:
-        raise StoreUnavailable(f"{path} is not a vqbot database ({exc}).") from None
+        raise StoreUnavailable(f"{path} is not a vqbot database ({exc}).", transient=False) from None
     finally:
         conn.close()
     return DatabaseReport("sqlite", str(path), True, schema, latest, jobs)
