@@ -98,6 +98,9 @@ def add_run_commands(subparsers: Any) -> None:
     run.add_argument("--no-worker", action="store_true", help="bot only; separate `vqbot worker`s take the jobs")
     run.set_defaults(func=run_command)
     worker = subparsers.add_parser("worker", help="run an engine worker alone against the shared database")
+    devices = worker.add_mutually_exclusive_group()
+    devices.add_argument("--gpus", metavar="all|N,N", help="one worker process per GPU: all, or GPU numbers (0,1)")
+    devices.add_argument("--devices", metavar="DEV,DEV", help="one worker process per device, e.g. cpu,cpu or cuda:0,cuda:1")
     worker.set_defaults(func=worker_command)
     sync = subparsers.add_parser("sync", help="register the slash commands with Discord, then exit")
     sync.add_argument("--guild", type=int, help="a server id: commands appear there at once (for testing)")
@@ -112,6 +115,13 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     options = RunOptions.from_env(settings)
+    if args.gpus is not None or args.devices is not None:
+        from vqbot_cli import gpus
+
+        devices = gpus.listed_devices(args.devices) if args.devices is not None else \
+            gpus.gpu_devices(args.gpus, gpus.count_gpus())
+        plans = gpus.plan_workers(devices, base_name=gpus.base_name(os.environ), model_dir=settings.model_dir)
+        return gpus.run_workers(plans, env_file=args.env_file)
     return asyncio.run(_serve(settings, options, with_bot=False, with_worker=True, sync=False))
 
 
