@@ -305,8 +305,12 @@ async def _sync(settings: Settings, options: RunOptions, guild: int | None) -> i
     from bot.config import BotConfig
 
     token = _token(settings)
-    await check_discord(token)  # before the database, so a bad token or no network says so at once
-    store = await _open_store(settings)
+    store = await _open_store(settings)  # the database's faults show in a second
+    try:
+        await check_discord(token)  # then the token and the network, each failure one sentence
+    except BaseException:
+        await store.close()
+        raise
     bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models),
                 sync_guild=guild if guild is not None else options.sync_guild)
     try:
