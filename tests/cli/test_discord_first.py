@@ -100,3 +100,26 @@ def test_no_way_to_discord_is_one_sentence(tmp_path, clean, capsys, command) -> 
     clean.setattr(discord_check, "API_BASE", closed_port_base())
     assert main(["--env-file", str(settings_file(tmp_path)), *command]) == 2
     assert "Can't connect to 127.0.0.1" in one_error_line(capsys.readouterr().err)
+
+
+def test_the_first_run_asks_discord_then_says_what_it_downloads(tmp_path, clean, capsys) -> None:
+    import dataclasses
+    from types import MappingProxyType
+
+    from engine import catalog
+
+    with discord_standin(HAPPY) as (base, seen):
+        # the catalogue's files come from the stand-in (which has none of them), not from the internet
+        here = base.replace("/api/v10", "/files")
+        moved = {name: dataclasses.replace(
+            spec, config=dataclasses.replace(spec.config, urls=(f"{here}/{name}.yaml",)),
+            checkpoint=dataclasses.replace(spec.checkpoint, urls=(f"{here}/{name}.ckpt",)))
+            for name, spec in catalog.MODELS.items()}
+        clean.setattr(catalog, "MODELS", MappingProxyType(moved))
+        clean.setattr(discord_check, "API_BASE", base)
+        assert main(["--env-file", str(settings_file(tmp_path, "VQBOT_AUTO_DOWNLOAD=1")), "run"]) == 2
+    err = capsys.readouterr().err
+    # the token was checked (the bot, its application) before the download began, and never sent with it
+    assert ["Authorization" in headers for headers in seen] == [True, True, False]
+    assert "First start: downloading vqgan_imagenet_f16_16384 (about 1.0 GB)" in err
+    assert "vqbot models download vqgan_imagenet_f16_16384" in err.strip().splitlines()[-1] and "Traceback" not in err
