@@ -20,6 +20,7 @@ from db.jobs import Claim, Job, NewJob, ProgressAck
 from db.open import open_store
 from db.postgres import PostgresStore
 from db.postgres.from_sqlite import CopyReport, migrate_sqlite_to_postgres
+from db.presence import PRESENCE_KINDS, Presence
 from db.settings import DEFAULT_STYLES, SETTINGS, AuditEntry, GuildSettings, Setting, SettingKind
 from db.sqlite_store import SqliteStore
 from db.states import JobKind, JobState, Relation
@@ -28,6 +29,7 @@ from db.wakeups import WaitsForChanges
 
 __all__ = [
     "DEFAULT_STYLES",
+    "PRESENCE_KINDS",
     "SETTINGS",
     "AuditEntry",
     "Claim",
@@ -44,6 +46,7 @@ __all__ = [
     "NotAllowed",
     "NotFound",
     "PostgresStore",
+    "Presence",
     "ProgressAck",
     "Relation",
     "SchemaTooNew",

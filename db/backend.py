@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 
 from db.clock import Clock
 from db.jobs import CheckedJob, Claim, Job, ProgressAck
+from db.presence import Presence
 from db.settings import AuditEntry, GuildSettings, SettingValue
 from db.wakeups import Wakeups
 
@@ -132,6 +133,12 @@ class Backend(ABC):
     async def _prune(
         self, *, previews_before: float, results_before: float | None, usage_before_day: int
     ) -> dict[str, int]: ...
+
+    @abstractmethod
+    async def _report_presence(self, name: str, kind: str, host: str, state: str, detail: str, now: float) -> None: ...
+
+    @abstractmethod
+    async def _presences(self) -> list[Presence]: ...
 
     @abstractmethod
     async def _settings(self, guild_id: int) -> GuildSettings: ...

@@ -27,6 +27,7 @@ from db.checks import (
     check_lease,
     check_limit,
     check_seconds,
+    check_text,
     check_token,
     check_worker,
     describe,
@@ -47,6 +48,7 @@ from db.jobs import (
     check_new_job,
     storable_error,
 )
+from db.presence import MAX_DETAIL, MAX_HOST, MAX_NAME, MAX_STATE, PRESENCE_KINDS, Presence
 from db.settings import (
     AuditEntry,
     GuildSettings,
@@ -275,6 +277,22 @@ class CheckedStore(Backend):
             results_before=None if results_s is None else now - results_s,
             usage_before_day=utc_day(now) - days,
         )
+
+    # --- presence --------------------------------------------------------------------
+    async def report_presence(self, name: str, *, kind: str, host: str, state: str, detail: str = "") -> None:
+        if kind not in PRESENCE_KINDS:
+            raise InvalidInput("kind", f"kind must be one of {', '.join(PRESENCE_KINDS)}, got {kind!r}.")
+        name = check_text("name", name, most=MAX_NAME, printable=True)
+        if not name.strip():
+            raise InvalidInput("name", "name must not be empty.")
+        await self._report_presence(
+            name, kind, check_text("host", host, most=MAX_HOST, printable=True),
+            check_text("state", state, most=MAX_STATE, printable=True),
+            check_text("detail", detail, most=MAX_DETAIL, printable=True), self._now(),
+        )
+
+    async def presences(self) -> list[Presence]:
+        return await self._presences()
 
     # --- guild configuration -------------------------------------------------------
     async def settings(self, guild_id: int) -> GuildSettings:

@@ -182,7 +182,23 @@ JOB_KINDS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG, JOB_KINDS)
+PRESENCE = Migration(
+    4,
+    "presence: each bot and worker process's last report, for vqbot health and doctor",
+    (
+        """CREATE TABLE presence (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            host TEXT NOT NULL,
+            state TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            seen_at REAL NOT NULL
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG, JOB_KINDS, PRESENCE)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -22,8 +22,9 @@ from db.checks import check_seconds
 from db.clock import Clock, SystemClock
 from db.errors import InvalidInput
 from db.jobs import CheckedJob, Claim, Job, ProgressAck
+from db.presence import Presence
 from db.settings import AuditEntry, GuildSettings, SettingValue
-from db.sqlite import admission, guild_config, listings, scheduler, transitions
+from db.sqlite import admission, guild_config, listings, presence, scheduler, transitions
 from db.sqlite.faults import call_guarded
 from db.sqlite.opening import close_database, database_path, open_database
 from db.wakeups import Wake, Wakeups
@@ -281,6 +282,13 @@ class SqliteStore(CheckedStore):
             results_before=results_before,
             usage_before_day=usage_before_day,
         )
+
+    # --- presence ----------------------------------------------------------------
+    async def _report_presence(self, name: str, kind: str, host: str, state: str, detail: str, now: float) -> None:
+        await self._run(presence.report, name, kind, host, state, detail, now)
+
+    async def _presences(self) -> list[Presence]:
+        return await self._run(presence.listing)
 
     # --- guild configuration ---------------------------------------------------
     async def _settings(self, guild_id: int) -> GuildSettings:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Protocol, Self
 
 from db.jobs import Claim, Job, NewJob, ProgressAck
+from db.presence import Presence
 from db.settings import AuditEntry, GuildSettings
 from db.wakeups import WaitsForChanges
 
@@ -161,6 +162,16 @@ class Store(WaitsForChanges, Protocol):
     ) -> dict[str, int]:
         """Delete previews of jobs finished long enough ago, delivered results
         (only if ``results_older_than_s`` is given) and old daily GPU usage."""
+        ...
+
+    # --- presence (db/presence.py) ----------------------------------------------
+    async def report_presence(self, name: str, *, kind: str, host: str, state: str, detail: str = "") -> None:
+        """Say that process ``name`` (a ``kind`` in PRESENCE_KINDS) on ``host`` is alive and in ``state``,
+        now; replaces its earlier report. Touches no job and is not part of the change feed."""
+        ...
+
+    async def presences(self) -> list[Presence]:
+        """Every process's last report (those silent for a week are forgotten), by kind and name."""
         ...
 
     # --- guild configuration ---------------------------------------------------

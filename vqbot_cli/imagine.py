@@ -232,7 +232,7 @@ def run_imagine(args: argparse.Namespace, settings: Settings) -> int:
         done = step.done["imagine"]
         if args.timelapse is not None and args.frames_every and done % args.frames_every == 0:
             frames.append(timelapse_frame(step.pictures()["imagine"]))
-        if done % PROGRESS_EVERY == 0:
+        if done % PROGRESS_EVERY == 0 or done >= params.steps:  # the last step too: the bar ends at 100%
             bar.update(done - bar.n)
             bar.set_postfix(loss=f"{step.loss('imagine'):.4f}", refresh=False)
 

@@ -42,15 +42,20 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from vqbot_cli.db_commands import add_db_commands
+    from vqbot_cli.doctor import add_doctor_command, version
     from vqbot_cli.imagine import add_imagine_command
     from vqbot_cli.models import add_models_command
+    from vqbot_cli.presence import add_health_command
 
     parser = Parser(prog="vqbot", description="VQGAN+CLIP pictures, on Discord and locally.")
     parser.add_argument("--env-file", type=str, help=f"settings file (default: {DEFAULT_ENV_FILE} when it exists)")
+    parser.add_argument("--version", action="version", version=f"vqbot {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_imagine_command(sub)
     add_models_command(sub)
     add_db_commands(sub)
+    add_health_command(sub)
+    add_doctor_command(sub)
     try:
         from vqbot_cli.run import add_run_commands
     except ImportError:  # the bot is optional for local use

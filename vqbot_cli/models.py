@@ -28,14 +28,17 @@ def add_models_command(subparsers: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     from engine.catalog import all_model_status
+    from vqbot_cli.model_plan import gigabytes
 
     model_dir = args.model_dir or settings.model_dir
     print(f"models in {model_dir}")
     for status in all_model_status(model_dir):
         spec = status.model
         default = " (default)" if spec.name == settings.vqgan else ""
+        size = sum(f.display_size or 0 for f in (spec.config, spec.checkpoint))
         state = "ready" if status.ready else "not downloaded"
-        print(f"  {spec.name:<28} f{spec.factor:<3} {spec.codebook_size:>6} codes  {state}{default}")
+        print(f"  {spec.name:<28} f{spec.factor:<3} {spec.codebook_size:>6} codes  {gigabytes(size):>7}  "
+              f"{state}{default}")
     print("download one with: vqbot models download NAME")
     return 0
 

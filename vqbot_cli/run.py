@@ -15,15 +15,19 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vqbot_cli.discord_check import check_discord, explain
 from vqbot_cli.errors import UsageError, shown
+from vqbot_cli.model_plan import ModelNeed, check_model_files, cpu_warning, fetch_models
+from vqbot_cli.presence import PresenceReporter
 from vqbot_cli.settings import Settings, number, switch
 
 if TYPE_CHECKING:
-    from db import SqliteStore
+    from db import Store
     from engine.runner import Engine
     from worker.worker import WorkerConfig
 
@@ -94,6 +98,9 @@ def add_run_commands(subparsers: Any) -> None:
     run.add_argument("--no-worker", action="store_true", help="bot only; separate `vqbot worker`s take the jobs")
     run.set_defaults(func=run_command)
     worker = subparsers.add_parser("worker", help="run an engine worker alone against the shared database")
+    devices = worker.add_mutually_exclusive_group()
+    devices.add_argument("--gpus", metavar="all|N,N", help="one worker process per GPU: all, or GPU numbers (0,1)")
+    devices.add_argument("--devices", metavar="DEV,DEV", help="one worker process per device, e.g. cpu,cpu or cuda:0,cuda:1")
     worker.set_defaults(func=worker_command)
     sync = subparsers.add_parser("sync", help="register the slash commands with Discord, then exit")
     sync.add_argument("--guild", type=int, help="a server id: commands appear there at once (for testing)")
@@ -108,6 +115,13 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     options = RunOptions.from_env(settings)
+    if args.gpus is not None or args.devices is not None:
+        from vqbot_cli import gpus
+
+        devices = gpus.listed_devices(args.devices) if args.devices is not None else \
+            gpus.gpu_devices(args.gpus, gpus.count_gpus())
+        plans = gpus.plan_workers(devices, base_name=gpus.base_name(os.environ), model_dir=settings.model_dir)
+        return gpus.run_workers(plans, env_file=args.env_file)
     return asyncio.run(_serve(settings, options, with_bot=False, with_worker=True, sync=False))
 
 
@@ -124,54 +138,30 @@ def _token(settings: Settings) -> str:
     return settings.discord_token.get_secret_value()
 
 
-async def _open_store(settings: Settings) -> SqliteStore:
-    """Open and check the database (before anything slow). The store says each fault (a folder, a file
-    that is no database, no permission, a full disk, a newer schema) as StoreUnavailable: one sentence
-    with what to do."""
-    from db import SqliteStore
+async def _open_store(settings: Settings) -> Store:
+    """Open and check the database that VQBOT_DATABASE names, a SQLite file or a PostgreSQL server (before
+    anything slow). The store says each fault (a folder, a file that is no database, no permission, a full
+    disk, a newer schema, a server that doesn't answer) as StoreUnavailable: one sentence with what to do."""
+    from db import open_store
     from db.errors import StoreUnavailable
 
     try:
-        return await SqliteStore.open(settings.database)
+        return await open_store(settings.database_spec)
     except StoreUnavailable as exc:
         raise SetupProblem(str(exc)) from None
 
 
-def _check_weights(settings: Settings, options: RunOptions) -> None:
-    """Fail before connecting when a model's files are missing."""
-    if settings.vqgan_config or settings.vqgan_checkpoint:
-        for key, path in (("VQBOT_VQGAN_CONFIG", settings.vqgan_config),
-                          ("VQBOT_VQGAN_CHECKPOINT", settings.vqgan_checkpoint)):
-            if path is None or not path.is_file():
-                raise SetupProblem(f"{key} must name an existing file (both VQBOT_VQGAN_CONFIG and "
-                                   f"VQBOT_VQGAN_CHECKPOINT are needed), got {path}.")
-        return
-    from engine.catalog import model_status
-    from engine.download import DownloadError, download_model
-    from engine.models import resolve_vqgan
-    from engine.vqgan import ModelLoadError
-
-    for name in options.models:
-        try:
-            if options.auto_download and not model_status(name, settings.model_dir).ready:  # first run: fetch it where the network allows
-                print(f"{name} is not in {settings.model_dir} yet; downloading it once…", file=sys.stderr)
-                download_model(name, settings.model_dir, progress=True)
-            resolve_vqgan(name, settings.model_dir)
-        except DownloadError as exc:
-            raise SetupProblem(f"{exc} Fetch it later with: vqbot models download {name}") from None
-        except (ModelLoadError, KeyError, ValueError) as exc:
-            message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-            raise SetupProblem(message) from None
-
-
-async def _load_engine(settings: Settings, options: RunOptions) -> Engine:
+async def _load_engine(settings: Settings, options: RunOptions, missing: list[ModelNeed]) -> Engine:
     from engine.clip import clip_source
     from engine.runner import Engine, EngineConfig
     from engine.vqgan import ModelLoadError
     from jobspec import JobParams, Prompt
 
     models = options.models
-    _check_weights(settings, options)
+    try:
+        fetch_models(settings, models, missing)
+    except UsageError as exc:
+        raise SetupProblem(str(exc)) from None
     try:
         clip_source(settings.clip, settings.clip_pretrained)  # no weights: refused now, not after the VQGAN loaded
     except ModelLoadError as exc:
@@ -179,6 +169,8 @@ async def _load_engine(settings: Settings, options: RunOptions) -> Engine:
     engine = Engine(EngineConfig(model_dir=settings.model_dir, device=settings.device, precision=settings.precision,
                                  compile=settings.compile, fused_kernels=settings.fused_kernels,
                                  vqgan_config=settings.vqgan_config, vqgan_checkpoint=settings.vqgan_checkpoint))
+    if (warning := cpu_warning(engine.device.type)) is not None:
+        print(warning, file=sys.stderr)
     log.info("loading models on %s", engine.device)
     for name in models:
         probe = JobParams(prompts=(Prompt("probe"),), model=name, clip_model=settings.clip,
@@ -223,8 +215,18 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
     bot: VQBot | None = None
     worker = None
     tasks: list[asyncio.Task[Any]] = []
+    presence = _presence(store, options, with_bot=with_bot, with_worker=with_worker, parts=lambda: (bot, worker))
+    reporting = asyncio.create_task(presence.run(), name="vqbot-presence")
     try:
-        engine = await _load_engine(settings, options) if with_worker else None
+        # then the models' files (present, or allowed to download), then Discord, then downloads and loading
+        try:
+            missing = check_model_files(settings, options.models, auto_download=options.auto_download) \
+                if with_worker else []
+        except UsageError as missing_model:
+            raise SetupProblem(str(missing_model)) from None
+        if with_bot:
+            await check_discord(token)
+        engine = await _load_engine(settings, options, missing) if with_worker else None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -254,9 +256,8 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
         for task in done:
             exc = None if task is waiter or task.cancelled() else task.exception()
             if exc is not None:
-                if isinstance(exc, discord.LoginFailure):
-                    raise SetupProblem("Discord refused the token in DISCORD_TOKEN; reset it in the Developer "
-                                       "Portal (Bot -> Reset Token) and update .env.") from None
+                if (problem := explain(exc)) is not None:
+                    raise problem from None
                 if isinstance(exc, discord.PrivilegedIntentsRequired):
                     raise SetupProblem("Discord asked for privileged intents, which vqbot does not use.") from None
                 raise exc
@@ -269,7 +270,34 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
             await bot.close()
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+        reporting.cancel()
+        await asyncio.wait([reporting])
         await store.close()
+
+
+def _presence(store: Store, options: RunOptions, *, with_bot: bool, with_worker: bool,
+              parts: Callable[[], tuple[Any, Any]]) -> PresenceReporter:
+    """What this process reports for ``vqbot health``: the worker's state, and whether the bot is connected."""
+
+    def worker_state() -> tuple[str, str]:
+        worker = parts()[1]
+        if worker is None:
+            return "starting", "loading models"
+        status = worker.status()
+        return status.state, f"{status.device}, {len(status.jobs)} jobs"
+
+    def bot_state() -> tuple[str, str]:
+        bot = parts()[0]
+        if bot is None or not bot.is_ready() or bot.is_closed():
+            return "connecting", ""
+        return "connected", f"{len(bot.guilds)} servers"
+
+    reporter = PresenceReporter(store)
+    if with_worker:
+        reporter.add(options.worker_name, "worker", worker_state)
+    if with_bot:
+        reporter.add(f"{options.worker_name}-bot", "bot", bot_state)
+    return reporter
 
 
 async def _sync(settings: Settings, options: RunOptions, guild: int | None) -> int:
@@ -277,18 +305,22 @@ async def _sync(settings: Settings, options: RunOptions, guild: int | None) -> i
     from bot.config import BotConfig
 
     token = _token(settings)
-    store = await _open_store(settings)
+    store = await _open_store(settings)  # the database's faults show in a second
+    try:
+        await check_discord(token)  # then the token and the network, each failure one sentence
+    except BaseException:
+        await store.close()
+        raise
     bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models),
                 sync_guild=guild if guild is not None else options.sync_guild)
     try:
-        import discord
-
         try:
             await bot.login(token)
-        except discord.LoginFailure:
-            raise SetupProblem("Discord refused the token in DISCORD_TOKEN; reset it in the Developer Portal "
-                               "(Bot -> Reset Token) and update .env.") from None
-        synced = await bot.sync_tree()
+            synced = await bot.sync_tree()
+        except Exception as exc:  # the network or Discord failing after the check: one sentence
+            if (problem := explain(exc)) is None:
+                raise
+            raise problem from None
         where = f"server {bot.sync_guild}" if bot.sync_guild else "every server (global commands may take up to an hour)"
         print(f"Registered {len(synced)} commands for {where}: {', '.join('/' + c.name for c in synced)}")
         return 0

@@ -130,7 +130,7 @@ class SecretStr:
 @dataclass(frozen=True)
 class Settings:
     discord_token: SecretStr
-    database: Path
+    database: Path  # the SQLite file (VQBOT_DATABASE as a path); see database_spec for what to open
     model_dir: Path
     device: str
     precision: str
@@ -142,6 +142,7 @@ class Settings:
     clip: str
     clip_pretrained: str
     log_level: str
+    database_spec: str = "data/vqbot.sqlite3"  # VQBOT_DATABASE as given: a file, sqlite:///path or postgresql://
 
     @classmethod
     def from_env(cls, env_file: Path | None = DEFAULT_ENV_FILE, *, required: bool = False) -> Settings:
@@ -167,9 +168,17 @@ class Settings:
         pretrained = get("VQBOT_CLIP_PRETRAINED")
         if clip.startswith("local-dir:"):  # such a folder holds its own weights; a tag would be recorded falsely
             pretrained = ""
+        from db.open import backend_of, sqlite_path
+
+        spec = (get("VQBOT_DATABASE") or "").strip() or "data/vqbot.sqlite3"
+        try:
+            sqlite = backend_of(spec) == "sqlite"
+        except ValueError as exc:
+            raise UsageError(f"VQBOT_DATABASE: {exc}") from None
         return cls(
             discord_token=SecretStr((get("DISCORD_TOKEN") or "").strip()),
-            database=optional_path("VQBOT_DATABASE") or Path("data/vqbot.sqlite3"),
+            database=sqlite_path(spec) if sqlite else Path("data/vqbot.sqlite3"),
+            database_spec=spec,
             model_dir=default_model_dir(),
             device=check_device(get("VQBOT_DEVICE") or "auto", what="VQBOT_DEVICE"),
             precision=check_choice(get("VQBOT_PRECISION") or "auto", PRECISIONS, what="VQBOT_PRECISION"),

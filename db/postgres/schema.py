@@ -195,7 +195,24 @@ JOB_KINDS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, JOB_KINDS)
+PRESENCE = Migration(
+    3,
+    "presence: each bot and worker process's last report, for vqbot health and doctor",
+    (
+        """CREATE TABLE presence (
+            name text PRIMARY KEY,
+            kind text NOT NULL,
+            host text NOT NULL,
+            state text NOT NULL,
+            detail text NOT NULL,
+            started_at double precision NOT NULL,
+            seen_at double precision NOT NULL
+        )""",
+        f"ALTER TABLE presence SET ({HOTTEST})",  # rewritten every few seconds by every process
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, JOB_KINDS, PRESENCE)
 
 VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     id integer PRIMARY KEY CHECK (id = 1),

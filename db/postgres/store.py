@@ -20,11 +20,12 @@ from db.checks import check_seconds
 from db.clock import Clock, SystemClock
 from db.errors import InvalidInput, StoreUnavailable
 from db.jobs import CheckedJob, Claim, Job, ProgressAck
-from db.postgres import admission, guild_config, listings, scheduler, transitions
+from db.postgres import admission, guild_config, listings, presence, scheduler, transitions
 from db.postgres.connection import Pool, SessionSettings, Tx, connect, open_pool, run_transaction, where
 from db.postgres.listener import Listener
 from db.postgres.rows import fetch_job
 from db.postgres.schema import migrate
+from db.presence import Presence
 from db.settings import AuditEntry, GuildSettings, SettingValue
 from db.wakeups import Wake, Wakeups
 
@@ -323,6 +324,12 @@ class PostgresStore(CheckedStore):
         )
 
     # --- guild configuration ---------------------------------------------------
+    async def _report_presence(self, name: str, kind: str, host: str, state: str, detail: str, now: float) -> None:
+        await self._run(presence.report, name, kind, host, state, detail, now, synchronous=False)
+
+    async def _presences(self) -> list[Presence]:
+        return await self._run(presence.listing, read_only=True)
+
     async def _settings(self, guild_id: int) -> GuildSettings:
         return await self._run(guild_config.load_settings, guild_id, self.defaults)
 

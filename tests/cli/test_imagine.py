@@ -26,6 +26,7 @@ def test_imagine_writes_a_png_of_the_asked_size_with_its_parameters(tiny: list[s
     with Image.open(tmp_path / "lapse.gif") as lapse:
         assert lapse.n_frames == 3  # type: ignore[attr-defined]
     assert "step" in result.stderr and "wrote pic.png" in result.stderr  # the progress bar and summary
+    assert "100%" in result.stderr and "12/12" in result.stderr  # the bar ends full, 12 not being a multiple of 10
 
 
 def test_the_same_seed_makes_the_same_file(tiny: list[str], tmp_path: Path) -> None:
