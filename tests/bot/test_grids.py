@@ -6,11 +6,13 @@ from pathlib import Path
 
 import discord
 import pytest
+from simcord import OptionError
 
 from db import JobState, Relation
 from jobspec import JobParams
 from tests.bot.conftest import make_bot
 from tests.bot.discord_spec import all_problems
+from tests.bot.pictures import HTML, picture, small_png
 from tests.bot.world import build_world
 
 GRID_SETTINGS = {"grid_enabled": True, "grid_size": 32, "grid_steps": 10}
@@ -161,3 +163,34 @@ async def test_every_candidate_counts_against_the_members_limit(world):
     await run_grid(world)
     usage = await world.store.stats()
     assert all(j.gpu_seconds > 0 for j in await world.store.group(1)), usage
+
+
+async def test_blend_makes_a_grid_from_two_pictures_with_their_weights(world):
+    answer = await world.alice.slash(world.channel, "blend", picture1=("a.png", small_png()),
+                                     picture2=("b.jpg", picture("JPEG")), prompt="a meadow", weights="1, 0.5")
+    assert not answer.ephemeral, answer.response.content
+    jobs = await world.store.group(1)
+    assert len(jobs) == 4 and {(j.relation, j.parent_id) for j in jobs} == {(Relation.BLEND, None)}
+    assert jobs[0].prompt == "Blend of 2 pictures | a meadow"
+    params = JobParams.from_json(jobs[0].params)
+    assert [p.weight for p in params.image_prompts] == [1.0, 0.5]
+    assert [Path(p.text).read_bytes() for p in params.image_prompts] == [small_png(), picture("JPEG")]
+    assert [p.text for p in params.prompts] == ["a meadow"]
+    assert "Blend of uploaded pictures" in str(answer.response.embeds[0].to_dict())
+    await run_grid(world)
+    (final,) = grid_messages(world)
+    assert labels(final) == ["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "New seed"]
+
+
+async def test_blend_refuses_one_picture_five_pictures_and_a_non_picture(world):
+    with pytest.raises(OptionError, match="requires option 'picture2'"):  # Discord's client refuses it
+        await world.alice.slash(world.channel, "blend", picture1=("a.png", small_png()))
+    with pytest.raises(OptionError, match="no option 'picture5'"):
+        await world.alice.slash(world.channel, "blend", **{f"picture{i}": (f"{i}.png", small_png()) for i in range(1, 6)})
+    refused = await world.alice.slash(world.channel, "blend", picture1=("a.png", small_png()),
+                                      picture2=("evil.png", HTML))
+    assert refused.ephemeral and "picture 2 is not a picture I can read" in refused.response.content
+    bad_weight = await world.alice.slash(world.channel, "blend", picture1=("a.png", small_png()),
+                                         picture2=("b.png", small_png()), weights="1, nan")
+    assert bad_weight.ephemeral and "weight" in bad_weight.response.content
+    assert await world.store.queue(world.guild.id) == []
