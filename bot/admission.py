@@ -19,9 +19,10 @@ from jobspec import JobParams
 
 
 def new_job(params: JobParams, *, guild_id: int, channel_id: int, user_id: int, parent_id: int | None = None,
-            relation: Relation | None = None) -> NewJob:
-    """The job the store is asked to queue: ``params`` as JSON, their prompt and seed beside them."""
-    return NewJob(guild_id=guild_id, channel_id=channel_id, user_id=user_id, prompt=params.prompt_text,
+            relation: Relation | None = None, prompt: str | None = None) -> NewJob:
+    """The job the store is asked to queue: ``params`` as JSON, their prompt (or ``prompt``, the
+    title of a job without text prompts) and seed beside them."""
+    return NewJob(guild_id=guild_id, channel_id=channel_id, user_id=user_id, prompt=prompt or params.prompt_text,
                   params=params.to_json(), seed=params.seed, parent_id=parent_id, relation=relation)
 
 
@@ -38,6 +39,15 @@ async def enqueue(store: Store, new: NewJob) -> Job:
     """Queue ``new``; UserError with the store's refusal otherwise."""
     try:
         return await store.enqueue(new)
+    except (InvalidInput, LimitExceeded) as exc:
+        raise UserError(refusal(exc)) from None
+
+
+async def enqueue_group(store: Store, news: list[NewJob]) -> list[Job]:
+    """Queue ``news`` as one group (a grid's candidates), all or none, each charged to the
+    server's limits as the job it is; UserError with the store's refusal otherwise."""
+    try:
+        return await store.enqueue_many(news, group=True)
     except (InvalidInput, LimitExceeded) as exc:
         raise UserError(refusal(exc)) from None
 

@@ -141,10 +141,15 @@ def parameter_text(job: Job) -> str:
     return " · ".join(parts)
 
 
+LINEAGE_VERBS = {"rerun": "Rerun of", "continue": "Continues", "upscale": "Upscale of",
+                 "variation": "Variation of", "blend": "Blend from"}
+
+
 def lineage(job: Job) -> str | None:
+    """Where the job came from: its relation and parent job, e.g. "Upscale of job #6"."""
     if job.parent_id is None:
-        return None
-    verb = {"rerun": "Rerun of", "continue": "Continues"}.get(str(job.relation), "From")
+        return "Blend of uploaded pictures" if job.relation == "blend" else None
+    verb = LINEAGE_VERBS.get(str(job.relation), "From")
     return f"{verb} job #{job.parent_id}"
 
 

@@ -1,4 +1,5 @@
-"""The actions members take on a job (🔁 rerun, ➕ continue, ❌ cancel) and the buttons that carry them.
+"""The actions members take on a job (🔁 rerun, ➕ continue, ❌ cancel; on a grid's candidate also
+upscale and vary) and the buttons that carry them.
 
 A button's custom id names the action and the job (``vq:<action>:<job id>``), so a button from
 before a restart still works: :class:`JobButton` is rebuilt from the custom id alone, and a
@@ -22,6 +23,8 @@ class Action(StrEnum):
     RERUN = "rerun"
     CONTINUE = "continue"
     CANCEL = "cancel"
+    UPSCALE = "upscale"
+    VARY = "vary"
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,12 @@ CONTROLS = {
     Action.RERUN: Control("New seed", "🔁", discord.ButtonStyle.secondary),
     Action.CONTINUE: Control("More steps", "➕", discord.ButtonStyle.secondary),
     Action.CANCEL: Control("Cancel", "❌", discord.ButtonStyle.danger),
+    Action.UPSCALE: Control("Upscale", "⬆️", discord.ButtonStyle.secondary),
+    Action.VARY: Control("Vary", "🔀", discord.ButtonStyle.secondary),
 }
-EMOJI_ACTIONS = {control.emoji: action for action, control in CONTROLS.items()}
+REACTION_ACTIONS = (Action.RERUN, Action.CONTINUE, Action.CANCEL)
+"""The actions members may also take by reacting (a grid's candidates need a button each)."""
+EMOJI_ACTIONS = {CONTROLS[action].emoji: action for action in REACTION_ACTIONS}
 
 # Job ids are positive; 19 digits cover every id the store hands out (up to 2**63 - 1).
 TEMPLATE = re.compile(rf"vq:(?P<action>{'|'.join(Action)}):(?P<job>[1-9][0-9]{{0,18}})")
@@ -72,10 +79,13 @@ def is_job_button(value: object) -> bool:
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):
-    def __init__(self, action: Action, job_id: int) -> None:
+    def __init__(self, action: Action, job_id: int, *, label: str | None = None, row: int | None = None) -> None:
+        """``label`` (with no emoji) in place of the action's own, e.g. "U2" for a grid's second
+        candidate; ``row`` 0 to 4, or None to let Discord fill the rows."""
         control = CONTROLS[action]
-        super().__init__(discord.ui.Button(label=control.label, emoji=control.emoji, style=control.style,
-                                           custom_id=custom_id(action, job_id)))
+        emoji = None if label is not None else control.emoji
+        super().__init__(discord.ui.Button(label=label or control.label, emoji=emoji, style=control.style,
+                                           custom_id=custom_id(action, job_id)), row=row)
         self.action = action
         self.job_id = job_id
 

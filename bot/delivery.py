@@ -6,7 +6,8 @@ bot's own channel-message calls (never the 15-minute interaction token) at
 most once per ``edit_interval_s``, backs off on 429 and 5xx, and posts the
 finished picture in a new message that mentions its owner. A job counts as
 delivered only once its result message went out, so a restart or an outage
-delays delivery but never loses it.
+delays delivery but never loses it. The candidates of a grid share one message: their changes
+go to bot.grid_delivery.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from bot.cards import PREVIEW_NAME, render_failure, render_result
 from bot.config import BotConfig
 from bot.describe_answer import render_stored_description
 from bot.events import JOBS_CHANGED
+from bot.grid_delivery import GridDelivery
+from bot.grid_posting import GridPoster
 from bot.reaction_offers import ReactionOffers
 from bot.result_files import fit_upload
 from db import Job, JobKind, JobState, Store
@@ -80,12 +83,13 @@ def retryable(exc: discord.HTTPException) -> bool:
 
 class Delivery(commands.Cog):
     def __init__(self, client: discord.Client, store: Store, config: BotConfig, cards: CardPoster,
-                 offers: ReactionOffers) -> None:
+                 offers: ReactionOffers, grids: GridPoster) -> None:
         self.client = client
         self.store = store
         self.config = config
         self.cards = cards
         self.offers = offers
+        self.grids = GridDelivery(store, grids, edit_interval_s=config.edit_interval_s, posted_at=posted_at)
         self.version: int | None = None  # None until the first pass reads the store's version
         self.backlog = True  # jobs that ended before the start (or before a lost pass) may wait
         self.backlog_seen: set[int] = set()  # ids the backlog already brought this sweep
@@ -194,7 +198,11 @@ class Delivery(commands.Cog):
         if now < state.blocked_until:
             return
         try:
-            done = await (self._finish(job) if job.state.is_terminal else self._update(job, state, now))
+            if job.group_id is not None:
+                done = await self.grids.attend(job, now)
+                state.next_edit_at = self.grids.next_edit_at(job.group_id)  # when the loop looks again
+            else:
+                done = await (self._finish(job) if job.state.is_terminal else self._update(job, state, now))
         except discord.HTTPException as exc:
             if retryable(exc):
                 state.backoff = min(max(state.backoff * 2, self.config.backoff_initial_s), self.config.backoff_max_s)

@@ -15,6 +15,7 @@ import discord
 from discord.ext import commands
 
 from bot.card_posting import CardPoster
+from bot.commands.blend import Blend
 from bot.commands.describe import Describe
 from bot.commands.imagine import Imagine
 from bot.commands.queue import QueueCommands
@@ -23,6 +24,7 @@ from bot.commands.status import StatusCommand
 from bot.config import BotConfig
 from bot.delivery import Delivery
 from bot.events import Wakeups
+from bot.grid_posting import GridPoster
 from bot.job_actions import JobActions
 from bot.job_buttons import JobButtons
 from bot.reaction_actions import ReactionActions
@@ -36,12 +38,14 @@ def build_features(client: discord.Client, store: Store, config: BotConfig, *, w
     status, or None where workers run elsewhere."""
     offers = ReactionOffers(client, store)
     cards = CardPoster(client, store, offers)
-    actions = JobActions(store, config, cards, wakeups)
-    imagine = Imagine(store, config, cards, wakeups)
+    grids = GridPoster(store, cards)
+    actions = JobActions(store, config, cards, grids, wakeups)
+    imagine = Imagine(store, config, cards, grids, wakeups)
     return [
         offers,
-        Delivery(client, store, config, cards, offers),
+        Delivery(client, store, config, cards, offers, grids),
         imagine,
+        Blend(store, config, grids, wakeups),
         Describe(client, store, config, imagine, wakeups),
         QueueCommands(store, config, cards, actions),
         StatusCommand(store, worker_status),

@@ -1,4 +1,5 @@
-"""Rerun, continue and cancel: the same actions behind buttons, reactions and /cancel.
+"""Rerun, continue and cancel: the same actions behind buttons, reactions and /cancel (a grid's
+candidates and the upscale and vary buttons: bot.grid_actions).
 
 Each action looks the job up in the database (by id from a button's custom id, or by message
 id for a reaction), checks who may do it, asks the store, and answers with one sentence.
@@ -17,6 +18,8 @@ from bot.config import BotConfig
 from bot.controls import Action
 from bot.errors import UserError
 from bot.events import Wakeups
+from bot.grid_actions import GridActions
+from bot.grid_posting import GridPoster
 from bot.options import new_seed
 from bot.text import plain
 from bot.user_pictures import Picture, save_picture
@@ -45,21 +48,28 @@ class Outcome:
 
 
 class JobActions:
-    def __init__(self, store: Store, config: BotConfig, cards: CardPoster, wakeups: Wakeups) -> None:
+    def __init__(self, store: Store, config: BotConfig, cards: CardPoster, grids: GridPoster,
+                 wakeups: Wakeups) -> None:
         self.store = store
         self.config = config
         self.cards = cards
         self.wakeups = wakeups
+        self.grids = GridActions(store, config, cards, grids, wakeups)
 
     async def perform(self, action: Action, job_id: int, actor: Actor) -> Outcome:
         job = await self.store.get(job_id)
         if job is None or job.guild_id != actor.guild_id:  # another server's job is none of this one's
             return Outcome(f"Job #{job_id} no longer exists.")
+        if job.group_id is not None or action in (Action.UPSCALE, Action.VARY):
+            text, made = await self.grids.perform(action, job, actor.user_id, actor.is_admin, actor.channel_id)
+            return Outcome(text, made)
         if action is Action.CANCEL:
             return await self.cancel(job, actor)
         return await self.derive(job, actor, Relation.RERUN if action is Action.RERUN else Relation.CONTINUE)
 
     async def cancel(self, job: Job, actor: Actor) -> Outcome:
+        if job.group_id is not None:
+            return await self.perform(Action.CANCEL, job.id, actor)
         if job.user_id != actor.user_id and not actor.is_admin:
             return Outcome(f"Only the job's owner or a server admin can cancel job #{job.id}.")
         if job.state.is_terminal:

@@ -40,7 +40,7 @@ class Backend(ABC):
 
     @abstractmethod
     async def _enqueue(
-        self, jobs: list[CheckedJob], *, enforce_limits: bool, now: float
+        self, jobs: list[CheckedJob], *, enforce_limits: bool, group: bool, now: float
     ) -> list[Job]: ...
 
     @abstractmethod
@@ -113,6 +113,9 @@ class Backend(ABC):
 
     @abstractmethod
     async def _history(self, user_id: int, guild_id: int | None, limit: int) -> list[Job]: ...
+
+    @abstractmethod
+    async def _group(self, group_id: int) -> list[Job]: ...
 
     @abstractmethod
     async def _version(self) -> int: ...

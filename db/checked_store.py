@@ -77,6 +77,17 @@ def check_new_jobs(news: object) -> list[CheckedJob]:
     return [check_new_job(new) for new in news]
 
 
+def check_one_submission(jobs: list[CheckedJob]) -> None:
+    """A group's jobs are one member's in one channel (InvalidInput otherwise)."""
+    first = jobs[0].new
+    for job in jobs[1:]:
+        where = (job.new.guild_id, job.new.channel_id, job.new.user_id)
+        if where != (first.guild_id, first.channel_id, first.user_id):
+            raise InvalidInput(
+                "group", "The jobs of one group must be one member's, in one channel of one server."
+            )
+
+
 class CheckedStore(Backend):
     """The checked front of every backend; see ``db.store.Store`` for what each method does
     and ``db.backend.Backend`` for what a backend implements."""
@@ -102,13 +113,16 @@ class CheckedStore(Backend):
         return job
 
     async def enqueue_many(
-        self, news: Sequence[NewJob], *, enforce_limits: bool = True
+        self, news: Sequence[NewJob], *, enforce_limits: bool = True, group: bool = False
     ) -> list[Job]:
         enforce = check_bool("enforce_limits", enforce_limits)
+        grouped = check_bool("group", group)
         jobs = check_new_jobs(news)
         if not jobs:
             return []
-        return await self._enqueue(jobs, enforce_limits=enforce, now=self._now())
+        if grouped:
+            check_one_submission(jobs)
+        return await self._enqueue(jobs, enforce_limits=enforce, group=grouped, now=self._now())
 
     async def request_cancel(self, job_id: int, *, by_user: int, is_admin: bool) -> Job:
         found = lookup_id("job_id", job_id)
@@ -238,6 +252,10 @@ class CheckedStore(Backend):
         count = check_limit(limit)
         guild = None if guild_id is None else check_id("guild_id", guild_id)
         return await self._history(user, guild, count)
+
+    async def group(self, group_id: int) -> list[Job]:
+        found = lookup_id("group_id", group_id)
+        return [] if found is None else await self._group(found)
 
     async def version(self) -> int:
         return await self._version()

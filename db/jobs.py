@@ -24,7 +24,7 @@ from db.checks import check_lease as check_lease
 from db.checks import check_seconds as check_seconds
 from db.checks import check_worker as check_worker
 from db.errors import InvalidInput
-from db.states import JobKind, JobState, Relation
+from db.states import PARENTLESS_RELATIONS, JobKind, JobState, Relation
 
 MAX_PROMPT_CHARS = 2000
 MAX_PARAMS_BYTES = 64 * 1024
@@ -99,6 +99,8 @@ class Job:
     version: int
     worker: str | None = None
     lease_expires_at: datetime | None = field(default=None, repr=False)
+    group_id: int | None = None
+    """The first job's id of the group (a grid of candidates) this job was queued in, or None."""
 
     @property
     def kind(self) -> JobKind:
@@ -261,9 +263,11 @@ def check_prompt(prompt: object) -> str:
 
 def check_relation(parent_id: int | None, relation: Relation | str | None) -> Relation | None:
     if parent_id is None:
-        if relation is not None:
-            raise InvalidInput("relation", f"relation {describe(relation)} given without a parent_id.")
-        return None
+        if relation is None:
+            return None
+        if isinstance(relation, str) and relation in PARENTLESS_RELATIONS:
+            return Relation(relation)
+        raise InvalidInput("relation", f"relation {describe(relation)} given without a parent_id.")
     check_id("parent_id", parent_id)
     try:
         return Relation(relation if isinstance(relation, str) else "")

@@ -198,7 +198,24 @@ PRESENCE = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG, JOB_KINDS, PRESENCE)
+# Issue 16: a grid's candidates share a group (the first candidate's id), and two more
+# relations. SQLite can't change a column's CHECK in place, so the relation column is
+# renamed, added again with the wider CHECK, copied, and the old one dropped (3.35+).
+JOB_GROUPS = Migration(
+    5,
+    "job groups (a grid of candidates) and the upscale and blend relations",
+    (
+        "ALTER TABLE jobs ADD COLUMN group_id INTEGER REFERENCES jobs (id)",
+        "CREATE INDEX jobs_group ON jobs (group_id) WHERE group_id IS NOT NULL",
+        "ALTER TABLE jobs RENAME COLUMN relation TO relation_before_groups",
+        """ALTER TABLE jobs ADD COLUMN relation TEXT CHECK (relation IN
+            ('rerun', 'continue', 'variation', 'upscale', 'blend'))""",
+        "UPDATE jobs SET relation = relation_before_groups WHERE relation_before_groups IS NOT NULL",
+        "ALTER TABLE jobs DROP COLUMN relation_before_groups",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG, JOB_KINDS, PRESENCE, JOB_GROUPS)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -154,7 +154,7 @@ class GuildSettings:
     max_size: int = 512
     max_cutouts: int = 64
     allowed_models: tuple[str, ...] = ()
-    max_queued_per_user: int = 3
+    max_queued_per_user: int = 8  # two grids of four candidates
     max_queued_per_guild: int = 25
     cooldown_s: float = 10.0
     gpu_budget_guild_s: float = 3600.0
@@ -163,6 +163,9 @@ class GuildSettings:
     banned_words: tuple[str, ...] = ()
     reactions_enabled: bool = True
     buttons_enabled: bool = True
+    grid_enabled: bool = True
+    grid_size: int = 256
+    grid_steps: int = 200
 
     def with_values(self, values: dict[str, object]) -> GuildSettings:
         """A copy with ``values`` (key -> typed or text value) coerced and applied."""
@@ -242,6 +245,25 @@ SETTINGS: dict[str, Setting] = {
             "reactions_enabled", SettingKind.BOOL, "Whether reactions on job cards do anything."
         ),
         Setting("buttons_enabled", SettingKind.BOOL, "Whether job cards show buttons."),
+        Setting(
+            "grid_enabled",
+            SettingKind.BOOL,
+            "Whether /imagine makes four candidates in a 2x2 grid (true) or one picture (false).",
+        ),
+        Setting(
+            "grid_size",
+            SettingKind.INT,
+            "Largest width or height of a grid's candidate, in pixels (upscale makes the full size).",
+            16,
+            4096,
+        ),
+        Setting(
+            "grid_steps",
+            SettingKind.INT,
+            "Most optimisation steps of a grid's candidate (upscale runs the full steps).",
+            1,
+            10_000,
+        ),
     )
 }
 

@@ -167,9 +167,12 @@ class SqliteStore(CheckedStore):
         return Wake.TIMEOUT
 
     # --- submitting ------------------------------------------------------------
-    async def _enqueue(self, jobs: list[CheckedJob], *, enforce_limits: bool, now: float) -> list[Job]:
+    async def _enqueue(
+        self, jobs: list[CheckedJob], *, enforce_limits: bool, group: bool, now: float
+    ) -> list[Job]:
         return await self._run(
-            admission.enqueue, jobs, defaults=self.defaults, enforce_limits=enforce_limits, now=now
+            admission.enqueue, jobs, defaults=self.defaults, enforce_limits=enforce_limits, group=group,
+            now=now,
         )
 
     async def _request_cancel(self, job_id: int, *, by_user: int, is_admin: bool, now: float) -> Job:
@@ -257,6 +260,9 @@ class SqliteStore(CheckedStore):
 
     async def _history(self, user_id: int, guild_id: int | None, limit: int) -> list[Job]:
         return await self._run(listings.history, user_id, guild_id, limit)
+
+    async def _group(self, group_id: int) -> list[Job]:
+        return await self._run(listings.group, group_id)
 
     async def _version(self) -> int:
         return await self._run(listings.current_version)

@@ -46,12 +46,15 @@ class JobKind(StrEnum):
 
 
 class Relation(StrEnum):
-    """How a job relates to its parent job.
-
-    Nothing makes a ``VARIATION`` yet: issue 16's vary buttons (new candidates near a chosen
-    picture) will; it is here so that stored jobs and both schemas already know the word.
-    """
+    """How a job relates to its parent job (``BLEND``: to the uploaded pictures it blends, so
+    it may have no parent job)."""
 
     RERUN = "rerun"  # the parent's parameters with a new seed
     CONTINUE = "continue"  # the parent's parameters, starting from its finished picture
-    VARIATION = "variation"  # issue 16
+    VARIATION = "variation"  # a new candidate from the parent's picture, with a new seed and noise
+    UPSCALE = "upscale"  # the parent's picture re-optimised at the full size and steps
+    BLEND = "blend"  # uploaded pictures as image prompts (a parent only when made from a job)
+
+
+PARENTLESS_RELATIONS = frozenset({Relation.BLEND})
+"""Relations a job may have without a parent job."""

@@ -54,12 +54,14 @@ class Store(WaitsForChanges, Protocol):
         ...
 
     async def enqueue_many(
-        self, news: Sequence[NewJob], *, enforce_limits: bool = True
+        self, news: Sequence[NewJob], *, enforce_limits: bool = True, group: bool = False
     ) -> list[Job]:
         """Queue several jobs, all or none (limits count the earlier ones in ``news``).
 
         ``enforce_limits=False`` skips the guild limits (imports, benchmarks);
-        the jobs are still validated.
+        the jobs are still validated. ``group=True`` makes them one group (a grid of
+        candidates: one member's, in one channel): each gets the first one's id as
+        ``group_id``.
         """
         ...
 
@@ -136,6 +138,10 @@ class Store(WaitsForChanges, Protocol):
     async def history(
         self, user_id: int, *, guild_id: int | None = None, limit: int = 10
     ) -> list[Job]: ...
+
+    async def group(self, group_id: int) -> list[Job]:
+        """The jobs whose ``group_id`` is ``group_id``, oldest first ([] for none)."""
+        ...
 
     async def version(self) -> int:
         """The current store-wide change number (start polling ``changed_since`` here)."""

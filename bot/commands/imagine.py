@@ -1,4 +1,8 @@
-"""/imagine: check everything cheap, defer, fetch the pictures, queue, answer with the job's card."""
+"""/imagine: check everything cheap, defer, fetch the pictures, queue, answer with the job's card.
+
+Where the server's ``grid_enabled`` says so (the default), the prompt becomes four candidates at
+the server's grid size and steps (bot.grids), queued as one group and answered with one grid.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -18,6 +24,8 @@ from bot.cards import ignored_by_clip, ignored_text, prompt_texts
 from bot.config import BotConfig
 from bot.errors import UserError
 from bot.events import Wakeups
+from bot.grid_posting import GridPoster
+from bot.grids import grid_params
 from bot.options import ASPECTS, MAX_SEED, ImagineOptions, build_params
 from bot.permissions import missing_permissions
 from bot.text import label, plain
@@ -44,10 +52,12 @@ class Uploads:
 
 
 class Imagine(commands.Cog):
-    def __init__(self, store: Store, config: BotConfig, cards: CardPoster, wakeups: Wakeups) -> None:
+    def __init__(self, store: Store, config: BotConfig, cards: CardPoster, grids: GridPoster,
+                 wakeups: Wakeups) -> None:
         self.store = store
         self.config = config
         self.cards = cards
+        self.grids = grids
         self.wakeups = wakeups
         self.caps = PictureCaps(hosts=config.attachment_hosts, max_bytes=config.max_attachment_bytes,
                                 max_pixels=config.max_attachment_pixels)
@@ -95,12 +105,16 @@ class Imagine(commands.Cog):
         except UserError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
-        job = await self.queue_and_defer(interaction, params, uploads)
-        if job is None:
+        jobs = await self.queue_and_defer(interaction, params, uploads)
+        if jobs is None:
             return
-        log.info("job %s: queued by %s in guild %s: %r", job.id, job.user_id, job.guild_id, job.prompt)
+        job = jobs[0]
+        log.info("job %s: queued by %s in guild %s (%d candidates): %r", job.id, job.user_id, job.guild_id,
+                 len(jobs), job.prompt)
         self.wakeups.worker()
-        if await self.cards.answer(interaction, job):  # else the card alone says what CLIP ignores
+        answered = await (self.grids.answer(interaction, jobs) if job.group_id is not None
+                          else self.cards.answer(interaction, job))
+        if answered:  # else the card alone says what CLIP ignores
             await self.tell_what_clip_ignores(interaction, job)
         self.wakeups.jobs_changed()
 
@@ -140,25 +154,15 @@ class Imagine(commands.Cog):
             await admission.precheck(self.store, self.new_job(interaction, params))
         return params
 
-    async def queue_and_defer(self, interaction: discord.Interaction, params: JobParams, uploads: Uploads) -> Job | None:
-        """Fetch the uploads and queue the job, deferring the answer if that takes a while; None
-        when it was refused (the member was told why, privately)."""
-        # Downloads and the queue's own limits usually take well under a second: wait for them a
-        # little so that a refusal can still be a private answer; past that, defer and go on.
-        prepare = asyncio.get_running_loop().create_task(self.queue(interaction, params, uploads))
-        done, _ = await asyncio.wait([prepare], timeout=QUICK_ANSWER_S)
-        if done and isinstance(prepare.exception(), UserError):
-            await interaction.response.send_message(str(prepare.exception()), ephemeral=True)
-            return None
-        await interaction.response.defer(thinking=True)
-        try:
-            return await prepare
-        except UserError as exc:
-            await refuse_late(interaction, str(exc))
-            return None
+    async def queue_and_defer(self, interaction: discord.Interaction, params: JobParams,
+                              uploads: Uploads) -> list[Job] | None:
+        """Fetch the uploads and queue the job (or the grid's four), deferring the answer if that
+        takes a while; None when it was refused (the member was told why, privately)."""
+        return await queue_and_defer(interaction, self.queue(interaction, params, uploads))
 
-    async def queue(self, interaction: discord.Interaction, params: JobParams, uploads: Uploads) -> Job:
-        """Fetch, check and keep the uploads, then queue the job with their paths; UserError otherwise."""
+    async def queue(self, interaction: discord.Interaction, params: JobParams, uploads: Uploads) -> list[Job]:
+        """Fetch, check and keep the uploads, then queue the job (or a grid of four) with their
+        paths; UserError otherwise."""
         folder = self.config.attachments_dir
         if uploads.init_image is not None:
             picture = await fetch_picture(uploads.init_image, self.caps, what="init image")
@@ -166,7 +170,12 @@ class Imagine(commands.Cog):
         if uploads.image_prompt is not None:
             picture = await fetch_picture(uploads.image_prompt, self.caps, what="image prompt")
             params = params.with_changes(image_prompts=(Prompt(text=str(save_picture(picture, folder))),))
-        return await admission.enqueue(self.store, self.new_job(interaction, params))
+        assert interaction.guild_id is not None
+        settings = await self.store.settings(interaction.guild_id)
+        if settings.grid_enabled:
+            news = [self.new_job(interaction, candidate) for candidate in grid_params(params, settings)]
+            return await admission.enqueue_group(self.store, news)
+        return [await admission.enqueue(self.store, self.new_job(interaction, params))]
 
     @staticmethod
     def new_job(interaction: discord.Interaction, params: JobParams) -> NewJob:
@@ -186,6 +195,24 @@ class Imagine(commands.Cog):
             await interaction.followup.send(text, ephemeral=True)
         except discord.HTTPException as exc:
             log.info("job %s: note about ignored words not sent (%s %s)", job.id, exc.status, exc.code)
+
+
+async def queue_and_defer(interaction: discord.Interaction, queue: Coroutine[Any, Any, list[Job]]) -> list[Job] | None:
+    """Run ``queue`` (downloads, then the store), deferring the answer if that takes a while;
+    its jobs, or None when it was refused (the member was told why, privately)."""
+    # Downloads and the queue's own limits usually take well under a second: wait for them a
+    # little so that a refusal can still be a private answer; past that, defer and go on.
+    prepare = asyncio.get_running_loop().create_task(queue)
+    done, _ = await asyncio.wait([prepare], timeout=QUICK_ANSWER_S)
+    if done and isinstance(prepare.exception(), UserError):
+        await interaction.response.send_message(str(prepare.exception()), ephemeral=True)
+        return None
+    await interaction.response.defer(thinking=True)
+    try:
+        return await prepare
+    except UserError as exc:
+        await refuse_late(interaction, str(exc))
+        return None
 
 
 async def refuse_late(interaction: discord.Interaction, text: str) -> None:

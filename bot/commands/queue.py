@@ -23,7 +23,14 @@ LIST_LIMIT = 15
 
 def job_line(job: Job) -> str:
     step = f" {job.step}/{job.total_steps}" if job.state.is_active else ""
-    return f"`#{job.id}` {job.state}{step} · {plain(job.prompt, 80)} · <@{job.user_id}>"
+    return f"`#{job.id}` {job.state}{step} · {plain(job.prompt, 80)}{origin(job)} · <@{job.user_id}>"
+
+
+def origin(job: Job) -> str:
+    """Where a job came from, e.g. " · upscale of #2" ("" for a job of its own)."""
+    if job.relation is None:
+        return ""
+    return f" · {job.relation} of #{job.parent_id}" if job.parent_id is not None else f" · {job.relation}"
 
 
 class QueueCommands(commands.Cog):

@@ -46,13 +46,15 @@ async def enqueue(
     *,
     defaults: GuildSettings,
     enforce_limits: bool,
+    group: bool = False,
     now: float,
 ) -> list[Job]:
     """Insert checked jobs, all or none, in the caller's transaction; returns them in order.
 
     With ``enforce_limits`` each job is checked against its guild's settings
     and usage (counting the jobs before it in ``jobs``), raising
-    LimitExceeded; without, the rows go in with one executemany.
+    LimitExceeded; without, the rows go in with one executemany. With ``group``
+    every job gets the first one's id as its group.
     """
     version = await tx.version()
     await _check_parents(tx, jobs)
@@ -68,7 +70,8 @@ async def enqueue(
                 tx, guild_id, user_id, jobs=len(theirs), cost=sum(j.cost for j in theirs), pending=len(theirs),
                 enqueued_at=now,
             )
-        return await fetch_jobs(tx, f"{SELECT_JOBS} WHERE j.version = %s ORDER BY j.id", (version,))
+        added = await fetch_jobs(tx, f"{SELECT_JOBS} WHERE j.version = %s ORDER BY j.id", (version,))
+        return await _grouped(tx, added) if group else added
     settings: dict[int, GuildSettings] = {}
     # One call is one submission: the cooldown counts from the member's previous call.
     last_call: dict[tuple[int, int], float | None] = {}
@@ -85,7 +88,14 @@ async def enqueue(
         assert row is not None
         added.append(job_from_row(row))
         await enter_queue(tx, guild_id, user_id, jobs=1, cost=job.cost, pending=1, enqueued_at=now)
-    return added
+    return await _grouped(tx, added) if group else added
+
+
+async def _grouped(tx: Tx, added: list[Job]) -> list[Job]:
+    """Make ``added`` one group: each gets the first one's id as its group."""
+    first = added[0].id
+    await tx.run("UPDATE jobs SET group_id = %s WHERE id = ANY(%s)", (first, [job.id for job in added]))
+    return [dataclasses.replace(job, group_id=first) for job in added]
 
 
 def log_added(added: Sequence[Job]) -> None:

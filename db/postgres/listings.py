@@ -86,6 +86,11 @@ async def guild_queue(tx: Tx, guild_id: int, limit: int) -> list[Job]:
     return (active + queued)[:limit]
 
 
+async def group(tx: Tx, group_id: int) -> list[Job]:
+    """The jobs of one group (a grid's candidates), in the order they were queued."""
+    return await fetch_jobs(tx, f"{SELECT_JOBS} WHERE j.group_id = %s ORDER BY j.id", (group_id,))
+
+
 async def history(tx: Tx, user_id: int, guild_id: int | None, limit: int) -> list[Job]:
     """The user's jobs, newest first (in one guild, or all)."""
     if guild_id is None:

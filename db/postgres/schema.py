@@ -212,7 +212,20 @@ PRESENCE = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, JOB_KINDS, PRESENCE)
+# Issue 16: a grid's candidates share a group (the first candidate's id), and two more relations.
+JOB_GROUPS = Migration(
+    4,
+    "job groups (a grid of candidates) and the upscale and blend relations",
+    (
+        "ALTER TABLE jobs ADD COLUMN group_id bigint REFERENCES jobs (id)",
+        "CREATE INDEX jobs_group ON jobs (group_id) WHERE group_id IS NOT NULL",
+        "ALTER TABLE jobs DROP CONSTRAINT jobs_relation_check",
+        """ALTER TABLE jobs ADD CONSTRAINT jobs_relation_check CHECK (relation IN
+            ('rerun', 'continue', 'variation', 'upscale', 'blend'))""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, JOB_KINDS, PRESENCE, JOB_GROUPS)
 
 VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     id integer PRIMARY KEY CHECK (id = 1),

@@ -198,9 +198,12 @@ class PostgresStore(CheckedStore):
             self.wakeups.count(Wake.POLLED if woke is Wake.TIMEOUT else woke)
 
     # --- submitting ------------------------------------------------------------
-    async def _enqueue(self, jobs: list[CheckedJob], *, enforce_limits: bool, now: float) -> list[Job]:
+    async def _enqueue(
+        self, jobs: list[CheckedJob], *, enforce_limits: bool, group: bool, now: float
+    ) -> list[Job]:
         added = await self._run(
-            admission.enqueue, jobs, defaults=self.defaults, enforce_limits=enforce_limits, now=now
+            admission.enqueue, jobs, defaults=self.defaults, enforce_limits=enforce_limits, group=group,
+            now=now,
         )
         admission.log_added(added)
         return added
@@ -297,6 +300,9 @@ class PostgresStore(CheckedStore):
 
     async def _history(self, user_id: int, guild_id: int | None, limit: int) -> list[Job]:
         return await self._run(listings.history, user_id, guild_id, limit)
+
+    async def _group(self, group_id: int) -> list[Job]:
+        return await self._run(listings.group, group_id)
 
     async def _version(self) -> int:
         return await self._run(listings.current_version)

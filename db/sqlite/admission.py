@@ -36,6 +36,7 @@ def enqueue(
     *,
     defaults: GuildSettings,
     enforce_limits: bool,
+    group: bool = False,
     now: float,
 ) -> list[Job]:
     """Insert checked jobs, all or none, in one transaction; returns them in order.
@@ -43,7 +44,7 @@ def enqueue(
     With ``enforce_limits`` each job is checked against its guild's settings
     and usage (counting the jobs before it in ``jobs``), raising
     LimitExceeded; without, the rows go in with one executemany (imports,
-    benchmarks).
+    benchmarks). With ``group`` every job gets the first one's id as its group.
     """
     with write(conn):
         version = next_version(conn)
@@ -73,6 +74,11 @@ def enqueue(
                 members[job.new.guild_id, job.new.user_id].append(job)
             for (guild_id, user_id), theirs in members.items():
                 _count(conn, guild_id, user_id, theirs, now)
+        if group:
+            conn.execute(
+                "UPDATE jobs SET group_id = (SELECT MIN(id) FROM jobs WHERE version = ?1) WHERE version = ?1",
+                (version,),
+            )
         added = fetch_jobs(
             conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE version = ? ORDER BY id", (version,)
         )

@@ -44,6 +44,11 @@ def guild_queue(conn: sqlite3.Connection, guild_id: int, limit: int) -> list[Job
     return (active + queued)[:limit]
 
 
+def group(conn: sqlite3.Connection, group_id: int) -> list[Job]:
+    """The jobs of one group (a grid's candidates), in the order they were queued."""
+    return fetch_jobs(conn, f"{SELECT_JOBS} WHERE group_id = ? ORDER BY id", (group_id,))
+
+
 def history(conn: sqlite3.Connection, user_id: int, guild_id: int | None, limit: int) -> list[Job]:
     """The user's jobs, newest first (in one guild, or all)."""
     if guild_id is None:

@@ -9,7 +9,7 @@ import pytest
 
 from bot.client import VQBot
 from bot.config import DISCORD_CDN_HOSTS, BotConfig
-from db import SqliteStore
+from db import GuildSettings, SqliteStore
 from tests.worker.engine_fixtures import TINY_MODEL, tiny_engine, tiny_models  # noqa: F401  (fixtures)
 
 
@@ -20,9 +20,13 @@ class DiscordClock:
         return discord.utils.utcnow()
 
 
+# Most bot tests are about one picture; tests/bot/test_grids.py turns the grid on (the default).
+SINGLE_PICTURES = GuildSettings(grid_enabled=False)
+
+
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await SqliteStore.open(tmp_path / "vqbot.sqlite3", clock=DiscordClock())
+    store = await SqliteStore.open(tmp_path / "vqbot.sqlite3", clock=DiscordClock(), defaults=SINGLE_PICTURES)
     yield store
     await store.close()
 

@@ -55,6 +55,7 @@ async def test_member_cap_counts_waiting_and_running_jobs_and_frees_when_one_end
     limited: SqliteStore,
 ) -> None:
     await limited.set_setting(GUILD, "cooldown_s", 0, by_user=1)
+    await limited.set_setting(GUILD, "max_queued_per_user", 3, by_user=1)
     for _ in range(3):
         await limited.enqueue(new_job())
     (claim,) = await limited.claim("gpu-0", lease_seconds=60)
@@ -158,7 +159,7 @@ async def test_policy_allows_what_it_allows(limited: SqliteStore) -> None:
 async def test_enqueue_many_is_all_or_nothing(limited: SqliteStore) -> None:
     await limited.set_setting(GUILD, "cooldown_s", 0, by_user=1)
     with pytest.raises(LimitExceeded) as refused:
-        await limited.enqueue_many([new_job(seed=i) for i in range(4)])
+        await limited.enqueue_many([new_job(seed=i) for i in range(GuildSettings().max_queued_per_user + 1)])
     assert refused.value.limit == "max_queued_per_user"
     assert await limited.queue(GUILD) == []
     with pytest.raises(InvalidInput):
