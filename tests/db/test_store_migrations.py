@@ -13,6 +13,7 @@ from db.clock import to_epoch
 from db.jobs import check_new_job
 from db.migrations import MIGRATIONS, Migration, migrate, schema_version
 from db.sqlite.connection import connect
+from db.sqlite.scheduler import rebuild_queues
 from tests.db.factories import new_job
 
 
@@ -54,6 +55,7 @@ async def test_a_database_from_an_older_schema_upgrades_and_keeps_its_jobs(db_pa
          checked.new.max_attempts, checked.steps, to_epoch(datetime(2024, 1, 1, tzinfo=UTC)),
          checked.new.seed),
     )
+    rebuild_queues(conn)  # ... and its fair-share counters, which migration 1 already kept
     conn.close()
     async with await SqliteStore.open(db_path) as store:
         old = await store.get(1)
