@@ -59,9 +59,9 @@ def test_failures_are_judged_by_their_type_and_its_subclasses() -> None:
     assert not refused.retry and not refused.isolate and refused.message is None  # its text is for the user
     assert not policy_for(ParamError("steps must be between 1 and 5000, not 0.")).retry
     busy = policy_for(InsufficientMemoryError("does not fit now"))
-    assert busy.retry and not busy.isolate
+    assert busy.retry and not busy.isolate and not busy.counts  # a busy GPU is not the job's fault
     oom = policy_for(DeviceLost("CUDA out of memory"))
     assert not oom.retry and oom.isolate and "ran out of memory" in oom.message
     crash = policy_for(RuntimeError("CUDA error: an illegal memory access was encountered"))
-    assert crash.retry and crash.isolate and "internal error" in crash.message
+    assert crash.retry and crash.isolate and crash.counts and "internal error" in crash.message
     assert crash.level == oom.level == logging.ERROR
