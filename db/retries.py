@@ -12,7 +12,7 @@ back at once: with the defaults 10 s (5-10 s), 20 s, 40 s, 80 s, ... up to 15 mi
 
 ``count_attempt=False`` (the GPU's memory was held by other work: nothing about the job was
 wrong) gives the attempt back and counts a *deferral* instead, with its own backoff, so that a busy
-GPU can't burn a job's attempts in seconds. After ``max_deferrals`` deferrals (about 1.5 hours of
+GPU can't burn a job's attempts in seconds. After ``max_deferrals`` deferrals (0.8-1.6 hours of
 waiting with the defaults) a deferral counts an attempt after all, so a job that never fits ends.
 """
 
