@@ -13,6 +13,8 @@ instead of waiting, and no job is ever handed out twice. Locks are taken in
 one order everywhere (job rows, then guild rows, then member rows; several
 guilds or members in ascending id), and nobody waits for a row while holding
 one that a waiter of that row could need, so transactions never deadlock.
+Waiting retries (``not_before``) are counted as SqliteStore counts them: pending,
+not queued, until ``due`` counts them in.
 """
 
 from __future__ import annotations

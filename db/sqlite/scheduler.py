@@ -12,7 +12,9 @@ least the least ``vtime`` of those already waiting minus ``IDLE_CREDIT_S``:
 it goes first, but idling banks no more credit than that.
 Counters in ``guild_queues``/``user_queues`` (queued, queued_cost, pending)
 make each pick an index lookup; they change in the same transaction as the
-job rows, and ``rebuild_queues`` recomputes them from the jobs.
+job rows, and ``rebuild_queues`` recomputes them from the jobs. A retry that
+waits (``not_before`` set, ``db.retries``) is pending but not queued in them
+until ``due`` counts it in at the first claim after its time.
 """
 
 from __future__ import annotations
