@@ -32,8 +32,8 @@ def poisoned_steps(monkeypatch):
     monkeypatch.setattr(BatchOptimiser, "step", crashing_step)
 
 
-async def test_only_the_job_that_crashes_its_batch_is_charged_and_failed(store, tiny_engine, tiny_models, tmp_path,
-                                                                          poisoned_steps, caplog):
+async def test_only_the_job_that_crashes_its_batch_is_charged_and_failed(store, clock, tiny_engine, tiny_models,
+                                                                          tmp_path, poisoned_steps, caplog):
     apple = await enqueue(store, tiny_models, "a red apple")
     pear = await enqueue(store, tiny_models, POISON, user=USER + 1)
     plum = await enqueue(store, tiny_models, "a blue plum", user=USER + 2)
@@ -41,6 +41,7 @@ async def test_only_the_job_that_crashes_its_batch_is_charged_and_failed(store, 
     for _ in range(6):  # a crash requeues the pear; three attempts, then it fails for good
         if await worker.run_once() == 0:
             break
+        clock.advance(3600)  # past the retry's wait
     for innocent in (apple, plum):
         done = await store.get(innocent.id)
         assert done.state is JobState.SUCCEEDED and done.step == 20
