@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,12 @@ async def test_a_failed_round_is_logged_and_the_next_one_comes(
     await keeper.run_forever(stop)
     assert keeper.failed_rounds == 2 and keeper.rounds == 0
     assert "housekeeping round failed" in caplog.text
+
+
+def test_housekeeping_loads_neither_torch_nor_the_engine() -> None:
+    """A bot without a worker (`vqbot run --no-worker`) runs it where no GPU stack is installed."""
+    code = ("import sys, worker.housekeeping; "
+            "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'engine'))); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
