@@ -23,7 +23,7 @@ from vqbot_cli.errors import UsageError, shown
 from vqbot_cli.settings import Settings, number, switch
 
 if TYPE_CHECKING:
-    from db import SqliteStore
+    from db import SqliteStore, Store
     from engine.runner import Engine
     from worker.housekeeping import HousekeepingConfig
     from worker.worker import WorkerConfig
@@ -244,6 +244,16 @@ def housekeeping_config(options: RunOptions) -> HousekeepingConfig:
                               uploads_dir=BotConfig(data_dir=options.data_dir).attachments_dir)
 
 
+def start_housekeeping(store: Store, options: RunOptions, stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """Housekeeping's rounds as a task until ``stop`` is set (None when VQBOT_PRUNE_EVERY_S is 0)."""
+    if not options.prune_every_s:
+        return None
+    from worker.housekeeping import Housekeeping
+
+    keeper = Housekeeping(store, housekeeping_config(options))
+    return asyncio.create_task(keeper.run_forever(stop), name="vqbot-housekeeping")
+
+
 # ---------------------------------------------------------------- serving
 async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, with_worker: bool, sync: bool) -> int:
     import discord
@@ -275,11 +285,7 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
             worker = Worker(store, engine, worker_config(options), on_change=changed,
                             warm_up=_warm_up_shape(settings, options, engine))
             tasks.append(asyncio.create_task(worker.run_forever(), name="vqbot-worker"))
-        if options.prune_every_s:
-            from worker.housekeeping import Housekeeping
-
-            housekeeping = Housekeeping(store, housekeeping_config(options))
-            cleaning = asyncio.create_task(housekeeping.run_forever(stop), name="vqbot-housekeeping")
+        cleaning = start_housekeeping(store, options, stop)
         if with_bot:
             bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models, clip_model=settings.clip,
                                          clip_pretrained=settings.clip_pretrained),
