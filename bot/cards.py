@@ -105,6 +105,8 @@ def state_line(job: Job, spot: QueueSpot | None = None, now: datetime | None = N
     now = now or discord.utils.utcnow()
     state = job.state
     if state is JobState.QUEUED:
+        if job.not_before is not None and job.not_before > now:
+            return retry_line(job)
         if spot is None:
             return "⏳ Queued"
         where = "next in line" if spot.ahead == 0 else f"{spot.ahead} ahead"
@@ -115,7 +117,8 @@ def state_line(job: Job, spot: QueueSpot | None = None, now: datetime | None = N
         left = ""
         if job.steps_per_s and job.total_steps > job.step:
             left = f" · done ~{relative(now, (job.total_steps - job.step) / job.steps_per_s)}"
-        return f"🎨 Running: step {job.step}/{job.total_steps}{rate}{left}"
+        resumed = f" · resumed at {job.resumed_from_step}/{job.total_steps}" if job.resumed_from_step else ""
+        return f"🎨 Running: step {job.step}/{job.total_steps}{resumed}{rate}{left}"
     if state is JobState.CANCELLING:
         return f"🛑 Cancelling at step {job.step}/{job.total_steps}"
     if state is JobState.SUCCEEDED:
@@ -123,6 +126,14 @@ def state_line(job: Job, spot: QueueSpot | None = None, now: datetime | None = N
     if state is JobState.FAILED:
         return f"⚠️ Failed: {plain(job.error or 'unknown error', 300)}"
     return f"✖️ Cancelled at step {job.step}/{job.total_steps}" if job.step else "✖️ Cancelled"
+
+
+def retry_line(job: Job) -> str:
+    """A failed attempt's job waiting for its next one: when that comes, and why the last one failed."""
+    assert job.not_before is not None
+    attempt = f" (attempt {job.attempts + 1} of {job.max_attempts})" if job.attempts < job.max_attempts else ""
+    why = f" · last try: {plain(job.error, 300)}" if job.error else ""
+    return f"🔁 Trying again {discord.utils.format_dt(job.not_before, 'R')}{attempt}{why}"
 
 
 def parameter_text(job: Job) -> str:

@@ -107,7 +107,9 @@ def save_picture(picture: Picture, folder: Path) -> Path:
     """Store the picture under its content hash (so reruns share it) and return the path."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{picture.digest}.{picture.format}"
-    if not path.exists():
+    if path.exists():
+        path.touch()  # in use again: housekeeping (worker/housekeeping.py) spares recently changed files
+    else:
         tmp = path.with_suffix(".part")
         tmp.write_bytes(picture.data)
         tmp.replace(path)

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from db.clock import Clock
 from db.jobs import CheckedJob, Claim, Job, ProgressAck
 from db.presence import Presence
+from db.retries import RetryBackoff
 from db.settings import AuditEntry, GuildSettings, SettingValue
 from db.wakeups import Wakeups
 
@@ -25,6 +26,8 @@ class Backend(ABC):
 
     clock: Clock
     defaults: GuildSettings
+    retry_backoff: RetryBackoff
+    """The waits between a failed job's attempts (``db.retries``)."""
     wakeups: Wakeups
     """What woke ``wait_for_change``'s waiters (``db.wakeups``)."""
     parked: asyncio.Event
@@ -79,8 +82,29 @@ class Backend(ABC):
 
     @abstractmethod
     async def _fail(
-        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool, now: float
+        self,
+        job_id: int,
+        token: str,
+        *,
+        error: str,
+        gpu_seconds: float,
+        retry: bool,
+        count_attempt: bool,
+        draw: float,
+        now: float,
+    ) -> bool:
+        """``draw``: the jitter draw for the wait, should the job be queued again."""
+
+    @abstractmethod
+    async def _save_checkpoint(
+        self, job_id: int, token: str, *, step: int, data: bytes, now: float
     ) -> bool: ...
+
+    @abstractmethod
+    async def _checkpoint(self, job_id: int) -> tuple[int, bytes] | None: ...
+
+    @abstractmethod
+    async def _discard_checkpoint(self, job_id: int, token: str) -> bool: ...
 
     @abstractmethod
     async def _release(self, job_id: int, token: str, *, now: float) -> bool: ...
@@ -142,6 +166,11 @@ class Backend(ABC):
 
     @abstractmethod
     async def _presences(self) -> list[Presence]: ...
+
+    @abstractmethod
+    async def _params_in_use(
+        self, *, ended_after: float, after_id: int, limit: int
+    ) -> list[tuple[int, dict[str, object]]]: ...
 
     @abstractmethod
     async def _settings(self, guild_id: int) -> GuildSettings: ...

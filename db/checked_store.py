@@ -37,6 +37,7 @@ from db.clock import to_epoch, utc_day
 from db.errors import InvalidInput, NotFound
 from db.jobs import (
     MAX_BATCH,
+    MAX_CHECKPOINT_BYTES,
     MAX_PREVIEW_BYTES,
     MAX_RESULT_BYTES,
     MESSAGE_COLUMNS,
@@ -185,15 +186,31 @@ class CheckedStore(Backend):
         return await self._finish(*job, result_png=png, gpu_seconds=gpu_s, now=self._now())
 
     async def fail(
-        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool = False
+        self,
+        job_id: int,
+        token: str,
+        *,
+        error: str,
+        gpu_seconds: float,
+        retry: bool = False,
+        count_attempt: bool = True,
     ) -> bool:
         gpu_s = check_gpu_seconds(gpu_seconds)
         text = storable_error(error)
         again = check_bool("retry", retry)
+        counts = check_bool("count_attempt", count_attempt)
         job = held(job_id, token)
         if job is None:
             return False
-        return await self._fail(*job, error=text, gpu_seconds=gpu_s, retry=again, now=self._now())
+        return await self._fail(
+            *job,
+            error=text,
+            gpu_seconds=gpu_s,
+            retry=again,
+            count_attempt=counts,
+            draw=self.retry_backoff.draw(),
+            now=self._now(),
+        )
 
     async def release(self, job_id: int, token: str) -> bool:
         job = held(job_id, token)
@@ -207,6 +224,25 @@ class CheckedStore(Backend):
         if job is None:
             return False
         return await self._confirm_cancelled(*job, gpu_seconds=gpu_s, now=self._now())
+
+    # --- checkpoints -----------------------------------------------------------------
+    async def save_checkpoint(self, job_id: int, token: str, *, step: int, data: bytes) -> bool:
+        step = check_int("step", step, 0, MAX_STEP)
+        blob = check_bytes("data", data, MAX_CHECKPOINT_BYTES)
+        job = held(job_id, token)
+        if job is None:
+            return False
+        return await self._save_checkpoint(*job, step=step, data=blob, now=self._now())
+
+    async def checkpoint(self, job_id: int) -> tuple[int, bytes] | None:
+        found = lookup_id("job_id", job_id)
+        return None if found is None else await self._checkpoint(found)
+
+    async def discard_checkpoint(self, job_id: int, token: str) -> bool:
+        job = held(job_id, token)
+        if job is None:
+            return False
+        return await self._discard_checkpoint(*job)
 
     # --- reading -------------------------------------------------------------------
     async def get(self, job_id: int) -> Job | None:
@@ -311,6 +347,15 @@ class CheckedStore(Backend):
 
     async def presences(self) -> list[Presence]:
         return await self._presences()
+
+    async def params_in_use(
+        self, *, ended_within_s: float, after_id: int = 0, limit: int = 500
+    ) -> list[tuple[int, dict[str, object]]]:
+        within = check_seconds("ended_within_s", ended_within_s)
+        after = check_int("after_id", after_id, 0, MAX_VERSION)
+        return await self._params_in_use(
+            ended_after=self._now() - within, after_id=after, limit=check_limit(limit)
+        )
 
     # --- guild configuration -------------------------------------------------------
     async def settings(self, guild_id: int) -> GuildSettings:

@@ -33,6 +33,10 @@ MAX_ERROR_CHARS = 2000
 MAX_BATCH = 64
 MAX_PREVIEW_BYTES = 2 * 1024 * 1024
 MAX_RESULT_BYTES = 64 * 1024 * 1024
+# A checkpoint holds a job's latent and Adam's two moments (plus the init latent when init_weight > 0):
+# 3-4 MiB in fp32 at 512x512 (32x32x256 each), 12-16 MiB at 1024x1024 and 48-64 MiB at the 2048x2048 the
+# parameters allow. 64 MiB covers every size with room for the engine's own header.
+MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
 PRIORITY_RANGE = (-1000, 1000)
 ATTEMPTS_RANGE = (1, 20)
 # Sanity bounds, far beyond any guild's limits (those refuse with LimitExceeded).
@@ -68,7 +72,10 @@ class Job:
     """One row of the job table. Timestamps are aware UTC datetimes.
 
     ``version`` is the store-wide change counter at this job's last change;
-    ``params`` is a fresh dict per Job: treat it as read-only.
+    ``params`` is a fresh dict per Job: treat it as read-only. ``not_before``: a queued job
+    that failed waits until then before it is claimed again (``error`` says why it failed).
+    ``resumed_from_step``: the step of the checkpoint the current (or last) attempt started
+    from, None when it started from step 0.
     """
 
     id: int
@@ -101,6 +108,8 @@ class Job:
     lease_expires_at: datetime | None = field(default=None, repr=False)
     group_id: int | None = None
     """The first job's id of the group (a grid of candidates) this job was queued in, or None."""
+    not_before: datetime | None = None
+    resumed_from_step: int | None = None
 
     @property
     def kind(self) -> JobKind:

@@ -215,7 +215,30 @@ JOB_GROUPS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG, JOB_KINDS, PRESENCE, JOB_GROUPS)
+RESUME_AND_RETRY = Migration(
+    6,
+    "checkpoints of running jobs, retries that wait (not_before), the step a job resumed at",
+    (
+        # not_before: a retried job waits until then; it is out of the queue counters meanwhile
+        # (db/retries.py). deferrals: retries that counted no attempt (the GPU was busy).
+        "ALTER TABLE jobs ADD COLUMN not_before REAL",
+        "ALTER TABLE jobs ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN resumed_from_step INTEGER",
+        "CREATE INDEX jobs_waiting ON jobs (not_before) WHERE not_before IS NOT NULL",
+        """CREATE TABLE checkpoints (
+            job_id INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            saved_at REAL NOT NULL
+        )""",
+        # A job that ends has nothing to resume: whichever path ends it, its checkpoint goes.
+        """CREATE TRIGGER checkpoints_end AFTER UPDATE OF state ON jobs
+            WHEN NEW.state IN ('succeeded', 'failed', 'cancelled')
+            BEGIN DELETE FROM checkpoints WHERE job_id = NEW.id; END""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG, JOB_KINDS, PRESENCE, JOB_GROUPS, RESUME_AND_RETRY)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

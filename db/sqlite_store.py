@@ -23,6 +23,7 @@ from db.clock import Clock, SystemClock
 from db.errors import InvalidInput
 from db.jobs import CheckedJob, Claim, Job, ProgressAck
 from db.presence import Presence
+from db.retries import RetryBackoff
 from db.settings import AuditEntry, GuildSettings, SettingValue
 from db.sqlite import admission, guild_config, listings, presence, scheduler, transitions
 from db.sqlite.faults import call_guarded
@@ -56,6 +57,7 @@ class SqliteStore(CheckedStore):
         clock: Clock,
         defaults: GuildSettings,
         poll_interval_s: float,
+        retry_backoff: RetryBackoff,
     ) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._executor = executor
@@ -63,6 +65,7 @@ class SqliteStore(CheckedStore):
         self.clock = clock
         self.defaults = defaults
         self.poll_interval_s = poll_interval_s
+        self.retry_backoff = retry_backoff
         self.wakeups = Wakeups()
         self.parked = asyncio.Event()
         self._next_write = asyncio.Event()  # set (and replaced) after each write of this store
@@ -77,6 +80,7 @@ class SqliteStore(CheckedStore):
         busy_timeout_s: float = 10.0,
         synchronous: str = "NORMAL",
         poll_interval_s: float = 0.2,
+        retry_backoff: RetryBackoff | None = None,
     ) -> Self:
         """Open (creating its folder, the file and the schema as needed) the database at
         ``path``, and check that it can be written.
@@ -89,12 +93,15 @@ class SqliteStore(CheckedStore):
         disk full raises StoreUnavailable(transient=True) and changes nothing.
         ``poll_interval_s`` is how often ``wait_for_change`` looks for other connections'
         commits while someone waits (this store's own writes wake waiters at once).
+        ``retry_backoff``: the waits between a failed job's attempts (``db.retries``).
         """
         where = database_path(path)
         busy = check_seconds("busy_timeout_s", busy_timeout_s, most=MAX_BUSY_TIMEOUT_S)
         poll = check_seconds("poll_interval_s", poll_interval_s, positive=True, most=MAX_POLL_INTERVAL_S)
         if defaults is not None and not isinstance(defaults, GuildSettings):
             raise InvalidInput("defaults", "defaults must be GuildSettings.")
+        if retry_backoff is not None and not isinstance(retry_backoff, RetryBackoff):
+            raise InvalidInput("retry_backoff", "retry_backoff must be a RetryBackoff.")
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqbot-db")
         loop = asyncio.get_running_loop()
         try:
@@ -109,6 +116,7 @@ class SqliteStore(CheckedStore):
             clock=clock or SystemClock(),
             defaults=defaults or GuildSettings(),
             poll_interval_s=poll,
+            retry_backoff=retry_backoff or RetryBackoff(),
         )
 
     async def close(self) -> None:
@@ -220,11 +228,40 @@ class SqliteStore(CheckedStore):
         )
 
     async def _fail(
-        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool, now: float
+        self,
+        job_id: int,
+        token: str,
+        *,
+        error: str,
+        gpu_seconds: float,
+        retry: bool,
+        count_attempt: bool,
+        draw: float,
+        now: float,
     ) -> bool:
         return await self._run(
-            transitions.fail, job_id, token, error=error, gpu_seconds=gpu_seconds, retry=retry, now=now
+            transitions.fail,
+            job_id,
+            token,
+            error=error,
+            gpu_seconds=gpu_seconds,
+            retry=retry,
+            count_attempt=count_attempt,
+            backoff=self.retry_backoff,
+            draw=draw,
+            now=now,
         )
+
+    async def _save_checkpoint(
+        self, job_id: int, token: str, *, step: int, data: bytes, now: float
+    ) -> bool:
+        return await self._run(transitions.save_checkpoint, job_id, token, step=step, data=data, now=now)
+
+    async def _checkpoint(self, job_id: int) -> tuple[int, bytes] | None:
+        return await self._run(listings.checkpoint, job_id)
+
+    async def _discard_checkpoint(self, job_id: int, token: str) -> bool:
+        return await self._run(transitions.discard_checkpoint, job_id, token)
 
     async def _release(self, job_id: int, token: str, *, now: float) -> bool:
         return await self._run(transitions.release, job_id, token, now=now)
@@ -295,6 +332,11 @@ class SqliteStore(CheckedStore):
 
     async def _presences(self) -> list[Presence]:
         return await self._run(presence.listing)
+
+    async def _params_in_use(
+        self, *, ended_after: float, after_id: int, limit: int
+    ) -> list[tuple[int, dict[str, object]]]:
+        return await self._run(listings.params_in_use, ended_after=ended_after, after_id=after_id, limit=limit)
 
     # --- guild configuration ---------------------------------------------------
     async def _settings(self, guild_id: int) -> GuildSettings:

@@ -110,10 +110,22 @@ class Store(WaitsForChanges, Protocol):
         ...
 
     async def fail(
-        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool = False
+        self,
+        job_id: int,
+        token: str,
+        *,
+        error: str,
+        gpu_seconds: float,
+        retry: bool = False,
+        count_attempt: bool = True,
     ) -> bool:
         """End the attempt with a user-readable ``error``; ``retry`` queues it again
-        while attempts are left."""
+        while attempts are left, to be claimed no sooner than ``job.not_before`` (backoff
+        with jitter, ``db.retries``). ``count_attempt=False`` (with ``retry``: the job was
+        not at fault, e.g. other work held the GPU's memory) gives the attempt back, so the
+        job is queued again even on its last attempt, with its own backoff; after
+        ``RetryBackoff.max_deferrals`` such retries the attempt counts after all. A job
+        queued again keeps its checkpoint; one that ends loses it."""
         ...
 
     async def release(self, job_id: int, token: str) -> bool:
@@ -121,6 +133,25 @@ class Store(WaitsForChanges, Protocol):
         ...
 
     async def confirm_cancelled(self, job_id: int, token: str, *, gpu_seconds: float) -> bool: ...
+
+    # --- checkpoints (resume after a crash or a clean stop) -------------------
+    async def save_checkpoint(self, job_id: int, token: str, *, step: int, data: bytes) -> bool:
+        """Keep ``data`` (the engine's bytes, at most ``MAX_CHECKPOINT_BYTES``) as the job's
+        checkpoint at ``step`` (0 to the job's steps), replacing the previous one, in one
+        transaction; False, changing nothing, when the caller no longer holds the job. The next
+        claim of the job starts it at ``step`` (``job.step`` and ``job.resumed_from_step``).
+        It is deleted when the job ends (finished, failed for good, cancelled) and by ``prune``."""
+        ...
+
+    async def checkpoint(self, job_id: int) -> tuple[int, bytes] | None:
+        """(step, bytes) of the job's checkpoint, or None when it has none."""
+        ...
+
+    async def discard_checkpoint(self, job_id: int, token: str) -> bool:
+        """The holder found the checkpoint unusable (torn, another shape or format): delete
+        it and start the job over (``step`` 0, ``resumed_from_step`` None); False, changing
+        nothing, when the caller no longer holds the job."""
+        ...
 
     # --- reading ---------------------------------------------------------------
     async def get(self, job_id: int) -> Job | None: ...
@@ -167,7 +198,17 @@ class Store(WaitsForChanges, Protocol):
         usage_older_than_days: int = 35,
     ) -> dict[str, int]:
         """Delete previews of jobs finished long enough ago, delivered results
-        (only if ``results_older_than_s`` is given) and old daily GPU usage."""
+        (only if ``results_older_than_s`` is given), checkpoints of ended jobs and old daily
+        GPU usage; how many of each went (keys ``previews``, ``results``, ``checkpoints``,
+        ``gpu_usage``)."""
+        ...
+
+    async def params_in_use(
+        self, *, ended_within_s: float, after_id: int = 0, limit: int = 500
+    ) -> list[tuple[int, dict[str, object]]]:
+        """(id, params) of jobs not ended or ended less than ``ended_within_s`` ago, id above
+        ``after_id``, in id order, at most ``limit``: page through them to find the files
+        (uploads) some job may still read."""
         ...
 
     # --- presence (db/presence.py) ----------------------------------------------

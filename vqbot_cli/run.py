@@ -29,6 +29,7 @@ from vqbot_cli.settings import Settings, number, switch
 if TYPE_CHECKING:
     from db import Store
     from engine.runner import Engine
+    from worker.housekeeping import HousekeepingConfig
     from worker.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ STOP_TIMEOUT_S = 60.0
 # for the busy timeout would lose a live worker's jobs.
 DEFAULT_LEASE_S = 30.0
 LEASE_RANGE_S = (15.0, 3600.0)
+# Housekeeping (worker/housekeeping.py): a round every hour by default (0: none); delivered results and
+# the uploads of ended jobs are kept 30 days (results: 0 keeps them for ever).
+DEFAULT_PRUNE_EVERY_S = 3600.0
+PRUNE_EVERY_RANGE_S = (60.0, 7 * 86_400.0)
+DEFAULT_KEEP_DAYS = 30.0
+KEEP_DAYS_RANGE = (0.0, 36_500.0)
 
 
 class SetupProblem(UsageError):
@@ -58,6 +65,10 @@ class RunOptions:
     warm_up: bool = True
     auto_download: bool = True
     lease_s: float = DEFAULT_LEASE_S
+    prune_every_s: float = DEFAULT_PRUNE_EVERY_S
+    """0: no housekeeping in this process."""
+    keep_results_days: float = DEFAULT_KEEP_DAYS
+    keep_uploads_days: float = DEFAULT_KEEP_DAYS
 
     @classmethod
     def from_env(cls, settings: Settings) -> RunOptions:
@@ -86,9 +97,21 @@ class RunOptions:
                 warm_up=switch("VQBOT_WARM_UP"),
                 auto_download=switch("VQBOT_AUTO_DOWNLOAD"),
                 lease_s=number("VQBOT_LEASE_S", DEFAULT_LEASE_S, *LEASE_RANGE_S),
+                prune_every_s=_prune_every(),
+                keep_results_days=number("VQBOT_KEEP_RESULTS_DAYS", DEFAULT_KEEP_DAYS, *KEEP_DAYS_RANGE),
+                keep_uploads_days=number("VQBOT_KEEP_UPLOADS_DAYS", DEFAULT_KEEP_DAYS, 1.0, KEEP_DAYS_RANGE[1]),
             )
         except UsageError as exc:
             raise SetupProblem(str(exc)) from None
+
+
+def _prune_every() -> float:
+    """VQBOT_PRUNE_EVERY_S: 0 (no housekeeping here) or 60 s to a week."""
+    low, high = PRUNE_EVERY_RANGE_S
+    value = number("VQBOT_PRUNE_EVERY_S", DEFAULT_PRUNE_EVERY_S, 0.0, high)
+    if 0 < value < low:
+        raise UsageError(f"VQBOT_PRUNE_EVERY_S must be 0 (off) or from {low:g} to {high:g} seconds, not {value:g}.")
+    return value
 
 
 def add_run_commands(subparsers: Any) -> None:
@@ -203,6 +226,26 @@ def worker_config(options: RunOptions) -> WorkerConfig:
                         timelapse_dir=options.data_dir / "timelapses", unstored_dir=options.data_dir / "unstored")
 
 
+def housekeeping_config(options: RunOptions) -> HousekeepingConfig:
+    """What housekeeping keeps and how often it runs (VQBOT_PRUNE_EVERY_S, VQBOT_KEEP_*_DAYS)."""
+    from bot.config import BotConfig
+    from worker.housekeeping import HousekeepingConfig
+
+    return HousekeepingConfig(every_s=options.prune_every_s, keep_results_days=options.keep_results_days,
+                              keep_uploads_days=options.keep_uploads_days,
+                              uploads_dir=BotConfig(data_dir=options.data_dir).attachments_dir)
+
+
+def start_housekeeping(store: Store, options: RunOptions, stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """Housekeeping's rounds as a task until ``stop`` is set (None when VQBOT_PRUNE_EVERY_S is 0)."""
+    if not options.prune_every_s:
+        return None
+    from worker.housekeeping import Housekeeping
+
+    keeper = Housekeeping(store, housekeeping_config(options))
+    return asyncio.create_task(keeper.run_forever(stop), name="vqbot-housekeeping")
+
+
 # ---------------------------------------------------------------- serving
 async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, with_worker: bool, sync: bool) -> int:
     import discord
@@ -217,6 +260,7 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
     tasks: list[asyncio.Task[Any]] = []
     presence = _presence(store, options, with_bot=with_bot, with_worker=with_worker, parts=lambda: (bot, worker))
     reporting = asyncio.create_task(presence.run(), name="vqbot-presence")
+    cleaning: asyncio.Task[None] | None = None  # housekeeping: never ends the process, stops with it
     try:
         # then the models' files (present, or allowed to download), then Discord, then downloads and loading
         try:
@@ -243,6 +287,7 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
             worker = Worker(store, engine, worker_config(options), on_change=changed,
                             warm_up=_warm_up_shape(settings, options, engine))
             tasks.append(asyncio.create_task(worker.run_forever(), name="vqbot-worker"))
+        cleaning = start_housekeeping(store, options, stop)
         if with_bot:
             bot = VQBot(store, BotConfig(data_dir=options.data_dir, models=options.models, clip_model=settings.clip,
                                          clip_pretrained=settings.clip_pretrained),
@@ -264,6 +309,8 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
         log.info("stopping: handing running jobs back to the queue")
         return 0
     finally:
+        if cleaning is not None:
+            cleaning.cancel()
         if worker is not None:
             worker.stop()
         if bot is not None:

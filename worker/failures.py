@@ -17,7 +17,8 @@ class FailurePolicy:
     """How an error ends a job's attempt.
 
     ``message``: what the job's owner reads (None: the error's own text, which is written for
-    users). ``retry``: the job goes back to the queue while it has attempts left. ``isolate``: when
+    users). ``retry``: the job goes back to the queue while it has attempts left, and waits before
+    it is taken again (``db.retries``). ``isolate``: when
     it stops a batch of several jobs, each of them runs alone before any is charged, so that only a
     job that fails alone pays. ``level`` and ``what``: the worker's log line.
     """
@@ -27,6 +28,9 @@ class FailurePolicy:
     isolate: bool
     level: int
     what: str
+    counts: bool = True
+    """False: the job was not at fault (the GPU was busy), so a retry costs it no attempt
+    (``Store.fail(count_attempt=False)``); it still waits out its backoff."""
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (ImageInputError, ParamError, PromptError)
@@ -35,8 +39,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (ImageInputError, ParamError, PromptE
 POLICIES: tuple[tuple[tuple[type[BaseException], ...], FailurePolicy], ...] = (
     (USER_ERRORS, FailurePolicy(None, retry=False, isolate=False, level=logging.WARNING,
                                 what="refused by the engine")),
+    # Other work holds the GPU's memory: nothing is wrong with the job, so no attempt is counted.
     ((InsufficientMemoryError,), FailurePolicy(None, retry=True, isolate=False, level=logging.WARNING,
-                                               what="not enough free GPU memory now; back to the queue")),
+                                               what="not enough free GPU memory now; back to the queue",
+                                               counts=False)),
     # A batch that ran out of memory may fit one job at a time; a job that doesn't fit alone never will.
     ((torch.OutOfMemoryError,), FailurePolicy("The GPU ran out of memory; try a smaller size or fewer cutouts.",
                                               retry=False, isolate=True, level=logging.ERROR,

@@ -163,7 +163,8 @@ class Worker:
         message = policy.message or str(error)
         for claim in claims:
             await self.outbox.write("record the failure", claim.job.id, partial(
-                self.store.fail, claim.job.id, claim.token, error=message, gpu_seconds=0.0, retry=policy.retry))
+                self.store.fail, claim.job.id, claim.token, error=message, gpu_seconds=0.0, retry=policy.retry,
+                count_attempt=policy.counts))
         await self.changed()
 
     # ---------------------------------------------------------------- one claim

@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 JOB_FIELDS = (
     "id, guild_id, channel_id, user_id, message_id, result_message_id, prompt, params, model, width, "
     "height, state, priority, cost, charged_s, attempts, max_attempts, step, total_steps, steps_per_s, "
-    "gpu_seconds, created_at, started_at, finished_at, error, parent_id, relation, seed, group_id, delivered"
+    "gpu_seconds, created_at, started_at, finished_at, error, parent_id, relation, seed, group_id, not_before, "
+    "deferrals, resumed_from_step, delivered"
 )
 TABLES = {
     "jobs": f"SELECT {JOB_FIELDS} FROM jobs ORDER BY id",
     "results": "SELECT r.job_id, r.png, r.created_at FROM results r JOIN jobs j ON j.id = r.job_id "
     "WHERE j.delivered = 0",
+    "checkpoints": "SELECT job_id, step, data, saved_at FROM checkpoints",
     "gpu_usage": "SELECT guild_id, day, user_id, gpu_seconds FROM gpu_usage",
     "guild_queues": "SELECT guild_id, vtime, user_vtime FROM guild_queues",
     "user_queues": "SELECT guild_id, user_id, vtime, last_enqueued_at FROM user_queues",
@@ -112,6 +114,7 @@ async def _copy(tx: Tx, data: dict[str, list[tuple[Any, ...]]], where: str) -> C
         )
         for table, columns, rows in (
             ("results", "job_id, png, created_at", data["results"]),
+            ("checkpoints", "job_id, step, data, saved_at", data["checkpoints"]),
             ("gpu_usage", "guild_id, day, user_id, gpu_seconds", data["gpu_usage"]),
             ("guild_settings", "guild_id, key, value", data["guild_settings"]),
             ("guild_styles", "guild_id, name, text", data["guild_styles"]),

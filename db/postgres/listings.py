@@ -22,6 +22,8 @@ its own sessions.
 
 from __future__ import annotations
 
+import json
+
 from db.clock import utc_day
 from db.errors import NotFound
 from db.jobs import Job
@@ -114,6 +116,23 @@ async def undelivered(tx: Tx, limit: int) -> list[Job]:
 async def preview(tx: Tx, job_id: int) -> tuple[int, bytes] | None:
     row = await tx.one("SELECT step, image FROM previews WHERE job_id = %s", (job_id,))
     return (row["step"], bytes(row["image"])) if row else None
+
+
+async def checkpoint(tx: Tx, job_id: int) -> tuple[int, bytes] | None:
+    row = await tx.one("SELECT step, data FROM checkpoints WHERE job_id = %s", (job_id,))
+    return (row["step"], bytes(row["data"])) if row else None
+
+
+async def params_in_use(
+    tx: Tx, *, ended_after: float, after_id: int, limit: int
+) -> list[tuple[int, dict[str, object]]]:
+    """(id, params) of jobs not ended, or ended at or after ``ended_after``, above ``after_id``."""
+    rows = await tx.all(
+        "SELECT id, params FROM jobs WHERE id > %s AND (finished_at IS NULL OR finished_at >= %s) "
+        "ORDER BY id LIMIT %s",
+        (after_id, ended_after, limit),
+    )
+    return [(row["id"], json.loads(row["params"])) for row in rows]
 
 
 async def result(tx: Tx, job_id: int) -> bytes | None:
@@ -209,9 +228,11 @@ async def stats(tx: Tx, now: float) -> dict[str, object]:
         "SELECT COALESCE(SUM(gpu_seconds), 0) AS s FROM gpu_usage WHERE day = %s", (utc_day(now),)
     )
     state = await tx.one("SELECT seconds_per_cost FROM store_state WHERE id = 1")
-    assert queue and active and gpu and state
+    retrying = await tx.one("SELECT COUNT(*) AS n FROM jobs WHERE not_before IS NOT NULL")
+    assert queue and active and gpu and state and retrying
     return {
         "queued": queue["queued"],
+        "retrying": retrying["n"],
         "running": active["running"],
         "cancelling": active["cancelling"],
         "workers": active["workers"],
@@ -238,5 +259,9 @@ async def prune(
             "DELETE FROM results r USING jobs j WHERE j.id = r.job_id AND j.delivered AND j.finished_at < %s",
             (results_before,),
         )
+    checkpoints = await tx.run(
+        "DELETE FROM checkpoints c USING jobs j WHERE j.id = c.job_id "
+        "AND j.state IN ('succeeded', 'failed', 'cancelled')"
+    )
     usage = await tx.run("DELETE FROM gpu_usage WHERE day < %s", (usage_before_day,))
-    return {"previews": previews, "results": results, "gpu_usage": usage}
+    return {"previews": previews, "results": results, "checkpoints": checkpoints, "gpu_usage": usage}

@@ -19,7 +19,7 @@ JOB_COLUMNS = (
     "COALESCE(p.step, j.step) AS step, j.total_steps, j.created_at, j.started_at, j.finished_at, "
     "j.error, j.parent_id, j.relation, j.seed, COALESCE(p.steps_per_s, j.steps_per_s) AS steps_per_s, "
     "j.gpu_seconds, j.delivered, GREATEST(j.version, p.version) AS version, j.lease_owner, "
-    "p.lease_expires_at, j.group_id"
+    "p.lease_expires_at, j.group_id, j.not_before, j.resumed_from_step"
 )
 SELECT_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs j LEFT JOIN job_progress p ON p.job_id = j.id"
 
@@ -57,6 +57,9 @@ def job_from_row(row: DictRow) -> Job:
         worker=row["lease_owner"],
         lease_expires_at=from_epoch(row["lease_expires_at"]),
         group_id=row["group_id"],
+
+        not_before=from_epoch(row["not_before"]),
+        resumed_from_step=row["resumed_from_step"],
     )
 
 

@@ -13,6 +13,8 @@ instead of waiting, and no job is ever handed out twice. Locks are taken in
 one order everywhere (job rows, then guild rows, then member rows; several
 guilds or members in ascending id), and nobody waits for a row while holding
 one that a waiter of that row could need, so transactions never deadlock.
+Waiting retries (``not_before``) are counted as SqliteStore counts them: pending,
+not queued, until ``due`` counts them in.
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ CLAIM_USER = (
     "ORDER BY vtime, last_claim, user_id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 CLAIM_JOB = (
-    "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = %s AND user_id = %s "
+    "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = %s AND user_id = %s AND not_before IS NULL "
     "ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 _HAS_SHAPE = (
     "SELECT 1 FROM jobs j WHERE j.state = 'queued' AND j.guild_id = {0}.guild_id "
-    "AND j.model = %s AND j.width = %s AND j.height = %s"
+    "AND j.model = %s AND j.width = %s AND j.height = %s AND j.not_before IS NULL"
 )
 SHAPE_GUILD = (
     "SELECT guild_id, vtime FROM guild_queues g WHERE queued > 0 AND guild_id <> ALL(%s) "
@@ -60,9 +62,17 @@ SHAPE_USER = (
 )
 SHAPE_JOB = (
     "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = %s AND model = %s AND width = %s "
-    "AND height = %s AND user_id = %s ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    "AND height = %s AND user_id = %s AND not_before IS NULL ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
-ANY_QUEUED = "SELECT 1 FROM jobs WHERE state = 'queued' AND guild_id = %s AND user_id = %s LIMIT 1"
+ANY_QUEUED = (
+    "SELECT 1 FROM jobs WHERE state = 'queued' AND guild_id = %s AND user_id = %s AND not_before IS NULL LIMIT 1"
+)
+# Waiting retries whose time has come (not_before passed); one locked by a cancel in flight waits for the next claim.
+DUE = """UPDATE jobs SET not_before = NULL, version = %(version)s WHERE id IN (
+        SELECT id FROM jobs WHERE not_before <= %(now)s AND state = 'queued' ORDER BY id FOR UPDATE SKIP LOCKED
+    ) RETURNING id, guild_id, user_id, cost"""
+# A job with a checkpoint starts at its step (NULL without one).
+CHECKPOINT_STEP = "(SELECT c.step FROM checkpoints c WHERE c.job_id = jobs.id)"
 EXPIRED = (
     "SELECT j.id, j.guild_id, j.user_id, j.state, j.attempts, j.max_attempts, j.cost, j.charged_s, "
     "j.lease_owner FROM job_progress p JOIN jobs j ON j.id = p.job_id "
@@ -73,14 +83,15 @@ EXPIRED = (
 # Bind (by name): worker, token, now, expires, version, id, guild, guild_vtime, user, user_vtime.
 TAKE = f"""WITH j AS (
         UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = %(worker)s,
-            lease_token = %(token)s, started_at = %(now)s, step = 0, steps_per_s = NULL,
+            lease_token = %(token)s, started_at = %(now)s, step = COALESCE({CHECKPOINT_STEP}, 0),
+            resumed_from_step = {CHECKPOINT_STEP}, steps_per_s = NULL,
             charged_s = cost * {RATE}, version = %(version)s
         WHERE id = %(id)s AND state = 'queued' RETURNING *
     ), p AS (
         INSERT INTO job_progress (job_id, lease_token, lease_expires_at, step, steps_per_s, version)
-        SELECT id, lease_token, %(expires)s, 0, NULL, version FROM j
+        SELECT id, lease_token, %(expires)s, step, NULL, version FROM j
         ON CONFLICT (job_id) DO UPDATE SET lease_token = excluded.lease_token,
-            lease_expires_at = excluded.lease_expires_at, step = 0, steps_per_s = NULL,
+            lease_expires_at = excluded.lease_expires_at, step = excluded.step, steps_per_s = NULL,
             version = excluded.version
         RETURNING *
     ), g AS (
@@ -124,7 +135,8 @@ ENTER_USER = f"""INSERT INTO user_queues AS u (guild_id, user_id, vtime, queued,
 # One job, claimed in one statement (so in one round trip, as its own transaction) when no
 # lease has expired and the first pick finds a job; otherwise it claims nothing and says why.
 FAST_CLAIM = f"""WITH expired AS (
-        SELECT 1 FROM job_progress WHERE lease_expires_at < %(now)s LIMIT 1
+        SELECT 1 FROM job_progress WHERE lease_expires_at < %(now)s
+        UNION ALL SELECT 1 FROM jobs WHERE not_before <= %(now)s AND state = 'queued' LIMIT 1
     ), g AS (
         SELECT guild_id, vtime FROM guild_queues WHERE queued > 0 AND NOT EXISTS (SELECT 1 FROM expired)
         ORDER BY vtime, last_claim, guild_id LIMIT 1 FOR UPDATE SKIP LOCKED
@@ -133,17 +145,19 @@ FAST_CLAIM = f"""WITH expired AS (
         ORDER BY q.vtime, q.last_claim, q.user_id LIMIT 1 FOR UPDATE OF q SKIP LOCKED
     ), pick AS (
         SELECT jobs.id FROM jobs JOIN g ON jobs.guild_id = g.guild_id JOIN u ON jobs.user_id = u.user_id
-        WHERE jobs.state = 'queued' ORDER BY jobs.priority DESC, jobs.id LIMIT 1 FOR UPDATE OF jobs SKIP LOCKED
+        WHERE jobs.state = 'queued' AND jobs.not_before IS NULL ORDER BY jobs.priority DESC, jobs.id LIMIT 1
+        FOR UPDATE OF jobs SKIP LOCKED
     ), j AS (
         UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = %(worker)s,
-            lease_token = %(token)s, started_at = %(now)s, step = 0, steps_per_s = NULL,
+            lease_token = %(token)s, started_at = %(now)s, step = COALESCE({CHECKPOINT_STEP}, 0),
+            resumed_from_step = {CHECKPOINT_STEP}, steps_per_s = NULL,
             charged_s = cost * {RATE}, version = pg_current_xact_id()::text::bigint
         FROM pick WHERE jobs.id = pick.id RETURNING jobs.*
     ), p AS (
         INSERT INTO job_progress (job_id, lease_token, lease_expires_at, step, steps_per_s, version)
-        SELECT id, lease_token, %(expires)s, 0, NULL, version FROM j
+        SELECT id, lease_token, %(expires)s, step, NULL, version FROM j
         ON CONFLICT (job_id) DO UPDATE SET lease_token = excluded.lease_token,
-            lease_expires_at = excluded.lease_expires_at, step = 0, steps_per_s = NULL,
+            lease_expires_at = excluded.lease_expires_at, step = excluded.step, steps_per_s = NULL,
             version = excluded.version
         RETURNING *
     ), gq AS (
@@ -163,7 +177,8 @@ async def fast_claim(tx: Tx, worker: str, *, lease_s: float, now: float) -> list
     """Claim one job in a single statement (``tx`` in autocommit mode): the common case.
 
     Returns None when the full ``claim`` must run instead: a lease expired
-    (it must be reclaimed first), or the least-served guild's counters show
+    (it must be reclaimed first) or a retry's wait is over (it must be counted
+    in again, ``due``), or the least-served guild's counters show
     work that its member or job rows don't (locked by a cancel, or wrong).
     """
     token = secrets.token_hex(16)
@@ -180,6 +195,7 @@ async def fast_claim(tx: Tx, worker: str, *, lease_s: float, now: float) -> list
 async def claim(tx: Tx, worker: str, *, lease_s: float, max_jobs: int, now: float) -> list[Claim]:
     """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one shape to ``worker``."""
     await reclaim_expired(tx, now)
+    await due(tx, now)
     claims: list[Claim] = []
     shape: Shape | None = None
     while len(claims) < max_jobs:
@@ -257,18 +273,29 @@ async def enter_queue(
     )
 
 
-async def leave_queue(tx: Tx, guild_id: int, user_id: int, *, cost: int) -> None:
-    """Uncount one queued job that leaves the queue without running (cancelled)."""
+async def leave_queue(tx: Tx, guild_id: int, user_id: int, *, cost: int, waiting: bool = False) -> None:
+    """Uncount one queued job that leaves the queue without running (cancelled); a ``waiting``
+    one (a retry before its ``not_before``) counts only as pending."""
+    queued = 0 if waiting else 1
     await tx.run(
-        "UPDATE guild_queues SET queued = queued - 1, queued_cost = queued_cost - %s, "
+        "UPDATE guild_queues SET queued = queued - %s, queued_cost = queued_cost - %s, "
         "pending = pending - 1 WHERE guild_id = %s",
-        (cost, guild_id),
+        (queued, cost * queued, guild_id),
     )
     await tx.run(
-        "UPDATE user_queues SET queued = queued - 1, queued_cost = queued_cost - %s, "
+        "UPDATE user_queues SET queued = queued - %s, queued_cost = queued_cost - %s, "
         "pending = pending - 1 WHERE guild_id = %s AND user_id = %s",
-        (cost, guild_id, user_id),
+        (queued, cost * queued, guild_id, user_id),
     )
+
+
+async def due(tx: Tx, now: float) -> int:
+    """Count the retries whose wait is over as queued again (job rows locked first, then their
+    guilds' and members' counters in ascending order, as everywhere)."""
+    rows = await tx.all(DUE, {"version": await tx.version(), "now": now})
+    for row in sorted(rows, key=lambda r: (r["guild_id"], r["user_id"])):
+        await enter_queue(tx, row["guild_id"], row["user_id"], jobs=1, cost=row["cost"], pending=0)
+    return len(rows)
 
 
 async def settle(
@@ -360,8 +387,8 @@ async def rebuild_queues(tx: Tx, guild_id: int | None = None) -> None:
     where = "" if guild_id is None else " AND guild_id = %(guild)s"
     only = "" if guild_id is None else " WHERE guild_id = %(guild)s"
     counts = (
-        "SELECT guild_id{user}, COUNT(*) FILTER (WHERE state = 'queued'), "
-        "COALESCE(SUM(cost) FILTER (WHERE state = 'queued'), 0), COUNT(*) FROM jobs "
+        "SELECT guild_id{user}, COUNT(*) FILTER (WHERE state = 'queued' AND not_before IS NULL), "
+        "COALESCE(SUM(cost) FILTER (WHERE state = 'queued' AND not_before IS NULL), 0), COUNT(*) FROM jobs "
         f"WHERE state IN ('queued', 'running', 'cancelling'){where} GROUP BY guild_id{{user}}"
     )
     params = {"guild": guild_id}

@@ -225,7 +225,31 @@ JOB_GROUPS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, JOB_KINDS, PRESENCE, JOB_GROUPS)
+RESUME_AND_RETRY = Migration(
+    5,
+    "checkpoints of running jobs, retries that wait (not_before), the step a job resumed at",
+    (
+        # As SQLite's migration 3 (db/migrations.py).
+        "ALTER TABLE jobs ADD COLUMN not_before double precision",
+        "ALTER TABLE jobs ADD COLUMN deferrals integer NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN resumed_from_step integer",
+        "CREATE INDEX jobs_waiting ON jobs (not_before) WHERE not_before IS NOT NULL",
+        """CREATE TABLE checkpoints (
+            job_id bigint PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+            step integer NOT NULL,
+            data bytea NOT NULL,
+            saved_at double precision NOT NULL
+        )""",
+        "ALTER TABLE checkpoints ALTER COLUMN data SET STORAGE EXTERNAL",
+        # A job that ends has nothing to resume: whichever path ends it, its checkpoint goes.
+        """CREATE FUNCTION checkpoints_end() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN DELETE FROM checkpoints WHERE job_id = NEW.id; RETURN NULL; END $$""",
+        """CREATE TRIGGER checkpoints_end AFTER UPDATE OF state ON jobs FOR EACH ROW
+            WHEN (NEW.state IN ('succeeded', 'failed', 'cancelled')) EXECUTE FUNCTION checkpoints_end()""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, JOB_KINDS, PRESENCE, JOB_GROUPS, RESUME_AND_RETRY)
 
 VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     id integer PRIMARY KEY CHECK (id = 1),

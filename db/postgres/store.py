@@ -26,6 +26,7 @@ from db.postgres.listener import Listener
 from db.postgres.rows import fetch_job
 from db.postgres.schema import migrate
 from db.presence import Presence
+from db.retries import RetryBackoff
 from db.settings import AuditEntry, GuildSettings, SettingValue
 from db.wakeups import Wake, Wakeups
 
@@ -48,6 +49,7 @@ class PostgresStore(CheckedStore):
         session: SessionSettings,
         poll_interval_s: float,
         listen_retry_s: float,
+        retry_backoff: RetryBackoff,
     ) -> None:
         self._pool: Pool | None = pool
         self._url = url
@@ -56,6 +58,7 @@ class PostgresStore(CheckedStore):
         self.defaults = defaults
         self.session = session
         self.poll_interval_s = poll_interval_s
+        self.retry_backoff = retry_backoff
         self.wakeups = Wakeups()
         self.parked = asyncio.Event()  # set while a wait_for_change waits (tests start changes then)
         self.listener = Listener(url, session, retry_s=listen_retry_s)
@@ -75,6 +78,7 @@ class PostgresStore(CheckedStore):
         listen_retry_s: float = 1.0,
         application_name: str = "vqbot",
         durable_claims: bool = True,
+        retry_backoff: RetryBackoff | None = None,
     ) -> Self:
         """Connect to ``url`` (``postgresql://user:password@host:port/dbname``), migrating the
         database as needed.
@@ -92,6 +96,7 @@ class PostgresStore(CheckedStore):
         of a second; those jobs are queued again and their workers' next
         report fails its lease check, as after a lease expiry. Enqueues,
         finishes, failures and cancels always wait for the disk.
+        ``retry_backoff``: the waits between a failed job's attempts (``db.retries``).
         """
         session = SessionSettings(
             statement_s=statement_timeout_s,
@@ -101,6 +106,8 @@ class PostgresStore(CheckedStore):
         )
         check_seconds("poll_interval_s", poll_interval_s, positive=True, most=3600)
         check_seconds("listen_retry_s", listen_retry_s, positive=True, most=3600)
+        if retry_backoff is not None and not isinstance(retry_backoff, RetryBackoff):
+            raise InvalidInput("retry_backoff", "retry_backoff must be a RetryBackoff.")
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 1000:
             raise InvalidInput("pool_size", f"pool_size must be 1 to 1000 connections, got {pool_size!r}.")
         conn = await connect(url, session, "vqbot-migrate")
@@ -126,6 +133,7 @@ class PostgresStore(CheckedStore):
             session=session,
             poll_interval_s=poll_interval_s,
             listen_retry_s=listen_retry_s,
+            retry_backoff=retry_backoff or RetryBackoff(),
         )
 
     async def close(self) -> None:
@@ -264,11 +272,38 @@ class PostgresStore(CheckedStore):
         )
 
     async def _fail(
-        self, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool, now: float
+        self,
+        job_id: int,
+        token: str,
+        *,
+        error: str,
+        gpu_seconds: float,
+        retry: bool,
+        count_attempt: bool,
+        draw: float,
+        now: float,
     ) -> bool:
         return await self._run(
-            transitions.fail, job_id, token, error=error, gpu_seconds=gpu_seconds, retry=retry, now=now
+            transitions.fail,
+            job_id,
+            token,
+            error=error,
+            gpu_seconds=gpu_seconds,
+            retry=retry,
+            count_attempt=count_attempt,
+            backoff=self.retry_backoff,
+            draw=draw,
+            now=now,
         )
+
+    async def _save_checkpoint(self, job_id: int, token: str, *, step: int, data: bytes, now: float) -> bool:
+        return await self._run(transitions.save_checkpoint, job_id, token, step=step, data=data, now=now)
+
+    async def _checkpoint(self, job_id: int) -> tuple[int, bytes] | None:
+        return await self._run(listings.checkpoint, job_id, read_only=True)
+
+    async def _discard_checkpoint(self, job_id: int, token: str) -> bool:
+        return await self._run(transitions.discard_checkpoint, job_id, token)
 
     async def _release(self, job_id: int, token: str, *, now: float) -> bool:
         return await self._run(transitions.release, job_id, token, now=now)
@@ -335,6 +370,13 @@ class PostgresStore(CheckedStore):
 
     async def _presences(self) -> list[Presence]:
         return await self._run(presence.listing, read_only=True)
+
+    async def _params_in_use(
+        self, *, ended_after: float, after_id: int, limit: int
+    ) -> list[tuple[int, dict[str, object]]]:
+        return await self._run(
+            listings.params_in_use, ended_after=ended_after, after_id=after_id, limit=limit, read_only=True
+        )
 
     async def _settings(self, guild_id: int) -> GuildSettings:
         return await self._run(guild_config.load_settings, guild_id, self.defaults)

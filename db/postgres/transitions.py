@@ -17,11 +17,12 @@ from db.jobs import MESSAGE_COLUMNS, Job, ProgressAck
 from db.postgres.connection import Tx
 from db.postgres.rows import fetch_job
 from db.postgres.scheduler import enter_queue, leave_queue, settle
+from db.retries import RetryBackoff
 
 log = logging.getLogger(__name__)
 
 HELD = (
-    "SELECT id, guild_id, user_id, state, cost, charged_s, attempts, max_attempts, total_steps "
+    "SELECT id, guild_id, user_id, state, cost, charged_s, attempts, max_attempts, total_steps, deferrals "
     "FROM jobs WHERE id = %s AND lease_token = %s AND state IN ('running', 'cancelling') FOR UPDATE"
 )
 # Ends the attempt: drops the progress row (folding its step and speed into the job as
@@ -128,26 +129,77 @@ async def finish(tx: Tx, job_id: int, token: str, *, result_png: bytes, gpu_seco
 
 
 async def fail(
-    tx: Tx, job_id: int, token: str, *, error: str, gpu_seconds: float, retry: bool, now: float
+    tx: Tx,
+    job_id: int,
+    token: str,
+    *,
+    error: str,
+    gpu_seconds: float,
+    retry: bool,
+    count_attempt: bool,
+    backoff: RetryBackoff,
+    draw: float,
+    now: float,
 ) -> bool:
-    """End the attempt with an error: back to the queue if ``retry`` and attempts
-    are left, else failed (or cancelled, if the user asked meanwhile)."""
+    """End the attempt with an error: back to the queue, waiting out its backoff, if ``retry``
+    and attempts are left (or the attempt is not counted), else failed (or cancelled, if the
+    user asked meanwhile). See ``db.retries``."""
     row = await tx.one(HELD, (job_id, token))
     if row is None:
         return False
-    requeue = retry and row["state"] == "running" and row["attempts"] < row["max_attempts"]
+    counted = count_attempt or row["deferrals"] >= backoff.max_deferrals
+    requeue = retry and row["state"] == "running" and (not counted or row["attempts"] < row["max_attempts"])
     if requeue:
-        state = "queued"
-        await _end(tx, job_id, state, error=error, finished=None, gpu_seconds=gpu_seconds, progress="reset")
+        wait = backoff.delay(row["attempts"] if counted else row["deferrals"] + 1, draw)
+        given_back = 0 if counted else 1
+        await _end(
+            tx, job_id, "queued", error=error, finished=None, gpu_seconds=gpu_seconds, progress="reset",
+            give_back=given_back,
+        )
+        await tx.run(
+            "UPDATE jobs SET not_before = %s, deferrals = deferrals + %s WHERE id = %s",
+            (now + wait, given_back, job_id),
+        )
         await settle(tx, row, gpu_seconds=gpu_seconds, leaves=False, now=now)
-        await enter_queue(tx, row["guild_id"], row["user_id"], jobs=1, cost=row["cost"], pending=0)
+        state = f"queued, waiting {wait:.0f} s"
     else:
         state = "cancelled" if retry and row["state"] == "cancelling" else "failed"
         await _end(tx, job_id, state, error=error, finished=now, gpu_seconds=gpu_seconds, progress="keep")
         await settle(tx, row, gpu_seconds=gpu_seconds, leaves=True, now=now)
     log.warning(
-        "job %d attempt %d of %d failed (%s); now %s", job_id, row["attempts"], row["max_attempts"], error, state
+        "job %d attempt %d of %d failed (%s)%s; now %s", job_id, row["attempts"], row["max_attempts"], error,
+        "" if counted else " (not counted: not the job's fault)", state,
     )
+    return True
+
+
+async def save_checkpoint(tx: Tx, job_id: int, token: str, *, step: int, data: bytes, now: float) -> bool:
+    """Replace the job's checkpoint; False if the worker no longer holds the job. The job row is
+    share-locked, so an end of the attempt (which deletes the checkpoint) can't pass it."""
+    row = await tx.one(HELD.replace("FOR UPDATE", "FOR SHARE"), (job_id, token))
+    if row is None:
+        return False
+    if step > row["total_steps"]:
+        raise InvalidInput("step", f"step {step} is past the job's {row['total_steps']} steps (job {job_id}).")
+    await tx.run(
+        "INSERT INTO checkpoints (job_id, step, data, saved_at) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (job_id) DO UPDATE SET step = excluded.step, data = excluded.data, saved_at = excluded.saved_at",
+        (job_id, step, data, now),
+    )
+    return True
+
+
+async def discard_checkpoint(tx: Tx, job_id: int, token: str) -> bool:
+    """Delete an unusable checkpoint; the job starts over from step 0."""
+    row = await tx.one(HELD, (job_id, token))
+    if row is None:
+        return False
+    await tx.run("DELETE FROM checkpoints WHERE job_id = %s", (job_id,))
+    await tx.run("UPDATE job_progress SET step = 0, version = %s WHERE job_id = %s", (await tx.version(), job_id))
+    await tx.run(
+        "UPDATE jobs SET step = 0, resumed_from_step = NULL, version = %s WHERE id = %s", (await tx.version(), job_id)
+    )
+    log.warning("job %d: its checkpoint was unusable and is gone; starting over", job_id)
     return True
 
 
@@ -182,17 +234,19 @@ async def confirm_cancelled(tx: Tx, job_id: int, token: str, *, gpu_seconds: flo
 
 async def request_cancel(tx: Tx, job_id: int, *, by_user: int, is_admin: bool, now: float) -> Job:
     """Cancel a queued job at once, or ask the worker to stop a running one."""
-    row = await tx.one("SELECT guild_id, user_id, state, cost FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+    row = await tx.one(
+        "SELECT guild_id, user_id, state, cost, not_before FROM jobs WHERE id = %s FOR UPDATE", (job_id,)
+    )
     if row is None:
         raise NotFound(f"Job {job_id} does not exist. Check the job number and try again.")
     if row["user_id"] != by_user and not is_admin:
         raise NotAllowed("Only the member who started this job or a server admin can cancel it.")
     if row["state"] == "queued":
         await tx.run(
-            "UPDATE jobs SET state = 'cancelled', finished_at = %s, version = %s WHERE id = %s",
+            "UPDATE jobs SET state = 'cancelled', finished_at = %s, version = %s, not_before = NULL WHERE id = %s",
             (now, await tx.version(), job_id),
         )
-        await leave_queue(tx, row["guild_id"], row["user_id"], cost=row["cost"])
+        await leave_queue(tx, row["guild_id"], row["user_id"], cost=row["cost"], waiting=row["not_before"] is not None)
     elif row["state"] == "running":
         await tx.run(
             "UPDATE jobs SET state = 'cancelling', version = %s WHERE id = %s", (await tx.version(), job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from db.clock import utc_day
@@ -116,6 +117,23 @@ def preview(conn: sqlite3.Connection, job_id: int) -> tuple[int, bytes] | None:
     return (row["step"], bytes(row["image"])) if row else None
 
 
+def checkpoint(conn: sqlite3.Connection, job_id: int) -> tuple[int, bytes] | None:
+    row = conn.execute("SELECT step, data FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()
+    return (row["step"], bytes(row["data"])) if row else None
+
+
+def params_in_use(
+    conn: sqlite3.Connection, *, ended_after: float, after_id: int, limit: int
+) -> list[tuple[int, dict[str, object]]]:
+    """(id, params) of jobs not ended, or ended at or after ``ended_after``, above ``after_id``."""
+    rows = conn.execute(
+        "SELECT id, params FROM jobs WHERE id > ? AND (finished_at IS NULL OR finished_at >= ?) "
+        "ORDER BY id LIMIT ?",
+        (after_id, ended_after, limit),
+    ).fetchall()
+    return [(row["id"], json.loads(row["params"])) for row in rows]
+
+
 def result(conn: sqlite3.Connection, job_id: int) -> bytes | None:
     row = conn.execute("SELECT png FROM results WHERE job_id = ?", (job_id,)).fetchone()
     return bytes(row["png"]) if row else None
@@ -200,6 +218,7 @@ def stats(conn: sqlite3.Connection, now: float) -> dict[str, object]:
         queued, guilds_waiting = conn.execute(
             "SELECT COALESCE(SUM(queued), 0), COUNT(*) FROM guild_queues WHERE queued > 0"
         ).fetchone()
+        retrying = conn.execute("SELECT COUNT(*) FROM jobs WHERE not_before IS NOT NULL").fetchone()[0]
         running, cancelling, workers, steps_per_s = conn.execute(
             f"SELECT COALESCE(SUM(state = 'running'), 0), COALESCE(SUM(state = 'cancelling'), 0), "
             f"COUNT(DISTINCT lease_owner), SUM(steps_per_s) FROM jobs WHERE {ACTIVE}"
@@ -213,6 +232,7 @@ def stats(conn: sqlite3.Connection, now: float) -> dict[str, object]:
         rate = throughput(conn)
     return {
         "queued": queued,
+        "retrying": retrying,
         "running": running,
         "cancelling": cancelling,
         "workers": workers,
@@ -247,5 +267,9 @@ def prune(
                 "JOIN jobs j ON j.id = r.job_id WHERE j.delivered = 1 AND j.finished_at < ?)",
                 (results_before,),
             ).rowcount
+        checkpoints = conn.execute(
+            "DELETE FROM checkpoints WHERE job_id IN (SELECT c.job_id FROM checkpoints c "
+            "JOIN jobs j ON j.id = c.job_id WHERE j.state IN ('succeeded', 'failed', 'cancelled'))"
+        ).rowcount
         usage = conn.execute("DELETE FROM gpu_usage WHERE day < ?", (usage_before_day,)).rowcount
-    return {"previews": previews, "results": results, "gpu_usage": usage}
+    return {"previews": previews, "results": results, "checkpoints": checkpoints, "gpu_usage": usage}

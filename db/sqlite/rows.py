@@ -13,7 +13,7 @@ JOB_COLUMNS = (
     "id, guild_id, channel_id, user_id, message_id, result_message_id, prompt, params, "
     "state, priority, cost, attempts, max_attempts, step, total_steps, created_at, "
     "started_at, finished_at, error, parent_id, relation, seed, steps_per_s, gpu_seconds, "
-    "delivered, version, lease_owner, lease_expires_at, group_id"
+    "delivered, version, lease_owner, lease_expires_at, group_id, not_before, resumed_from_step"
 )
 
 
@@ -50,6 +50,9 @@ def job_from_row(row: sqlite3.Row) -> Job:
         worker=row["lease_owner"],
         lease_expires_at=from_epoch(row["lease_expires_at"]),
         group_id=row["group_id"],
+
+        not_before=from_epoch(row["not_before"]),
+        resumed_from_step=row["resumed_from_step"],
     )
 
 

@@ -12,7 +12,9 @@ least the least ``vtime`` of those already waiting minus ``IDLE_CREDIT_S``:
 it goes first, but idling banks no more credit than that.
 Counters in ``guild_queues``/``user_queues`` (queued, queued_cost, pending)
 make each pick an index lookup; they change in the same transaction as the
-job rows, and ``rebuild_queues`` recomputes them from the jobs.
+job rows, and ``rebuild_queues`` recomputes them from the jobs. A retry that
+waits (``not_before`` set, ``db.retries``) is pending but not queued in them
+until ``due`` counts it in at the first claim after its time.
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ CLAIM_USER = (
     "ORDER BY vtime, last_claim, user_id LIMIT 1"
 )
 CLAIM_JOB = (
-    "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = ? AND user_id = ? "
+    "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = ? AND user_id = ? AND not_before IS NULL "
     "ORDER BY priority DESC, id LIMIT 1"
 )
 _HAS_SHAPE = (
     "SELECT 1 FROM jobs j WHERE j.state = 'queued' AND j.guild_id = {0}.guild_id "
-    "AND j.model = ? AND j.width = ? AND j.height = ?"
+    "AND j.model = ? AND j.width = ? AND j.height = ? AND j.not_before IS NULL"
 )
 SHAPE_GUILD = (
     "SELECT guild_id, vtime FROM guild_queues g WHERE queued > 0 "
@@ -56,14 +58,22 @@ SHAPE_USER = (
 )
 SHAPE_JOB = (
     "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = ? AND model = ? AND width = ? "
-    "AND height = ? AND user_id = ? ORDER BY priority DESC, id LIMIT 1"
+    "AND height = ? AND user_id = ? AND not_before IS NULL ORDER BY priority DESC, id LIMIT 1"
 )
 EXPIRED = (
     "SELECT id, guild_id, user_id, state, attempts, max_attempts, cost, lease_owner "
     "FROM jobs WHERE lease_expires_at < ?"
 )
+# Waiting retries whose time has come (not_before passed), oldest first.
+DUE = (
+    "SELECT id, guild_id, user_id, cost FROM jobs WHERE not_before <= ? AND state = 'queued' "
+    "ORDER BY not_before, id"
+)
+# A job with a checkpoint starts at its step (CHECKPOINT_STEP: NULL without one).
+CHECKPOINT_STEP = "(SELECT c.step FROM checkpoints c WHERE c.job_id = jobs.id)"
 TAKE = f"""UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?,
-    lease_token = ?, lease_expires_at = ?, started_at = ?, step = 0, steps_per_s = NULL,
+    lease_token = ?, lease_expires_at = ?, started_at = ?, step = COALESCE({CHECKPOINT_STEP}, 0),
+    resumed_from_step = {CHECKPOINT_STEP}, steps_per_s = NULL,
     charged_s = cost * ?, version = ?
     WHERE id = ? AND state = 'queued' RETURNING {JOB_COLUMNS}"""
 
@@ -74,6 +84,7 @@ def claim(
     """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one shape to ``worker``."""
     with write(conn):
         reclaim_expired(conn, now)
+        due(conn, now)
         claims: list[Claim] = []
         shape: Shape | None = None
         version, rate = 0, seconds_per_cost(conn)
@@ -211,17 +222,35 @@ def enter_queue(
     )
 
 
-def leave_queue(conn: sqlite3.Connection, guild_id: int, user_id: int, *, cost: int) -> None:
-    """Uncount one queued job that leaves the queue without running (cancelled)."""
+def leave_queue(
+    conn: sqlite3.Connection, guild_id: int, user_id: int, *, cost: int, waiting: bool = False
+) -> None:
+    """Uncount one queued job that leaves the queue without running (cancelled); a ``waiting``
+    one (a retry before its ``not_before``) counts only as pending."""
+    queued = 0 if waiting else 1
     for table, where, key in (
         ("guild_queues", "guild_id = ?", (guild_id,)),
         ("user_queues", "guild_id = ? AND user_id = ?", (guild_id, user_id)),
     ):
         conn.execute(
-            f"UPDATE {table} SET queued = queued - 1, queued_cost = queued_cost - ?, "
+            f"UPDATE {table} SET queued = queued - ?, queued_cost = queued_cost - ?, "
             f"pending = pending - 1 WHERE {where}",
-            (cost, *key),
+            (queued, cost * queued, *key),
         )
+
+
+def due(conn: sqlite3.Connection, now: float) -> int:
+    """Count the retries whose wait is over as queued again (inside a write transaction)."""
+    rows = conn.execute(DUE, (now,)).fetchall()
+    if rows:
+        version = next_version(conn)
+        conn.executemany(
+            "UPDATE jobs SET not_before = NULL, version = ? WHERE id = ?",
+            [(version, row["id"]) for row in rows],
+        )
+    for row in rows:
+        enter_queue(conn, row["guild_id"], row["user_id"], jobs=1, cost=row["cost"], pending=0)
+    return len(rows)
 
 
 def settle(
@@ -327,8 +356,8 @@ def reclaim(conn: sqlite3.Connection, now: float) -> int:
 def rebuild_queues(conn: sqlite3.Connection) -> None:
     """Recompute the queued/pending counters from the jobs (virtual times are kept)."""
     counts = (
-        "SELECT guild_id{user}, SUM(state = 'queued'), "
-        "SUM(CASE WHEN state = 'queued' THEN cost ELSE 0 END), COUNT(*) FROM jobs "
+        "SELECT guild_id{user}, SUM(state = 'queued' AND not_before IS NULL), "
+        "SUM(CASE WHEN state = 'queued' AND not_before IS NULL THEN cost ELSE 0 END), COUNT(*) FROM jobs "
         "WHERE state IN ('queued', 'running', 'cancelling') GROUP BY guild_id{user}"
     )
     conn.execute("UPDATE guild_queues SET queued = 0, queued_cost = 0, pending = 0")

@@ -12,6 +12,7 @@ import sqlite3
 
 from db.errors import InvalidInput, NotAllowed, NotFound
 from db.jobs import MESSAGE_COLUMNS, Job, ProgressAck
+from db.retries import RetryBackoff
 from db.sqlite.connection import next_version, write
 from db.sqlite.rows import fetch_job
 from db.sqlite.scheduler import enter_queue, leave_queue, settle
@@ -19,7 +20,8 @@ from db.sqlite.scheduler import enter_queue, leave_queue, settle
 log = logging.getLogger(__name__)
 
 HELD = (
-    "SELECT id, guild_id, user_id, state, cost, charged_s, attempts, max_attempts, total_steps "
+    "SELECT id, guild_id, user_id, state, cost, charged_s, attempts, max_attempts, total_steps, "
+    "deferrals "
     "FROM jobs WHERE id = ? AND lease_token = ? AND state IN ('running', 'cancelling')"
 )
 # Clears the lease and ends the job; bind: state, error, finished_at, gpu_seconds, version, id.
@@ -118,34 +120,80 @@ def fail(
     error: str,
     gpu_seconds: float,
     retry: bool,
+    count_attempt: bool,
+    backoff: RetryBackoff,
+    draw: float,
     now: float,
 ) -> bool:
-    """End the attempt with an error: back to the queue if ``retry`` and attempts
-    are left, else failed (or cancelled, if the user asked meanwhile)."""
+    """End the attempt with an error: back to the queue, waiting out its backoff, if ``retry``
+    and attempts are left (or the attempt is not counted), else failed (or cancelled, if the
+    user asked meanwhile). See ``db.retries``."""
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
             return False
         version = next_version(conn)
-        requeue = retry and row["state"] == "running" and row["attempts"] < row["max_attempts"]
+        counted = count_attempt or row["deferrals"] >= backoff.max_deferrals
+        requeue = retry and row["state"] == "running" and (not counted or row["attempts"] < row["max_attempts"])
         if requeue:
+            wait = backoff.delay(row["attempts"] if counted else row["deferrals"] + 1, draw)
             conn.execute(END, ("queued", error, None, gpu_seconds, version, job_id))
-            conn.execute("UPDATE jobs SET step = 0, steps_per_s = NULL WHERE id = ?", (job_id,))
+            conn.execute(
+                "UPDATE jobs SET step = 0, steps_per_s = NULL, not_before = ?, "
+                "attempts = attempts - ?, deferrals = deferrals + ? WHERE id = ?",
+                (now + wait, 0 if counted else 1, 0 if counted else 1, job_id),
+            )
             settle(conn, row, gpu_seconds=gpu_seconds, leaves=False, now=now)
-            enter_queue(conn, row["guild_id"], row["user_id"], jobs=1, cost=row["cost"], pending=0)
-            state = "queued"
+            state = f"queued, waiting {wait:.0f} s"
         else:
             state = "cancelled" if retry and row["state"] == "cancelling" else "failed"
             conn.execute(END, (state, error, now, gpu_seconds, version, job_id))
             settle(conn, row, gpu_seconds=gpu_seconds, leaves=True, now=now)
     log.warning(
-        "job %d attempt %d of %d failed (%s); now %s",
+        "job %d attempt %d of %d failed (%s)%s; now %s",
         job_id,
         row["attempts"],
         row["max_attempts"],
         error,
+        "" if counted else " (not counted: not the job's fault)",
         state,
     )
+    return True
+
+
+def save_checkpoint(
+    conn: sqlite3.Connection, job_id: int, token: str, *, step: int, data: bytes, now: float
+) -> bool:
+    """Replace the job's checkpoint; False if the worker no longer holds the job."""
+    with write(conn):
+        row = conn.execute(HELD, (job_id, token)).fetchone()
+        if row is None:
+            return False
+        if step > row["total_steps"]:
+            raise InvalidInput(
+                "step", f"step {step} is past the job's {row['total_steps']} steps (job {job_id})."
+            )
+        conn.execute(
+            "INSERT INTO checkpoints (job_id, step, data, saved_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (job_id) DO UPDATE SET step = excluded.step, data = excluded.data, "
+            "saved_at = excluded.saved_at",
+            (job_id, step, data, now),
+        )
+    return True
+
+
+def discard_checkpoint(conn: sqlite3.Connection, job_id: int, token: str) -> bool:
+    """Delete an unusable checkpoint; the job starts over from step 0."""
+    with write(conn):
+        row = conn.execute(HELD, (job_id, token)).fetchone()
+        if row is None:
+            return False
+        conn.execute("DELETE FROM checkpoints WHERE job_id = ?", (job_id,))
+        conn.execute(
+            "UPDATE jobs SET step = 0, resumed_from_step = NULL, version = ? WHERE id = ?",
+            (next_version(conn), job_id),
+        )
+    log.warning("job %d: its checkpoint was unusable and is gone; starting over", job_id)
     return True
 
 
@@ -196,7 +244,7 @@ def request_cancel(
     """Cancel a queued job at once, or ask the worker to stop a running one."""
     with write(conn):
         row = conn.execute(
-            "SELECT guild_id, user_id, state, cost FROM jobs WHERE id = ?", (job_id,)
+            "SELECT guild_id, user_id, state, cost, not_before FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         if row is None:
             raise NotFound.job(job_id)
@@ -206,11 +254,13 @@ def request_cancel(
             )
         if row["state"] == "queued":
             conn.execute(
-                "UPDATE jobs SET state = 'cancelled', finished_at = ?, version = ? "
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?, version = ?, not_before = NULL "
                 "WHERE id = ? AND state = 'queued'",
                 (now, next_version(conn), job_id),
             )
-            leave_queue(conn, row["guild_id"], row["user_id"], cost=row["cost"])
+            leave_queue(
+                conn, row["guild_id"], row["user_id"], cost=row["cost"], waiting=row["not_before"] is not None
+            )
         elif row["state"] == "running":
             conn.execute(
                 "UPDATE jobs SET state = 'cancelling', version = ? "

@@ -47,3 +47,57 @@ def test_vqbot_fused_kernels_turns_the_triton_kernels_off(monkeypatch, tmp_path,
         engine = Engine(EngineConfig(model_dir=tmp_path / "models", device="cpu", fused_kernels=settings.fused_kernels))
         with engine.settings():
             assert ("cpu" in layers.switches().fused_norm_devices) is fused
+
+
+def test_housekeeping_settings_default_to_hourly_rounds_and_thirty_days(monkeypatch, tmp_path) -> None:
+    from vqbot_cli.run import housekeeping_config
+
+    options, _ = options_and_settings(monkeypatch, tmp_path)
+    config = housekeeping_config(options)
+    assert (config.every_s, config.keep_results_days, config.keep_uploads_days) == (3600, 30, 30)
+    assert config.uploads_dir == options.data_dir / "attachments"  # where the bot keeps uploads
+    options, _ = options_and_settings(monkeypatch, tmp_path, VQBOT_PRUNE_EVERY_S="0", VQBOT_KEEP_RESULTS_DAYS="0",
+                                      VQBOT_KEEP_UPLOADS_DAYS="7")
+    assert (options.prune_every_s, options.keep_results_days, options.keep_uploads_days) == (0, 0, 7)
+
+
+@pytest.mark.parametrize("key, value", [("VQBOT_PRUNE_EVERY_S", "5"), ("VQBOT_PRUNE_EVERY_S", "-1"),
+                                        ("VQBOT_PRUNE_EVERY_S", "nan"), ("VQBOT_KEEP_RESULTS_DAYS", "forever"),
+                                        ("VQBOT_KEEP_UPLOADS_DAYS", "0"), ("VQBOT_KEEP_RESULTS_DAYS", "1e9")])
+def test_bad_housekeeping_settings_are_refused_at_start_naming_the_setting(monkeypatch, tmp_path, key, value) -> None:
+    from vqbot_cli.run import SetupProblem
+
+    with pytest.raises(SetupProblem, match=key):
+        options_and_settings(monkeypatch, tmp_path, **{key: value})
+
+
+async def test_vqbot_run_and_worker_start_housekeeping_unless_turned_off(monkeypatch, tmp_path) -> None:
+    import asyncio
+
+    from db import SqliteStore
+    from tests.db.factories import PNG, new_job
+    from vqbot_cli.run import start_housekeeping
+
+    store = await SqliteStore.open(tmp_path / "vqbot.sqlite3")
+    try:
+        job = await store.enqueue(new_job())
+        (claim,) = await store.claim("gpu-0", lease_seconds=30)
+        assert await store.finish(job.id, claim.token, result_png=PNG, gpu_seconds=1)
+        assert await store.mark_delivered(job.id)
+        stop = asyncio.Event()
+        off, _ = options_and_settings(monkeypatch, tmp_path, VQBOT_PRUNE_EVERY_S="0")
+        assert start_housekeeping(store, off, stop) is None
+        # A retention this short deletes the result at the first round, which comes at start.
+        on, _ = options_and_settings(monkeypatch, tmp_path, VQBOT_PRUNE_EVERY_S="60", VQBOT_KEEP_RESULTS_DAYS="1e-9")
+        task = start_housekeeping(store, on, stop)
+        assert task is not None
+
+        async def result_gone() -> None:
+            while await store.result(job.id) is not None:  # each read yields to the housekeeping task
+                pass
+
+        await asyncio.wait_for(result_gone(), timeout=60)  # a hang fails, not a slow machine
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)  # ends at once when told, without waiting out its 60 s
+    finally:
+        await store.close()

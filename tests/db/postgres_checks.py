@@ -41,8 +41,8 @@ def assert_counters_match(url: str) -> None:
             )
             derived = set(
                 conn.execute(
-                    f"SELECT {keys}, COUNT(*) FILTER (WHERE state = 'queued'), "
-                    "COALESCE(SUM(cost) FILTER (WHERE state = 'queued'), 0), COUNT(*) FROM jobs "
+                    f"SELECT {keys}, COUNT(*) FILTER (WHERE state = 'queued' AND not_before IS NULL), "
+                    "COALESCE(SUM(cost) FILTER (WHERE state = 'queued' AND not_before IS NULL), 0), COUNT(*) FROM jobs "
                     f"WHERE state IN ('queued', 'running', 'cancelling') GROUP BY {keys}"
                 )
             )

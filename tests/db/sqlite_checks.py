@@ -19,8 +19,8 @@ def assert_counters_match(path: Path) -> None:
             )
             derived = set(
                 conn.execute(
-                    f"SELECT {keys}, SUM(state = 'queued'), "
-                    "SUM(CASE WHEN state = 'queued' THEN cost ELSE 0 END), COUNT(*) FROM jobs "
+                    f"SELECT {keys}, SUM(state = 'queued' AND not_before IS NULL), "
+                    "SUM(CASE WHEN state = 'queued' AND not_before IS NULL THEN cost ELSE 0 END), COUNT(*) FROM jobs "
                     f"WHERE state IN ('queued', 'running', 'cancelling') GROUP BY {keys}"
                 )
             )

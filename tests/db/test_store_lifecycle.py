@@ -111,12 +111,13 @@ async def test_failure_without_retry_fails_with_the_error(store: SqliteStore) ->
     )
 
 
-async def test_failure_with_retry_requeues_until_attempts_run_out(store: SqliteStore) -> None:
+async def test_failure_with_retry_requeues_until_attempts_run_out(store: SqliteStore, clock: FakeClock) -> None:
     job = await store.enqueue(new_job(max_attempts=2))
     for attempt in (1, 2):
         (claim,) = await store.claim("gpu-0", lease_seconds=30)
         assert claim.job.attempts == attempt
         assert await store.fail(job.id, claim.token, error="CUDA error", gpu_seconds=1, retry=True)
+        clock.advance(3600)  # past any backoff (tests/db/test_store_retries.py says how long)
     final = await store.get(job.id)
     assert final is not None and final.state is JobState.FAILED and final.attempts == 2
     assert await store.claim("gpu-0", lease_seconds=30) == []

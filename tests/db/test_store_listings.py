@@ -94,7 +94,7 @@ async def test_only_the_latest_preview_is_kept_and_old_ones_are_pruned(
         )
     assert await store.preview(job.id) == (30, b"frame 30")
     await store.finish(job.id, claim.token, result_png=PNG, gpu_seconds=1)
-    assert await store.prune() == {"previews": 0, "results": 0, "gpu_usage": 0}
+    assert await store.prune() == {"previews": 0, "results": 0, "checkpoints": 0, "gpu_usage": 0}
     clock.advance(3601)
     assert (await store.prune())["previews"] == 1
     assert await store.preview(job.id) is None

@@ -32,8 +32,8 @@ def poisoned_steps(monkeypatch):
     monkeypatch.setattr(BatchOptimiser, "step", crashing_step)
 
 
-async def test_only_the_job_that_crashes_its_batch_is_charged_and_failed(store, tiny_engine, tiny_models, tmp_path,
-                                                                          poisoned_steps, caplog):
+async def test_only_the_job_that_crashes_its_batch_is_charged_and_failed(store, clock, tiny_engine, tiny_models,
+                                                                          tmp_path, poisoned_steps, caplog):
     apple = await enqueue(store, tiny_models, "a red apple")
     pear = await enqueue(store, tiny_models, POISON, user=USER + 1)
     plum = await enqueue(store, tiny_models, "a blue plum", user=USER + 2)
@@ -41,6 +41,7 @@ async def test_only_the_job_that_crashes_its_batch_is_charged_and_failed(store, 
     for _ in range(6):  # a crash requeues the pear; three attempts, then it fails for good
         if await worker.run_once() == 0:
             break
+        clock.advance(3600)  # past the retry's wait
     for innocent in (apple, plum):
         done = await store.get(innocent.id)
         assert done.state is JobState.SUCCEEDED and done.step == 20
@@ -59,9 +60,9 @@ def test_failures_are_judged_by_their_type_and_its_subclasses() -> None:
     assert not refused.retry and not refused.isolate and refused.message is None  # its text is for the user
     assert not policy_for(ParamError("steps must be between 1 and 5000, not 0.")).retry
     busy = policy_for(InsufficientMemoryError("does not fit now"))
-    assert busy.retry and not busy.isolate
+    assert busy.retry and not busy.isolate and not busy.counts  # a busy GPU is not the job's fault
     oom = policy_for(DeviceLost("CUDA out of memory"))
     assert not oom.retry and oom.isolate and "ran out of memory" in oom.message
     crash = policy_for(RuntimeError("CUDA error: an illegal memory access was encountered"))
-    assert crash.retry and crash.isolate and "internal error" in crash.message
+    assert crash.retry and crash.isolate and crash.counts and "internal error" in crash.message
     assert crash.level == oom.level == logging.ERROR
