@@ -34,7 +34,7 @@ from tests.faults.ledger import (
 SEED = 14
 KILLS = 24
 TWO_WORKERS = range(8, 18)  # the kills during which a second worker shares the queue
-FIRST_JOBS, TOP_UP, LOW_WATER = 12, 6, 4  # jobs queued at the start; more whenever fewer than LOW_WATER wait
+FIRST_JOBS, TOP_UP, LOW_WATER = 12, 6, 6  # jobs queued at the start; more whenever fewer than LOW_WATER wait
 
 STEPPING, POSTING = "during a step", "between finish and delivery"
 INSIDE = {  # moments a worker is killed at from inside: after this statement of a store transaction ran

@@ -7,7 +7,9 @@ kill point. It is forked from a server process that imported torch, open_clip an
 second with the tiny models) instead of torch's import (8 to 15 s on a busy 2-core machine).
 Nothing else differs from ``python -m vqbot_cli.main worker``: signals, the SQLite file, the
 outbox folder and the logs are the real ones. The forkserver holds no threads and has run no
-torch work, so forking it is safe.
+torch work, so forking it is safe. (multiprocessing imports the main module in each child, as it
+does for any start method but fork: ``python -m pytest`` and ``pytest`` are fine; a script that runs
+``pytest.main()`` must guard it with ``if __name__ == "__main__":``.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ LEASE_S = 15  # VQBOT_LEASE_S at its minimum
 MAX_BATCH = 2
 PRELOAD = ["torch", "open_clip", "discord", "PIL.Image", "safetensors.torch", "vqbot_cli.main", "vqbot_cli.run",
            "engine.runner", "engine.clip", "engine.optimiser", "engine.vqgan", "worker.worker", "db", "bot.client",
-           "tests.faults.injection"]
+           "tests.faults.injection", "tests.faults.workers"]
 STOP_TIMEOUT_S = 120.0  # a hang guard for a clean stop, not a measurement
 
 _context: ForkServerContext | None = None
