@@ -126,9 +126,12 @@ def steps_lost(runs: list[Attempt]) -> list[tuple[Attempt, int]]:
     return [(run, run.last_done - (after.first_done - 1)) for run, after in pairwise(runs)]
 
 
+ALL_WELL: dict[str, list] = {"lost": [], "duplicates": [], "overlaps": [], "attempts": [], "unfinished": []}
+
+
 def check_every_job(jobs: list[Job], poster: Poster, journals: dict[int, list[Attempt]], logs: Logs) -> dict:
     """The suite's promises: every job succeeded once with its picture, posted once; no two workers ran a job
-    at once; attempts counted. Returns the problems found, by kind (all empty when the promises hold)."""
+    at once; attempts counted. Returns the problems found, by kind (``ALL_WELL`` when the promises hold)."""
     successes, claims, releases = logs.count(SUCCEEDED), logs.count(CLAIMED), logs.count(RELEASED)
     problems: dict[str, list] = {"lost": [], "duplicates": [], "overlaps": [], "attempts": [], "unfinished": []}
     for job in jobs:

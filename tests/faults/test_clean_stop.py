@@ -7,6 +7,7 @@ import re
 from db import JobState
 from tests.faults.harness import FaultRun
 from tests.faults.ledger import (
+    ALL_WELL,
     Logs,
     check_every_job,
     most_steps_a_clean_stop_may_lose,
@@ -38,8 +39,7 @@ async def test_a_stopped_worker_hands_its_jobs_back_and_they_finish_once(tmp_pat
 
         jobs = await run.final_jobs()
         journals, logs = read_journals(tmp_path / "journals"), Logs.read(tmp_path / "logs")
-        assert check_every_job(jobs, run.poster, journals, logs) == {
-            "lost": [], "duplicates": [], "overlaps": [], "attempts": [], "unfinished": []}
+        assert check_every_job(jobs, run.poster, journals, logs) == ALL_WELL
         assert [job.attempts for job in jobs] == [1, 1]  # the handed-back attempt did not count
         lost = {job: steps_lost(attempts) for job, attempts in journals.items()}  # one handed-back attempt each
         assert {job: pairs[0][0].last_done for job, pairs in lost.items() if len(pairs) == 1} == said

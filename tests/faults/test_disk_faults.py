@@ -17,10 +17,9 @@ from pathlib import Path
 from db import JobState
 from tests.cli.vqbot_process import error_line, vqbot
 from tests.faults.harness import FaultRun
-from tests.faults.ledger import Logs, check_every_job, read_journals, steps_redone
+from tests.faults.ledger import ALL_WELL, Logs, check_every_job, read_journals, steps_redone
 from tests.faults.workers import WorkerProcess, worker_env
 
-ALL_WELL = {"lost": [], "duplicates": [], "overlaps": [], "attempts": [], "unfinished": []}
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) [\w.]+: \S")
 
 
