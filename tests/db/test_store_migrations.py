@@ -12,9 +12,9 @@ from db import JobState, SchemaTooNew, SqliteStore
 from db.clock import to_epoch
 from db.jobs import check_new_job
 from db.migrations import MIGRATIONS, Migration, migrate, schema_version
-from db.settings import GuildSettings
-from db.sqlite import admission
+from db.sqlite import scheduler
 from db.sqlite.connection import connect
+from jobspec import batch_key
 from tests.db.factories import new_job
 
 
@@ -42,22 +42,26 @@ async def test_opening_twice_changes_nothing(db_path: Path) -> None:
     assert schema(db_path) == first
 
 
+# A job row as the first schema held it (before the batch key column of migration 3).
+V1_INSERT = """INSERT INTO jobs (guild_id, channel_id, user_id, prompt, params, model, width, height, state,
+    cost, max_attempts, total_steps, created_at, seed, version)
+    VALUES (1, 10, 100, ?, ?, ?, ?, ?, 'queued', ?, 3, ?, ?, ?, 1)"""
+
+
 async def test_a_database_from_an_older_schema_upgrades_and_keeps_its_jobs(db_path: Path) -> None:
     conn = connect(db_path)
     assert migrate(conn, MIGRATIONS[:1]) == [1]
-    (old,) = admission.enqueue(
-        conn,
-        [check_new_job(new_job())],
-        defaults=GuildSettings(),
-        enforce_limits=False,  # the guild settings table does not exist yet
-        now=to_epoch(datetime(2024, 1, 1, tzinfo=UTC)),
-    )
+    old = check_new_job(new_job(model="wikiart_16384", cutn=24))
+    conn.execute(V1_INSERT, (old.prompt, old.params_json, old.model, old.width, old.height, old.cost, old.steps,
+                             to_epoch(datetime(2024, 1, 1, tzinfo=UTC)), old.new.seed))
+    scheduler.rebuild_queues(conn)
     conn.close()
     async with await SqliteStore.open(db_path) as store:
-        assert await store.get(old.id) == old
         assert (await store.settings(1)).max_steps == 500  # a table of migration 2
-        (claim,) = await store.claim("gpu-0", lease_seconds=30)
-        assert claim.job.id == old.id and claim.job.state is JobState.RUNNING
+        # the batch key of migration 3, computed from the old row's params
+        (claim,) = await store.claim("gpu-0", lease_seconds=30, batch_key=batch_key(old.new.params))
+        assert claim.job.prompt == old.prompt and claim.job.state is JobState.RUNNING
+        assert claim.job.params == old.new.params
     conn = connect(db_path)
     assert schema_version(conn) == len(MIGRATIONS)
     conn.close()
