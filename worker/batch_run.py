@@ -114,8 +114,11 @@ class Handoff:
 
     # event loop
     def join(self, jobs: list[ClaimedJob]) -> None:
+        """Jobs to add before the next step; stops asked for an earlier attempt of one no longer hold."""
         with self._lock:
             self._joining.extend(jobs)
+            for claim, _ in jobs:
+                self._stops.pop(claim.job.id, None)
 
     def stop(self, job_id: int, reason: StopReason) -> None:
         with self._lock:
@@ -164,12 +167,16 @@ class BatchRun:
         self.worker, self.config, self.store = worker, worker.config, worker.store
         self.key, self.capacity, self.top_up = key, capacity, top_up
         self._initial = tuple(jobs)  # read by the engine thread; joiners come through the handoff
-        self.jobs = list(jobs)  # every job that was handed to this batch, joiners included (event loop)
-        self.claims = {claim.job.id: claim for claim, _ in jobs}
+        # event loop only:
+        self.jobs = {claim.job.id: (claim, params) for claim, params in jobs}  # all it held, joiners included
+        self.claims = {claim.job.id: claim for claim, _ in jobs}  # the attempt whose news are written
         self.handoff = Handoff(asyncio.get_running_loop())
         self.leftovers: list[ClaimedJob] = []  # claimed to join, but the batch had ended: the worker runs them
-        self._ended: set[int] = set()  # event loop: jobs whose ending is written
-        self._room = Wakeup()  # event loop: a job ended, or the batch did
+        self._members = set(self.claims)  # handed to the engine thread, no ending written yet
+        # Claimed again (a new attempt, its lease lost here and reclaimed) while the old attempt is still
+        # in the batch: it joins once the old one's ending is written.
+        self._rejoin: dict[int, ClaimedJob] = {}
+        self._room = Wakeup()  # a job ended, or the batch did
         self._closing = False
         self._timelapse: set[int] = set()
         self._note_timelapse(jobs)
@@ -196,14 +203,17 @@ class BatchRun:
             self._room.wake()
             if topping is not None:
                 await topping  # never cancelled: a claim it has started must come back with its jobs
-            self.leftovers = self.handoff.joiners()
             self.handoff.close()
             await writer
-        late = {claim.job.id for claim, _ in self.leftovers}
-        self.jobs = [job for job in self.jobs if job[0].job.id not in late]
+            self.leftovers = self.handoff.joiners() + list(self._rejoin.values())
+            self._rejoin.clear()
+        for claim, _ in self.leftovers:
+            self._members.discard(claim.job.id)
+            if self.claims.get(claim.job.id) is claim:
+                del self.jobs[claim.job.id], self.claims[claim.job.id]
         if crash is None:
             return None
-        return Crash(crash, [job for job in self.jobs if job[0].job.id not in self._ended])
+        return Crash(crash, [self.jobs[job_id] for job_id in self.jobs if job_id in self._members])
 
     # ---------------------------------------------------------------- what worker.top_up reads and does
     @property
@@ -212,7 +222,7 @@ class BatchRun:
 
     def room(self) -> int:
         """How many more jobs the batch can take now (jobs that ended have left it)."""
-        return self.capacity - (len(self.jobs) - len(self._ended))
+        return self.capacity - len(self._members) - len(self._rejoin)
 
     async def wait_for_room(self, timeout: float | None = None) -> None:
         """Until a job ends, the batch closes, or ``timeout`` seconds pass."""
@@ -220,11 +230,23 @@ class BatchRun:
 
     def join(self, jobs: list[ClaimedJob]) -> None:
         """Hand claimed jobs of this batch's key to the engine thread: they join before its next step."""
-        self.jobs.extend(jobs)
-        self.claims.update((claim.job.id, claim) for claim, _ in jobs)
-        self._note_timelapse(jobs)
-        log.info("jobs %s: joining the running batch of %s", [claim.job.id for claim, _ in jobs], list(self.claims))
-        self.handoff.join(jobs)
+        joining = []
+        for claim, params in jobs:
+            job_id = claim.job.id
+            if job_id in self._members:
+                log.info("job %s: claimed again while its lost attempt is still in the batch; it joins when that "
+                         "one has left", job_id)
+                self._rejoin[job_id] = (claim, params)
+                continue
+            self.jobs[job_id], self.claims[job_id] = (claim, params), claim
+            self._members.add(job_id)
+            joining.append((claim, params))
+        if not joining:
+            return
+        self._note_timelapse(joining)
+        log.info("jobs %s: joining the running batch of %s", [claim.job.id for claim, _ in joining],
+                 sorted(self._members))
+        self.handoff.join(joining)
 
     def _note_timelapse(self, jobs: list[ClaimedJob]) -> None:
         if self.config.timelapse_dir is not None:
@@ -251,6 +273,7 @@ class BatchRun:
             for key in step.finished:
                 self._finish(batch, as_job_id(key))
             for job, reason in self._stops(batch):
+                self._frames.pop(job, None)
                 self.handoff.post(Stopped(job, reason, batch.remove(job), self._gpu.pop(job, 0.0)))
 
     def _add(self, batch: Batch, jobs: list[ClaimedJob]) -> None:
@@ -312,9 +335,11 @@ class BatchRun:
             except Exception:  # one job's news that can't be written must not hold up the others'
                 log.exception("job %s: could not record %s", news.job_id, type(news).__name__.lower())
             if not isinstance(news, Progress):
-                self._ended.add(news.job_id)
-                self.worker.let_go(news.job_id)
+                self._members.discard(news.job_id)
+                self.worker.let_go(self.claims[news.job_id])
                 self._room.wake()
+                if news.job_id in self._rejoin:
+                    self.join([self._rejoin.pop(news.job_id)])
 
     async def _write_progress(self, progress: Progress) -> None:
         claim = self.claims[progress.job_id]

@@ -31,6 +31,8 @@ async def top_up(run: BatchRun) -> None:
             continue
         try:
             since = await store.version()
+            if worker.stopping or run.closing:
+                continue
             jobs = await worker.claim_jobs(room, batch_key=run.key)
         except Exception as exc:  # noqa: BLE001 - the batch runs on; the next try may find the store back
             failures += 1

@@ -178,7 +178,7 @@ class Worker:
         for claim in claims:
             await self.outbox.write("record the failure", claim.job.id, partial(
                 self.store.fail, claim.job.id, claim.token, error=message, gpu_seconds=0.0, retry=policy.retry))
-            self.let_go(claim.job.id)
+            self.let_go(claim)
         await self.changed()
 
     # ---------------------------------------------------------------- claims
@@ -191,9 +191,10 @@ class Worker:
     def hold(self, claim: Claim) -> None:
         self._held[claim.job.id] = claim
 
-    def let_go(self, job_id: int) -> None:
-        """The job's attempt has ended here: no more heartbeats for it."""
-        self._held.pop(job_id, None)
+    def let_go(self, claim: Claim) -> None:
+        """The claimed attempt has ended here: no more heartbeats for it (a newer claim of the job stays)."""
+        if self._held.get(claim.job.id) == claim:
+            del self._held[claim.job.id]
 
     async def claim_jobs(self, count: int, *, batch_key: str | None = None) -> list[ClaimedJob]:
         """Claim up to ``count`` jobs fairly (of ``batch_key`` if given; otherwise of the first job's
@@ -211,7 +212,7 @@ class Worker:
                 await self.outbox.write("record the failure", claim.job.id, partial(
                     self.store.fail, claim.job.id, claim.token, error=f"The job's parameters are invalid: {exc}",
                     gpu_seconds=0.0))
-                self.let_go(claim.job.id)
+                self.let_go(claim)
         if claims:
             await self.changed()
         return jobs
@@ -293,6 +294,6 @@ class Worker:
         for claim in claims:
             await self.outbox.write("hand the job back", claim.job.id, partial(self.store.release, claim.job.id,
                                                                                claim.token))
-            self.let_go(claim.job.id)
+            self.let_go(claim)
             log.info("job %s: handed back before it ran (worker stopping)", claim.job.id)
         await self.changed()
