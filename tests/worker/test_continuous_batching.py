@@ -84,11 +84,18 @@ async def test_a_job_queued_while_a_batch_runs_joins_it_and_each_gets_its_own_pi
     async def queue_late() -> None:
         late.append(watcher.watch(await enqueue(store, tiny_models, "a blue pear", user=USER + 1, steps=10)))
 
+    held: list[tuple[int, ...]] = []
+
+    async def note_held() -> None:  # the jobs the worker holds leases on, and so heartbeats
+        held.append(worker.status().jobs)
+
     watcher.when(running_at(first, 5), queue_late)
+    watcher.when(lambda snap: len(late) == 1 and running_at(late[0], 5)(snap), note_held)
     worker = worker_for(store, tiny_engine, tmp_path, on_change=watcher)
     assert await worker.run_once() == 2  # one run: the late job did not wait for a batch of its own
     (joiner,) = late
     assert ran_together(watcher, first, joiner)
+    assert held == [(first.id, joiner.id)]
     for job, steps in ((first, 40), (joiner, 10)):
         done = await store.get(job.id)
         assert done.state is JobState.SUCCEEDED and done.step == steps and done.attempts == 1
