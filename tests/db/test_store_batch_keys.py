@@ -61,7 +61,8 @@ async def test_a_claim_for_a_key_nobody_has_takes_nothing(store: Store) -> None:
     assert claim.job.id == job.id
 
 
-@pytest.mark.parametrize("key", [b"bytes", 5, ["a"], "nul\x00key", "\ud800", "k" * 70_000])
+@pytest.mark.parametrize("key", [b"bytes", 5, ["a"], "nul\x00key", "\ud800", "k" * 70_000],
+                         ids=["bytes", "number", "list", "nul", "surrogate", "too-long"])
 async def test_a_malformed_key_is_refused(store: Store, key: object) -> None:
     with pytest.raises(InvalidInput) as refused:
         await store.claim("gpu-0", lease_seconds=60, batch_key=key)  # type: ignore[arg-type]
