@@ -53,7 +53,7 @@ class Backend(ABC):
 
     @abstractmethod
     async def _claim(
-        self, worker: str, *, lease_s: float, max_jobs: int, now: float
+        self, worker: str, *, lease_s: float, max_jobs: int, now: float, batch_key: str | None
     ) -> list[Claim]: ...
 
     @abstractmethod

@@ -19,6 +19,7 @@ from typing import Self
 from db.backend import Backend
 from db.checks import (
     MAX_SNOWFLAKE,
+    check_batch_key,
     check_bool,
     check_bytes,
     check_gpu_seconds,
@@ -134,11 +135,14 @@ class CheckedStore(Backend):
         return await self._request_cancel(found, by_user=by_user, is_admin=is_admin, now=self._now())
 
     # --- working -------------------------------------------------------------------
-    async def claim(self, worker: str, *, lease_seconds: float, max_jobs: int = 1) -> list[Claim]:
+    async def claim(
+        self, worker: str, *, lease_seconds: float, max_jobs: int = 1, batch_key: str | None = None
+    ) -> list[Claim]:
         name = check_worker(worker)
         lease_s = check_lease(lease_seconds)
         count = check_int("max_jobs", max_jobs, 1, MAX_BATCH)
-        return await self._claim(name, lease_s=lease_s, max_jobs=count, now=self._now())
+        key = None if batch_key is None else check_batch_key(batch_key)
+        return await self._claim(name, lease_s=lease_s, max_jobs=count, now=self._now(), batch_key=key)
 
     async def reclaim_expired(self) -> int:
         return await self._reclaim_expired(self._now())

@@ -15,6 +15,7 @@ from db.errors import InvalidInput
 MAX_SNOWFLAKE = 2**63 - 1
 MAX_WORKER_CHARS = 200
 MAX_TOKEN_CHARS = 64
+MAX_BATCH_KEY_CHARS = 64 * 1024  # a key holds names from params, which are at most 64 KiB
 MAX_LEASE_S = 86_400.0
 MAX_GPU_SECONDS = 7 * 86_400.0
 """One attempt's GPU seconds: far above any real job, low enough to keep sums finite."""
@@ -116,6 +117,11 @@ def check_worker(worker: object) -> str:
     if not name.strip():
         raise InvalidInput("worker", f"worker must be a name of 1 to {MAX_WORKER_CHARS} characters.")
     return name
+
+
+def check_batch_key(key: object) -> str:
+    """A batch key as ``jobspec.batch_key`` makes it (any other text simply matches no job)."""
+    return check_text("batch_key", key, most=MAX_BATCH_KEY_CHARS)
 
 
 def check_token(token: object) -> str:

@@ -2,7 +2,7 @@
 
 ``params`` is opaque to the store except for ``steps``, ``width``, ``height``,
 ``cutn`` and ``model``: the store reads them to compute the job's cost
-(steps x pixels x cutouts) and its batch shape (model, width, height).
+(steps x pixels x cutouts); ``jobspec.batch_key`` reads the job's batch key from them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from db.checks import check_seconds as check_seconds
 from db.checks import check_worker as check_worker
 from db.errors import InvalidInput
 from db.states import PARENTLESS_RELATIONS, JobKind, JobState, Relation
+from jobspec.batch import batch_key
 
 MAX_PROMPT_CHARS = 2000
 MAX_PARAMS_BYTES = 64 * 1024
@@ -46,9 +47,6 @@ CUTN_RANGE = (1, 4096)
 MESSAGE_COLUMNS = {"card": "message_id", "result": "result_message_id"}
 """``set_message``'s kinds: the Job field (and the column, in every backend) each one sets."""
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-Shape = tuple[str, int, int]
-"""The batch key: (model, width, height). Jobs of one shape can run together."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +131,9 @@ class Job:
         return int(self.params["cutn"])
 
     @property
-    def shape(self) -> Shape:
-        return (self.model, self.width, self.height)
+    def batch_key(self) -> str:
+        """What jobs must share to run in one batch (``jobspec.batch_key``); a claim never mixes keys."""
+        return batch_key(self.params)
 
     @property
     def cancel_requested(self) -> bool:
@@ -187,8 +186,8 @@ class CheckedJob:
         return self.steps * self.width * self.height * self.cutn
 
     @property
-    def shape(self) -> Shape:
-        return (self.model, self.width, self.height)
+    def batch_key(self) -> str:
+        return batch_key(self.new.params)
 
 
 def check_new_job(new: NewJob) -> CheckedJob:

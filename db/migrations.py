@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from db.errors import SchemaTooNew
+from jobspec.batch import KEY_NAMES, KEY_NUMBERS
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +240,38 @@ RESUME_AND_RETRY = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG, JOB_KINDS, PRESENCE, JOB_GROUPS, RESUME_AND_RETRY)
+
+
+def batch_key_sql(value: Callable[[str], str], length: str) -> str:
+    """SQL that computes ``jobspec.batch_key`` from a job's ``params`` column (for rows older than
+    the column): ``value(name)`` reads one parameter as text or NULL, ``length`` counts characters."""
+
+    def read(name: str, default: object) -> str:
+        text = str(default).replace("'", "''")
+        return f"COALESCE({value(name)}, '{text}')"
+
+    width, height, cutn = (read(name, default) for name, default in KEY_NUMBERS)
+    names = " || '/' || ".join(
+        f"{length}({read(name, default)}) || ':' || {read(name, default)}" for name, default in KEY_NAMES
+    )
+    return f"{width} || 'x' || {height} || '/' || {cutn} || '/' || {names}"
+
+
+# Batch claims filter on the whole batch key (models, size, cutouts), written at enqueue.
+BATCH_KEY = Migration(
+    7,
+    "batch key per job",
+    (
+        "ALTER TABLE jobs ADD COLUMN batch_key TEXT NOT NULL DEFAULT ''",
+        "UPDATE jobs SET batch_key = "
+        + batch_key_sql(lambda name: f"json_extract(params, '$.{name}')", "length"),
+        "DROP INDEX jobs_queued_shape",
+        """CREATE INDEX jobs_queued_batch ON jobs (guild_id, batch_key, user_id, priority DESC, id)
+            WHERE state = 'queued'""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, GUILD_CONFIG, JOB_KINDS, PRESENCE, JOB_GROUPS, RESUME_AND_RETRY, BATCH_KEY)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

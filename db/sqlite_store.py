@@ -189,8 +189,12 @@ class SqliteStore(CheckedStore):
         )
 
     # --- working ---------------------------------------------------------------
-    async def _claim(self, worker: str, *, lease_s: float, max_jobs: int, now: float) -> list[Claim]:
-        return await self._run(scheduler.claim, worker, lease_s=lease_s, max_jobs=max_jobs, now=now)
+    async def _claim(
+        self, worker: str, *, lease_s: float, max_jobs: int, now: float, batch_key: str | None
+    ) -> list[Claim]:
+        return await self._run(
+            scheduler.claim, worker, lease_s=lease_s, max_jobs=max_jobs, now=now, batch_key=batch_key
+        )
 
     async def _reclaim_expired(self, now: float) -> int:
         return await self._run(scheduler.reclaim, now)

@@ -71,10 +71,14 @@ class Store(WaitsForChanges, Protocol):
         ...
 
     # --- working (the worker) -------------------------------------------------
-    async def claim(self, worker: str, *, lease_seconds: float, max_jobs: int = 1) -> list[Claim]:
+    async def claim(
+        self, worker: str, *, lease_seconds: float, max_jobs: int = 1, batch_key: str | None = None
+    ) -> list[Claim]:
         """Lease the next job(s) fairly: least-served guild, then least-served
-        member, then priority and age. First reclaims expired leases. With
-        ``max_jobs`` > 1, every job returned has the first one's (model, width, height)."""
+        member, then priority and age. First reclaims expired leases. One claim
+        never mixes batch keys (``jobspec.batch_key``): with ``batch_key``, only
+        jobs of that key (the fair order among them); without it, the first job
+        picked fairly sets the key that the rest of the claim shares."""
         ...
 
     async def reclaim_expired(self) -> int:

@@ -25,7 +25,7 @@ from engine.metadata import picture_metadata, provenance
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
 from engine.optimiser import BatchOptimiser, Step
 from engine.targets import build_targets
-from jobspec import JobParams
+from jobspec import JobParams, batch_key
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,6 @@ def torch_settings(device: torch.device, *, deterministic: bool) -> Iterator[Non
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved[:3]
         if deterministic:
             torch.use_deterministic_algorithms(saved[3], warn_only=saved[4])
-
-
-def batch_shape(params: JobParams) -> tuple[str, str, str, int, int, int]:
-    """What jobs must share to be stepped together: models, picture size and cutout count."""
-    return (params.model, params.clip_model, params.clip_pretrained, params.width, params.height, params.cutn)
 
 
 class Engine:
@@ -170,14 +165,17 @@ class Engine:
         return Batch(self, params)
 
     def warm_up(self, params: JobParams, *, should_stop: Callable[[], bool] = lambda: False) -> float:
-        """Run a throwaway job shaped like ``params`` for a few steps, so that its step is compiled
-        (and its CUDA graphs recorded) before real jobs come. Returns the seconds it took."""
+        """Run throwaway jobs shaped like ``params`` for a few steps, one alone and then two together,
+        so that both compiled steps (one job, and batches of two or more) are compiled and their CUDA
+        graphs recorded before real jobs come. Returns the seconds it took."""
         started = time.perf_counter()
-        batch = self.batch(params)
-        batch.add("warm-up", params.with_changes(steps=WARM_UP_STEPS))
-        while batch and not should_stop():
-            if batch.step().finished:
-                batch.remove("warm-up")
+        for jobs in (1, 2):
+            batch = self.batch(params)
+            for i in range(jobs):
+                batch.add(f"warm-up-{i}", params.with_changes(steps=WARM_UP_STEPS, seed=i))
+            while batch and not should_stop():
+                for key in batch.step().finished:
+                    batch.remove(key)
         return time.perf_counter() - started
 
     def run(self, jobs: list[tuple[Hashable, JobParams]],
@@ -219,7 +217,7 @@ class Batch:
     """
 
     def __init__(self, engine: Engine, first: JobParams) -> None:
-        self.engine, self.shape = engine, batch_shape(first)
+        self.engine, self.key = engine, batch_key(first)
         self.device, self.precision_name = engine.device, engine.precision_name
         self.source = engine.vqgan_source(first.model)
         self._first = first
@@ -244,7 +242,7 @@ class Batch:
     def add(self, key: Hashable, params: JobParams) -> None:
         """Join at the next step. A job's own bad input raises ParamError, PromptError or ImageInputError
         (the batch is as it was); a job of another shape, ValueError."""
-        if batch_shape(params) != self.shape:
+        if batch_key(params) != self.key:
             raise ValueError(f"job {key} differs in model, size or cutouts from the batch's first job")
         params.validate(multiple_of=self.vqgan.factor)
         pictures = [load_image(p.text, what="image prompt") for p in params.image_prompts]

@@ -4,6 +4,7 @@ Pure Python without torch (``clip_text`` uses ftfy and regex, as open_clip does)
 the queue and the engine all read and validate jobs the same way.
 """
 
+from jobspec.batch import batch_key
 from jobspec.params import LIMITS, JobParams, ParamError
 from jobspec.prompts import NoisePrompt, Prompt, PromptError, parse_noise_prompts, parse_prompts
 
@@ -14,6 +15,7 @@ __all__ = [
     "ParamError",
     "Prompt",
     "PromptError",
+    "batch_key",
     "parse_noise_prompts",
     "parse_prompts",
 ]

@@ -60,7 +60,7 @@ class RunOptions:
     data_dir: Path
     sync_guild: int | None
     worker_name: str
-    max_batch: int
+    max_batch: int | None  # None: as many jobs a batch as memory admission allows
     models: tuple[str, ...]
     warm_up: bool = True
     auto_download: bool = True
@@ -92,7 +92,7 @@ class RunOptions:
                 data_dir=Path((get("VQBOT_DATA_DIR") or "").strip() or settings.database.parent).expanduser(),
                 sync_guild=int(guild) if guild else None,
                 worker_name=worker_name,
-                max_batch=int(number("VQBOT_MAX_BATCH", 4, 1, 64, whole=True)),
+                max_batch=int(number("VQBOT_MAX_BATCH", 0, 1, 64, whole=True)) or None,  # 0: unset
                 models=models or (settings.vqgan,),
                 warm_up=switch("VQBOT_WARM_UP"),
                 auto_download=switch("VQBOT_AUTO_DOWNLOAD"),

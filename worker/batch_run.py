@@ -2,9 +2,12 @@
 
 The two meet only in the ``Handoff``. The engine thread posts what happened (``Progress``,
 ``Finished``, ``Stopped``, ``Refused``) and never waits for the database; between steps it reads
-which jobs must stop. The event loop writes the news to the store in order, keeping only the
-newest progress of each job when the store is slower than the engine, and posts the stops it
-learns from the store (a cancel request, a lost lease).
+which jobs must stop and which joined. The event loop writes the news to the store in order,
+keeping only the newest progress of each job when the store is slower than the engine, posts the
+stops it learns from the store (a cancel request, a lost lease), and tops the batch up: while it
+has room, queued jobs of its batch key are claimed (``worker.top_up``) and handed to the engine
+thread, which adds them before its next step. The batch ends when it is empty; jobs claimed for
+it that came too late to join are returned to the worker (``BatchRun.leftovers``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from engine.optimiser import Step
 from engine.runner import Batch, Result, timelapse_frame
 from jobspec import JobParams
 from worker.outbox import Picture
+from worker.top_up import top_up
 from worker.waiting import Wakeup
 
 if TYPE_CHECKING:
@@ -56,6 +60,7 @@ class Finished:
     job_id: int
     result: Result
     timelapse: bytes | None
+    gpu_seconds: float = 0.0  # its share of the steps it was in: each step's time over the jobs in it
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Stopped:
     job_id: int
     reason: StopReason
     steps_done: int
+    gpu_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,8 @@ News = Progress | Finished | Stopped | Refused
 class Handoff:
     """Where the engine thread and the event loop meet.
 
-    Engine thread: ``post`` (returns at once) and ``stops``. Event loop: ``next`` and ``stop``.
+    Engine thread: ``post`` (returns at once), ``stops`` and ``joiners``. Event loop: ``next``,
+    ``stop`` and ``join``; ``joiners`` again once the engine thread is done, for the jobs that came late.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -88,6 +95,7 @@ class Handoff:
         self._arrived = Wakeup()
         self._closed = False
         self._stops: dict[int, StopReason] = {}  # both threads, under the lock
+        self._joining: list[ClaimedJob] = []  # both threads, under the lock
         self._lock = threading.Lock()
 
     # engine thread
@@ -98,7 +106,20 @@ class Handoff:
         with self._lock:
             return dict(self._stops)
 
+    def joiners(self) -> list[ClaimedJob]:
+        """The jobs handed over to join since the last call (taken: each is returned once)."""
+        with self._lock:
+            jobs, self._joining = self._joining, []
+        return jobs
+
     # event loop
+    def join(self, jobs: list[ClaimedJob]) -> None:
+        """Jobs to add before the next step; stops asked for an earlier attempt of one no longer hold."""
+        with self._lock:
+            self._joining.extend(jobs)
+            for claim, _ in jobs:
+                self._stops.pop(claim.job.id, None)
+
     def stop(self, job_id: int, reason: StopReason) -> None:
         with self._lock:
             self._stops.setdefault(job_id, reason)
@@ -136,57 +157,131 @@ class Crash:
 
 
 class BatchRun:
-    """One batch from its first step to the last job's ending in the store: ``await BatchRun(...).run()``."""
+    """One batch from its first step to the last job's ending in the store: ``await BatchRun(...).run()``.
 
-    def __init__(self, worker: Worker, jobs: list[ClaimedJob]) -> None:
+    ``capacity``: how many jobs it may hold at once (memory admission); with ``top_up``, queued jobs
+    of its ``key`` join it between steps while it has room."""
+
+    def __init__(self, worker: Worker, jobs: list[ClaimedJob], *, key: str, capacity: int,
+                 top_up: bool = True) -> None:
         self.worker, self.config, self.store = worker, worker.config, worker.store
-        self.jobs = jobs
-        self.claims = {claim.job.id: claim for claim, _ in jobs}
+        self.key, self.capacity, self.top_up = key, capacity, top_up
+        self._initial = tuple(jobs)  # read by the engine thread; joiners come through the handoff
+        # event loop only:
+        self.jobs = {claim.job.id: (claim, params) for claim, params in jobs}  # all it held, joiners included
+        self.claims = {claim.job.id: claim for claim, _ in jobs}  # the attempt whose news are written
         self.handoff = Handoff(asyncio.get_running_loop())
-        self._ended: set[int] = set()  # event loop: jobs whose ending is written
-        self._timelapse = {claim.job.id for claim, params in jobs if params.extra.get("timelapse")
-                           and self.config.timelapse_dir is not None}
+        self.leftovers: list[ClaimedJob] = []  # claimed to join, but the batch had ended: the worker runs them
+        self._members = set(self.claims)  # handed to the engine thread, no ending written yet
+        # Claimed again (a new attempt, its lease lost here and reclaimed) while the old attempt is still
+        # in the batch: it joins once the old one's ending is written.
+        self._rejoin: dict[int, ClaimedJob] = {}
+        self._room = Wakeup()  # a job ended, or the batch did
+        self._closing = False
+        self._timelapse: set[int] = set()
+        self._note_timelapse(jobs)
         # engine thread only:
         self._started = time.perf_counter()
         self._last_report: dict[int, float] = {}
         self._frames: dict[int, list[torch.Tensor]] = {}
+        self._gpu: dict[int, float] = {}  # each job's share of the steps so far
         self._rate_mark = (self._started, 0)  # (time, steps) at the last progress report
         self._steps = 0
 
     async def run(self) -> Crash | None:
         """Run the batch to its end; None, or how the engine crashed (the error keeps its traceback)."""
-        log.info("jobs %s: starting a batch of %d", list(self.claims), len(self.jobs))
+        log.info("jobs %s: starting a batch of %d (room for %d)", list(self.claims), len(self.jobs), self.capacity)
         writer = asyncio.create_task(self._write_news())
+        topping = asyncio.create_task(top_up(self)) if self.top_up else None
         crash: Exception | None = None
         try:
             await self.worker.in_engine_thread(self._step_until_empty)
         except Exception as exc:  # noqa: BLE001 - the worker judges it by its type (worker/failures.py)
             crash = exc
         finally:
+            self._closing = True
+            self._room.wake()
+            if topping is not None:
+                await topping  # never cancelled: a claim it has started must come back with its jobs
             self.handoff.close()
             await writer
+            self.leftovers = self.handoff.joiners() + list(self._rejoin.values())
+            self._rejoin.clear()
+        for claim, _ in self.leftovers:
+            self._members.discard(claim.job.id)
+            if self.claims.get(claim.job.id) is claim:
+                del self.jobs[claim.job.id], self.claims[claim.job.id]
         if crash is None:
             return None
-        return Crash(crash, [job for job in self.jobs if job[0].job.id not in self._ended])
+        return Crash(crash, [self.jobs[job_id] for job_id in self.jobs if job_id in self._members])
+
+    # ---------------------------------------------------------------- what worker.top_up reads and does
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def room(self) -> int:
+        """How many more jobs the batch can take now (jobs that ended have left it)."""
+        return self.capacity - len(self._members) - len(self._rejoin)
+
+    async def wait_for_room(self, timeout: float | None = None) -> None:
+        """Until a job ends, the batch closes, or ``timeout`` seconds pass."""
+        await self._room.sleep(timeout)
+
+    def join(self, jobs: list[ClaimedJob]) -> None:
+        """Hand claimed jobs of this batch's key to the engine thread: they join before its next step."""
+        joining = []
+        for claim, params in jobs:
+            job_id = claim.job.id
+            if job_id in self._members:
+                log.info("job %s: claimed again while its lost attempt is still in the batch; it joins when that "
+                         "one has left", job_id)
+                self._rejoin[job_id] = (claim, params)
+                continue
+            self.jobs[job_id], self.claims[job_id] = (claim, params), claim
+            self._members.add(job_id)
+            joining.append((claim, params))
+        if not joining:
+            return
+        self._note_timelapse(joining)
+        log.info("jobs %s: joining the running batch of %s", [claim.job.id for claim, _ in joining],
+                 sorted(self._members))
+        self.handoff.join(joining)
+
+    def _note_timelapse(self, jobs: list[ClaimedJob]) -> None:
+        if self.config.timelapse_dir is not None:
+            self._timelapse.update(claim.job.id for claim, params in jobs if params.extra.get("timelapse"))
 
     # ---------------------------------------------------------------- engine thread
     def _step_until_empty(self) -> None:
-        batch = self.worker.engine.batch(self.jobs[0][1])
+        batch = self.worker.engine.batch(self._initial[0][1])
         self._started = time.perf_counter()
         self._rate_mark = (self._started, 0)
-        for claim, params in self.jobs:
-            try:
-                batch.add(claim.job.id, params)
-            except Exception as exc:  # noqa: BLE001 - this job's own input or fault; the others go on
-                self.handoff.post(Refused(claim.job.id, exc))
-        while batch:
+        self._add(batch, list(self._initial))
+        while True:
+            if not self.worker.stopping:  # a stopping worker hands late joiners back untouched
+                self._add(batch, self.handoff.joiners())
+            if not batch:
+                return
+            began = time.perf_counter()
             step = batch.step()
+            share = (time.perf_counter() - began) / max(len(step.done), 1)
+            for key in step.done:
+                self._gpu[as_job_id(key)] = self._gpu.get(as_job_id(key), 0.0) + share
             self._steps += 1
             self._report(step)
             for key in step.finished:
                 self._finish(batch, as_job_id(key))
             for job, reason in self._stops(batch):
-                self.handoff.post(Stopped(job, reason, batch.remove(job)))
+                self._frames.pop(job, None)
+                self.handoff.post(Stopped(job, reason, batch.remove(job), self._gpu.pop(job, 0.0)))
+
+    def _add(self, batch: Batch, jobs: list[ClaimedJob]) -> None:
+        for claim, params in jobs:
+            try:
+                batch.add(claim.job.id, params)
+            except Exception as exc:  # noqa: BLE001 - this job's own input or fault; the others go on
+                self.handoff.post(Refused(claim.job.id, exc))
 
     def _report(self, step: Step) -> None:
         """Progress pictures (each job's at most every ``progress_min_interval_s``) and timelapse frames."""
@@ -216,7 +311,7 @@ class BatchRun:
         timelapse = timelapse_bytes(frames, fmt=self.config.timelapse_format) if frames else None
         log.info("job %s: picture made, %d steps in %.1f s (loss %.3f)", job_id, result.steps_done, result.seconds,
                  result.loss)
-        self.handoff.post(Finished(job_id, result, timelapse))
+        self.handoff.post(Finished(job_id, result, timelapse, self._gpu.pop(job_id, 0.0)))
 
     def _stops(self, batch: Batch) -> list[tuple[int, StopReason]]:
         asked = self.handoff.stops()
@@ -240,7 +335,11 @@ class BatchRun:
             except Exception:  # one job's news that can't be written must not hold up the others'
                 log.exception("job %s: could not record %s", news.job_id, type(news).__name__.lower())
             if not isinstance(news, Progress):
-                self._ended.add(news.job_id)
+                self._members.discard(news.job_id)
+                self.worker.let_go(self.claims[news.job_id])
+                self._room.wake()
+                if news.job_id in self._rejoin:
+                    self.join([self._rejoin.pop(news.job_id)])
 
     async def _write_progress(self, progress: Progress) -> None:
         claim = self.claims[progress.job_id]
@@ -267,8 +366,7 @@ class BatchRun:
             self.config.timelapse_dir.mkdir(parents=True, exist_ok=True)
             (self.config.timelapse_dir / f"{claim.job.id}.{self.config.timelapse_format}").write_bytes(
                 finished.timelapse)
-        gpu_seconds = result.seconds / len(self.jobs)  # its share of the batch's time
-        await self.worker.outbox.finish(Picture(claim.job.id, claim.token, result.png, gpu_seconds))
+        await self.worker.outbox.finish(Picture(claim.job.id, claim.token, result.png, finished.gpu_seconds))
         await self.worker.changed()
 
     async def _write_stop(self, stopped: Stopped) -> None:
@@ -284,13 +382,9 @@ class BatchRun:
             log.info("job %s: handed back at step %d (worker stopping)", job_id, stopped.steps_done)
         else:
             await outbox.write("record the cancel", job_id, lambda: self.store.confirm_cancelled(
-                job_id, token, gpu_seconds=self._gpu_seconds()))
+                job_id, token, gpu_seconds=stopped.gpu_seconds))
             log.info("job %s: cancelled at step %d", job_id, stopped.steps_done)
         await self.worker.changed()
-
-    def _gpu_seconds(self) -> float:
-        """A job's share of the batch's time so far."""
-        return (time.perf_counter() - self._started) / len(self.jobs)
 
 
 def as_job_id(key: Hashable) -> int:

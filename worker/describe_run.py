@@ -1,8 +1,8 @@
 """Describe jobs on the worker: each one alone, in the engine thread, its answer stored as its result.
 
 A describe job is short (one image pass and the phrases CLIP has not read yet), so it has no
-progress, no checkpoint and no batch: the worker runs the describe jobs of a claim first, one
-after another, then the picture jobs as usual. Its end goes through the worker's outbox like a
+progress, no checkpoint and no batch: its batch key is its own, so a claim that takes one takes
+only describe jobs, and the worker runs each alone as it claims it. Its end goes through the worker's outbox like a
 picture's (a description that the store can't take now is kept on disk until it can), and a
 failure is judged by the same policies (worker.failures).
 """
@@ -14,7 +14,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING
 
-from db import Claim, JobKind
+from db import Claim
 from engine.describe import describe_picture
 from jobspec import ParamError
 from jobspec.describe import DescribeParams
@@ -24,17 +24,6 @@ if TYPE_CHECKING:
     from worker.worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-async def run_describe_jobs(worker: Worker, claims: list[Claim]) -> list[Claim]:
-    """Run the describe jobs among ``claims``; the other claims, in their order."""
-    others = []
-    for claim in claims:
-        if claim.job.kind is JobKind.DESCRIBE:
-            await run_describe(worker, claim)
-        else:
-            others.append(claim)
-    return others
 
 
 async def run_describe(worker: Worker, claim: Claim) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 
@@ -27,6 +28,17 @@ class Wakeup:
             return False
         finally:
             self._event.clear()
+
+
+async def first_of(*waits: Awaitable[object]) -> None:
+    """Wait until the first of ``waits`` ends (its result or error is dropped); cancel the others."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Claim jobs, run them on the engine in a thread, report progress, finish, fail or hand back.
 
-``run_once`` claims one batch (jobs of one shape) and runs it to the end, so
-tests can drive the worker step by step; ``run_forever`` loops over it until
-``stop`` is called, which interrupts the running batch and hands its jobs back
-to the queue (``release``) so that they are picked up again. One batch's run
+``run_once`` claims a job and runs it in a batch of its batch key, which queued
+jobs of that key join between steps (``worker.top_up``) until none is left, so
+tests can drive the worker batch by batch; ``run_forever`` loops over it, waiting
+for the store to change while the queue is empty, until ``stop`` is called, which
+interrupts the running batch and hands its jobs back to the queue (``release``)
+so that they are picked up again. One batch's run
 is a ``worker.batch_run.BatchRun``; what a failure means, ``worker.failures``;
 store writes that must not be lost, ``worker.outbox``.
 """
@@ -15,7 +17,6 @@ import contextvars
 import logging
 import socket
 import threading
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,15 +25,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from db import Claim, Store
-from engine.runner import Engine, batch_shape
-from jobspec import JobParams, ParamError, PromptError
+from db import Claim, JobKind, Store
+from db.jobs import MAX_BATCH
+from engine.runner import Engine
+from jobspec import JobParams, ParamError, PromptError, batch_key
 from worker.batch_run import BatchRun, ClaimedJob
-from worker.describe_run import run_describe_jobs
+from worker.describe_run import run_describe
 from worker.failures import policy_for
 from worker.outbox import Outbox
 from worker.status import WorkerStatus
-from worker.waiting import Backoff, Wakeup
+from worker.waiting import Backoff, Wakeup, first_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,10 +44,10 @@ T = TypeVar("T")
 class WorkerConfig:
     name: str = field(default_factory=lambda: f"{socket.gethostname()}-worker")
     lease_s: float = 120.0
-    max_batch: int = 4
+    max_batch: int | None = None  # a cap on jobs per batch; None: as many as fit in memory (Engine.admit)
     progress_every: int = 10  # steps between progress pictures
     progress_min_interval_s: float = 2.0  # and at most one report per job this often
-    poll_interval_s: float = 5.0
+    poll_interval_s: float = 5.0  # an idle worker looks at the queue this often even when no change woke it
     timelapse_dir: Path | None = None
     timelapse_format: str = "webp"
     frames_every: int = 10
@@ -81,9 +83,11 @@ class Worker:
         self.warm_up = warm_up
         self._stopping = threading.Event()  # read by the engine thread between steps
         self._wakeup = Wakeup()
+        self.idle_waits = 0  # how often the worker waited for the queue (read by tests)
         self.outbox = Outbox(store, config.unstored_dir, config.store_retry, self._stopping)
         self._state = "idle"
-        self._jobs: tuple[int, ...] = ()
+        self._held: dict[int, Claim] = {}  # the jobs this worker holds a lease on, by id
+        self._claimed = 0  # jobs claimed since the start
         self._rate: float | None = None  # the last measured speed, kept between batches for /status
         self._rate_at: datetime | None = None
         self._device_name = device_name(engine.device)
@@ -94,7 +98,7 @@ class Worker:
     # ---------------------------------------------------------------- control
     def status(self) -> WorkerStatus:
         return WorkerStatus(name=self.config.name, device=str(self.engine.device), state=self._state,
-                            steps_per_s=self._rate, jobs=self._jobs, device_name=self._device_name,
+                            steps_per_s=self._rate, jobs=tuple(self._held), device_name=self._device_name,
                             measured_at=self._rate_at)
 
     def wake(self) -> None:
@@ -134,7 +138,9 @@ class Worker:
         if self.warm_up is not None and not self.stopping:
             await self._warm_up(self.warm_up)
         while not self.stopping:
+            since: int | None = None
             try:
+                since = await self.store.version()  # before the claim: a job queued after it moves the version
                 done = await self.run_once()
             except asyncio.CancelledError:
                 raise
@@ -142,9 +148,18 @@ class Worker:
                 log.exception("worker %s: could not take or run jobs; going on", self.config.name)
                 done = 0
             if done == 0 and not self.stopping:
-                await self._wakeup.sleep(self.config.poll_interval_s)
+                await self._idle(since)
         self._state = "stopped"
         log.info("worker %s stopped", self.config.name)
+
+    async def _idle(self, since: int | None) -> None:
+        """Wait for a job: until the store changes after ``since`` (a job queued by any process wakes
+        it at once), ``wake`` or ``stop``, or ``poll_interval_s`` (leases to reclaim, a store that failed)."""
+        self.idle_waits += 1
+        if since is None:
+            await self._wakeup.sleep(self.config.poll_interval_s)
+            return
+        await first_of(self.store.wait_for_change(since, self.config.poll_interval_s), self._wakeup.sleep())
 
     # ---------------------------------------------------------------- what batches tell the worker
     async def changed(self) -> None:
@@ -165,88 +180,125 @@ class Worker:
             await self.outbox.write("record the failure", claim.job.id, partial(
                 self.store.fail, claim.job.id, claim.token, error=message, gpu_seconds=0.0, retry=policy.retry,
                 count_attempt=policy.counts))
+            self.let_go(claim)
         await self.changed()
 
-    # ---------------------------------------------------------------- one claim
-    async def run_once(self) -> int:
-        """Claim a batch and run it to the end; the number of jobs it held (0: queue empty).
+    # ---------------------------------------------------------------- claims
+    @property
+    def batch_limit(self) -> int:
+        """The most jobs a batch may hold: ``max_batch`` if set, else the most one claim takes
+        (memory admission, ``Engine.admit``, decides how many of those fit)."""
+        return self.config.max_batch or MAX_BATCH
 
-        Pictures an earlier run could not store are stored first."""
-        if self.stopping:
-            return 0
-        await self.outbox.store_kept()
-        claims = await self.store.claim(self.config.name, lease_seconds=self.config.lease_s,
-                                        max_jobs=self.config.max_batch)
-        if not claims:
-            return 0
-        await self.changed()
-        heartbeat = asyncio.create_task(self._heartbeat(list(claims)))
-        try:
-            pictures = await run_describe_jobs(self, claims)  # each alone, before the pictures
-            for group in (await self._by_batch_key(pictures)).values():
-                await self._run_group(group)
-        finally:
-            heartbeat.cancel()
-            self._state, self._jobs = ("stopping" if self.stopping else "idle"), ()
-            await self.changed()
-        return len(claims)
+    def hold(self, claim: Claim) -> None:
+        self._held[claim.job.id] = claim
 
-    async def _by_batch_key(self, claims: list[Claim]) -> dict[tuple[Any, ...], list[ClaimedJob]]:
-        """The claimed jobs by what they must share to run together; jobs with unusable parameters fail."""
-        groups: dict[tuple[Any, ...], list[ClaimedJob]] = defaultdict(list)
+    def let_go(self, claim: Claim) -> None:
+        """The claimed attempt has ended here: no more heartbeats for it (a newer claim of the job stays)."""
+        if self._held.get(claim.job.id) == claim:
+            del self._held[claim.job.id]
+
+    async def claim_jobs(self, count: int, *, batch_key: str | None = None) -> list[ClaimedJob]:
+        """Claim up to ``count`` jobs fairly (of ``batch_key`` if given; otherwise of the first job's
+        key); jobs with unusable parameters fail at once and are not returned."""
+        claims = await self.store.claim(self.config.name, lease_seconds=self.config.lease_s, max_jobs=count,
+                                        batch_key=batch_key)
+        jobs: list[ClaimedJob] = []
         for claim in claims:
+            self._claimed += 1
+            if claim.job.kind is JobKind.DESCRIBE:  # short and alone: never in a batch (its own batch key)
+                await run_describe(self, claim)
+                continue
+            self.hold(claim)
             try:
-                params = JobParams.from_json(claim.job.params)
+                jobs.append((claim, JobParams.from_json(claim.job.params)))
             except (ParamError, PromptError, TypeError) as exc:
                 log.warning("job %s: unusable parameters: %s", claim.job.id, exc)
                 await self.outbox.write("record the failure", claim.job.id, partial(
                     self.store.fail, claim.job.id, claim.token, error=f"The job's parameters are invalid: {exc}",
                     gpu_seconds=0.0))
-                continue
-            groups[batch_shape(params)].append((claim, params))
-        return groups
+                self.let_go(claim)
+        if claims:
+            await self.changed()
+        return jobs
 
-    async def _heartbeat(self, claims: list[Claim]) -> None:
+    # ---------------------------------------------------------------- one claim
+    async def run_once(self) -> int:
+        """Claim a job and run it, in a batch that queued jobs of its batch key join while it runs,
+        until no job of that key is left to run; the number of jobs it held (0: queue empty).
+
+        Pictures an earlier run could not store are stored first."""
+        if self.stopping:
+            return 0
+        await self.outbox.store_kept()
+        claimed = self._claimed
+        jobs = await self.claim_jobs(1)
+        if self._claimed == claimed:
+            return 0
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            while jobs:
+                if self.stopping:
+                    await self._hand_back([claim for claim, _ in jobs])
+                    break
+                jobs = await self._run_key(jobs)
+        finally:
+            heartbeat.cancel()
+            self._state = "stopping" if self.stopping else "idle"
+            await self.changed()
+        return self._claimed - claimed
+
+    async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.config.lease_s / 3)
-            for claim in claims:
+            for claim in list(self._held.values()):
                 try:
                     await self.store.heartbeat(claim.job.id, claim.token, lease_seconds=self.config.lease_s)
                 except Exception as exc:  # noqa: BLE001 - the next beat tries again
                     log.warning("job %s: heartbeat not recorded: the database is unavailable (%s)", claim.job.id, exc)
 
-    async def _run_group(self, group: list[ClaimedJob]) -> None:
-        """Jobs of one batch key, in turns of as many as fit in the GPU's memory."""
+    async def _run_key(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Run jobs of one batch key in a batch as large as memory admission allows, filled up from
+        the queue first; returns the jobs claimed for it that it ended without (to run next)."""
+        params = jobs[0][1]
         try:
-            fits = await self.in_engine_thread(self.engine.admit, group[0][1], len(group))
+            capacity = await self.in_engine_thread(self.engine.admit, params, self.batch_limit)
         except Exception as exc:  # noqa: BLE001 - judged by its type (worker/failures.py)
-            await self.charge([claim for claim, _ in group], exc)
-            return
-        for start in range(0, len(group), fits):
-            await self._run_batch(group[start:start + fits])
+            await self.charge([claim for claim, _ in jobs], exc)
+            return []
+        key = batch_key(params)
+        if len(jobs) < capacity:
+            jobs = jobs + await self.claim_jobs(capacity - len(jobs), batch_key=key)
+        now, later = jobs[:capacity], jobs[capacity:]
+        return later + await self._run_batch(now, key=key, capacity=capacity)
 
-    async def _run_batch(self, jobs: list[ClaimedJob]) -> None:
-        """Run one batch; if the engine crashes it, find the job that causes it before charging anyone."""
-        self._state, self._jobs = "running", tuple(claim.job.id for claim, _ in jobs)
-        crash = await BatchRun(self, jobs).run()
+    async def _run_batch(self, jobs: list[ClaimedJob], *, key: str, capacity: int,
+                         top_up: bool = True) -> list[ClaimedJob]:
+        """Run one batch; if the engine crashes it, find the job that causes it before charging anyone.
+        Returns the jobs claimed to join it that came after it ended."""
+        self._state = "running"
+        run = BatchRun(self, jobs, key=key, capacity=capacity, top_up=top_up)
+        crash = await run.run()
         if crash is None:
-            return
+            return run.leftovers
         suspects = crash.unfinished
-        if not (policy_for(crash.error).isolate and len(jobs) > 1 and len(suspects) > 0):
+        if not (policy_for(crash.error).isolate and len(run.jobs) > 1 and len(suspects) > 0):
             await self.charge([claim for claim, _ in suspects], crash.error)
-            return
+            return run.leftovers
         log.warning("jobs %s: their batch of %d crashed (%s); running each alone to find the job that causes it",
-                    [claim.job.id for claim, _ in suspects], len(jobs), crash.error, exc_info=crash.error)
+                    [claim.job.id for claim, _ in suspects], len(run.jobs), crash.error, exc_info=crash.error)
         crash.error.__traceback__ = None  # its frames hold the crashed batch's tensors
         for i, suspect in enumerate(suspects):
             if self.stopping:
                 await self._hand_back([claim for claim, _ in suspects[i:]])
-                return
-            await self._run_batch([suspect])
+                break
+            await self._run_batch([suspect], key=key, capacity=1, top_up=False)
+        return run.leftovers
 
     async def _hand_back(self, claims: list[Claim]) -> None:
         for claim in claims:
             await self.outbox.write("hand the job back", claim.job.id, partial(self.store.release, claim.job.id,
                                                                                claim.token))
+            self.let_go(claim)
             log.info("job %s: handed back before it ran (worker stopping)", claim.job.id)
         await self.changed()

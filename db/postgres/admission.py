@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 _INSERT = """INSERT INTO jobs (guild_id, channel_id, user_id, prompt, params, model, width,
     height, state, priority, cost, max_attempts, total_steps, created_at, parent_id, relation,
-    seed, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+    seed, version, batch_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
 INSERT_JOB = f"WITH j AS ({_INSERT} RETURNING *) SELECT {JOB_COLUMNS} FROM j LEFT JOIN job_progress p ON false"
 USAGE = """SELECT g.pending AS guild_pending, u.pending AS user_pending, u.last_enqueued_at,
     (SELECT COALESCE(SUM(gpu_seconds), 0) FROM gpu_usage WHERE guild_id = %(guild)s AND day = %(day)s)
@@ -150,6 +150,7 @@ def _values(job: CheckedJob, now: float, version: int) -> tuple[object, ...]:
         job.relation,
         new.seed,
         version,
+        job.batch_key,
     )
 
 

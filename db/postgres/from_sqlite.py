@@ -29,7 +29,7 @@ JOB_FIELDS = (
     "id, guild_id, channel_id, user_id, message_id, result_message_id, prompt, params, model, width, "
     "height, state, priority, cost, charged_s, attempts, max_attempts, step, total_steps, steps_per_s, "
     "gpu_seconds, created_at, started_at, finished_at, error, parent_id, relation, seed, group_id, not_before, "
-    "deferrals, resumed_from_step, delivered"
+    "deferrals, resumed_from_step, batch_key, delivered"
 )
 TABLES = {
     "jobs": f"SELECT {JOB_FIELDS} FROM jobs ORDER BY id",

@@ -26,7 +26,7 @@ from psycopg.rows import DictRow
 
 from db.clock import utc_day
 from db.fair_share import DEFAULT_SECONDS_PER_COST, IDLE_CREDIT_S, SPEED_EMA_WEIGHT, SPEED_SAMPLE_RANGE
-from db.jobs import Claim, Shape
+from db.jobs import Claim
 from db.postgres.connection import Tx
 from db.postgres.rows import JOB_COLUMNS, job_from_row
 
@@ -44,12 +44,12 @@ CLAIM_USER = (
     "ORDER BY vtime, last_claim, user_id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 CLAIM_JOB = (
-    "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = %s AND user_id = %s AND not_before IS NULL "
+    "SELECT id, batch_key FROM jobs WHERE state = 'queued' AND guild_id = %s AND user_id = %s AND not_before IS NULL "
     "ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 _HAS_SHAPE = (
     "SELECT 1 FROM jobs j WHERE j.state = 'queued' AND j.guild_id = {0}.guild_id "
-    "AND j.model = %s AND j.width = %s AND j.height = %s AND j.not_before IS NULL"
+    "AND j.batch_key = %s AND j.not_before IS NULL"
 )
 SHAPE_GUILD = (
     "SELECT guild_id, vtime FROM guild_queues g WHERE queued > 0 AND guild_id <> ALL(%s) "
@@ -61,8 +61,8 @@ SHAPE_USER = (
     "ORDER BY vtime, last_claim, user_id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 SHAPE_JOB = (
-    "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = %s AND model = %s AND width = %s "
-    "AND height = %s AND user_id = %s AND not_before IS NULL ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    "SELECT id, batch_key FROM jobs WHERE state = 'queued' AND guild_id = %s AND batch_key = %s "
+    "AND user_id = %s AND not_before IS NULL ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 ANY_QUEUED = (
     "SELECT 1 FROM jobs WHERE state = 'queued' AND guild_id = %s AND user_id = %s AND not_before IS NULL LIMIT 1"
@@ -192,12 +192,15 @@ async def fast_claim(tx: Tx, worker: str, *, lease_s: float, now: float) -> list
     return []
 
 
-async def claim(tx: Tx, worker: str, *, lease_s: float, max_jobs: int, now: float) -> list[Claim]:
-    """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one shape to ``worker``."""
+async def claim(
+    tx: Tx, worker: str, *, lease_s: float, max_jobs: int, now: float, batch_key: str | None = None
+) -> list[Claim]:
+    """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one batch key to ``worker``:
+    ``batch_key``'s, or the first fairly picked job's."""
     await reclaim_expired(tx, now)
     await due(tx, now)
     claims: list[Claim] = []
-    shape: Shape | None = None
+    shape = batch_key
     while len(claims) < max_jobs:
         picked = await _pick(tx, shape)
         if picked is None:
@@ -221,14 +224,15 @@ async def claim(tx: Tx, worker: str, *, lease_s: float, max_jobs: int, now: floa
         )
         assert row is not None, f"job {job['id']} was locked as queued but could not be taken"
         claims.append(Claim(job=job_from_row(row), token=token))
-        shape = claims[0].job.shape
+        shape = job["batch_key"]
     return claims
 
 
-async def _pick(tx: Tx, shape: Shape | None) -> tuple[DictRow, DictRow, DictRow] | None:
-    """(guild row, user row, job row) of the next job, optionally of one shape, all three locked."""
+async def _pick(tx: Tx, shape: str | None) -> tuple[DictRow, DictRow, DictRow] | None:
+    """(guild row, user row, job row) of the next job, optionally of one batch key (``shape``), all
+    three locked."""
     passed: list[int] = []
-    key: tuple[object, ...] = () if shape is None else shape
+    key: tuple[object, ...] = () if shape is None else (shape,)
     for _ in range(PICK_ATTEMPTS):
         guild = await tx.one(CLAIM_GUILD if shape is None else SHAPE_GUILD, (passed, *key))
         if guild is None:

@@ -31,7 +31,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from db.errors import SchemaTooNew
-from db.migrations import Migration
+from db.migrations import Migration, batch_key_sql
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,20 @@ RESUME_AND_RETRY = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, JOB_KINDS, PRESENCE, JOB_GROUPS, RESUME_AND_RETRY)
+# Batch claims filter on the whole batch key (models, size, cutouts), written at enqueue.
+BATCH_KEY = Migration(
+    6,
+    "batch key per job",
+    (
+        "ALTER TABLE jobs ADD COLUMN batch_key text NOT NULL DEFAULT ''",
+        "UPDATE jobs SET batch_key = " + batch_key_sql(lambda name: f"(params::jsonb ->> '{name}')", "char_length"),
+        "DROP INDEX jobs_queued_shape",
+        """CREATE INDEX jobs_queued_batch ON jobs (guild_id, batch_key, user_id, priority DESC, id)
+            WHERE state = 'queued'""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (JOB_QUEUE, JOB_KINDS, PRESENCE, JOB_GROUPS, RESUME_AND_RETRY, BATCH_KEY)
 
 VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     id integer PRIMARY KEY CHECK (id = 1),

@@ -220,9 +220,11 @@ class PostgresStore(CheckedStore):
         return await self._run(transitions.request_cancel, job_id, by_user=by_user, is_admin=is_admin, now=now)
 
     # --- working ---------------------------------------------------------------
-    async def _claim(self, worker: str, *, lease_s: float, max_jobs: int, now: float) -> list[Claim]:
+    async def _claim(
+        self, worker: str, *, lease_s: float, max_jobs: int, now: float, batch_key: str | None
+    ) -> list[Claim]:
         claims = None
-        if max_jobs == 1:  # the common case in one round trip; the full claim when it can't be
+        if max_jobs == 1 and batch_key is None:  # the common case in one round trip; the full claim when it can't be
             claims = await self._run(scheduler.fast_claim, worker, lease_s=lease_s, now=now, single_statement=True)
         if claims is None:
             claims = await self._run(
@@ -231,6 +233,7 @@ class PostgresStore(CheckedStore):
                 lease_s=lease_s,
                 max_jobs=max_jobs,
                 now=now,
+                batch_key=batch_key,
                 synchronous=self.session.synchronous,
             )
         for c in claims:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 INSERT_JOB = """INSERT INTO jobs (guild_id, channel_id, user_id, prompt, params, model, width,
     height, state, priority, cost, max_attempts, total_steps, created_at, parent_id, relation,
-    seed, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    seed, version, batch_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 USAGE = """SELECT g.pending, u.pending, u.last_enqueued_at FROM guild_queues g
     LEFT JOIN user_queues u ON u.guild_id = g.guild_id AND u.user_id = ? WHERE g.guild_id = ?"""
 GPU_TODAY = """SELECT COALESCE(SUM(gpu_seconds), 0),
@@ -111,6 +111,7 @@ def _values(job: CheckedJob, now: float, version: int) -> tuple[object, ...]:
         job.relation,
         new.seed,
         version,
+        job.batch_key,
     )
 
 

@@ -25,7 +25,7 @@ import sqlite3
 
 from db.clock import utc_day
 from db.fair_share import DEFAULT_SECONDS_PER_COST, IDLE_CREDIT_S, SPEED_EMA_WEIGHT, SPEED_SAMPLE_RANGE
-from db.jobs import Claim, Shape
+from db.jobs import Claim
 from db.sqlite.connection import next_version, write
 from db.sqlite.rows import JOB_COLUMNS, job_from_row
 
@@ -40,12 +40,12 @@ CLAIM_USER = (
     "ORDER BY vtime, last_claim, user_id LIMIT 1"
 )
 CLAIM_JOB = (
-    "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = ? AND user_id = ? AND not_before IS NULL "
+    "SELECT id, batch_key FROM jobs WHERE state = 'queued' AND guild_id = ? AND user_id = ? AND not_before IS NULL "
     "ORDER BY priority DESC, id LIMIT 1"
 )
 _HAS_SHAPE = (
     "SELECT 1 FROM jobs j WHERE j.state = 'queued' AND j.guild_id = {0}.guild_id "
-    "AND j.model = ? AND j.width = ? AND j.height = ? AND j.not_before IS NULL"
+    "AND j.batch_key = ? AND j.not_before IS NULL"
 )
 SHAPE_GUILD = (
     "SELECT guild_id, vtime FROM guild_queues g WHERE queued > 0 "
@@ -57,8 +57,8 @@ SHAPE_USER = (
     "ORDER BY vtime, last_claim, user_id LIMIT 1"
 )
 SHAPE_JOB = (
-    "SELECT id FROM jobs WHERE state = 'queued' AND guild_id = ? AND model = ? AND width = ? "
-    "AND height = ? AND user_id = ? AND not_before IS NULL ORDER BY priority DESC, id LIMIT 1"
+    "SELECT id, batch_key FROM jobs WHERE state = 'queued' AND guild_id = ? AND batch_key = ? "
+    "AND user_id = ? AND not_before IS NULL ORDER BY priority DESC, id LIMIT 1"
 )
 EXPIRED = (
     "SELECT id, guild_id, user_id, state, attempts, max_attempts, cost, lease_owner "
@@ -79,14 +79,21 @@ TAKE = f"""UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_own
 
 
 def claim(
-    conn: sqlite3.Connection, worker: str, *, lease_s: float, max_jobs: int, now: float
+    conn: sqlite3.Connection,
+    worker: str,
+    *,
+    lease_s: float,
+    max_jobs: int,
+    now: float,
+    batch_key: str | None = None,
 ) -> list[Claim]:
-    """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one shape to ``worker``."""
+    """Reclaim expired leases, then lease up to ``max_jobs`` jobs of one batch key to ``worker``:
+    ``batch_key``'s, or the first fairly picked job's."""
     with write(conn):
         reclaim_expired(conn, now)
         due(conn, now)
         claims: list[Claim] = []
-        shape: Shape | None = None
+        shape = batch_key
         version, rate = 0, seconds_per_cost(conn)
         while len(claims) < max_jobs:
             picked = _pick(conn, shape)
@@ -94,7 +101,7 @@ def claim(
                 break
             version = version or next_version(conn)
             claims.append(_take(conn, picked, worker, lease_s, now, version, rate))
-            shape = claims[0].job.shape
+            shape = picked[2]["batch_key"]
     for c in claims:
         log.info(
             "job %d claimed by %s (attempt %d of %d)",
@@ -106,19 +113,19 @@ def claim(
     return claims
 
 
-def _pick(conn: sqlite3.Connection, shape: Shape | None) -> tuple[sqlite3.Row, ...] | None:
-    """(guild row, user row, job row) of the next job, optionally of one shape."""
+def _pick(conn: sqlite3.Connection, shape: str | None) -> tuple[sqlite3.Row, ...] | None:
+    """(guild row, user row, job row) of the next job, optionally of one batch key (``shape``)."""
     for _ in range(2):
         if shape is None:
             guild = conn.execute(CLAIM_GUILD).fetchone()
             user = guild and conn.execute(CLAIM_USER, (guild["guild_id"],)).fetchone()
             job = user and conn.execute(CLAIM_JOB, (guild["guild_id"], user["user_id"])).fetchone()
         else:
-            guild = conn.execute(SHAPE_GUILD, shape).fetchone()
-            user = guild and conn.execute(SHAPE_USER, (guild["guild_id"], *shape)).fetchone()
+            guild = conn.execute(SHAPE_GUILD, (shape,)).fetchone()
+            user = guild and conn.execute(SHAPE_USER, (guild["guild_id"], shape)).fetchone()
             job = (
                 user
-                and conn.execute(SHAPE_JOB, (guild["guild_id"], *shape, user["user_id"])).fetchone()
+                and conn.execute(SHAPE_JOB, (guild["guild_id"], shape, user["user_id"])).fetchone()
             )
         if guild is None:
             return None

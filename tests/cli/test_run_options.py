@@ -34,6 +34,16 @@ def test_no_warm_up_when_turned_off_or_not_compiling(monkeypatch, tmp_path, env,
     assert _warm_up_shape(settings, options, SimpleNamespace(config=SimpleNamespace(compile=compile_mode))) is None
 
 
+@pytest.mark.parametrize("value, cap", [(None, None), ("", None), ("8", 8), ("1", 1)])
+def test_vqbot_max_batch_caps_the_batch_and_unset_leaves_it_to_memory_admission(monkeypatch, tmp_path, value,
+                                                                               cap) -> None:
+    from vqbot_cli.run import worker_config
+
+    options, _ = options_and_settings(monkeypatch, tmp_path, **({} if value is None else {"VQBOT_MAX_BATCH": value}))
+    config = worker_config(options)
+    assert options.max_batch == cap and config.max_batch == cap
+
+
 @pytest.mark.parametrize("value, fused", [(None, True), ("0", False), ("off", False), ("1", True)])
 def test_vqbot_fused_kernels_turns_the_triton_kernels_off(monkeypatch, tmp_path, value, fused) -> None:
     from engine import layers

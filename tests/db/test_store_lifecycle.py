@@ -19,7 +19,7 @@ async def test_enqueued_job_reads_back_with_cost_and_utc_times(
     assert job.cost == 50 * 128 * 64 * 8
     assert job.total_steps == 50 and job.step == 0 and job.attempts == 0
     assert job.created_at == clock.now() and job.created_at.tzinfo is not None
-    assert job.shape == ("vqgan_imagenet_f16_16384", 128, 64)
+    assert (job.model, job.width, job.height, job.cutn) == ("vqgan_imagenet_f16_16384", 128, 64, 8)
     assert await store.get(job.id) == job
 
 

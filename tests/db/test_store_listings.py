@@ -127,7 +127,7 @@ async def test_batch_claims_share_one_shape_and_stay_fair(store: SqliteStore) ->
         + [new_job(guild=1, seed=9, model="wikiart_16384", **small)]
     )
     claims = await store.claim("gpu-0", lease_seconds=60, max_jobs=4)
-    shapes = {c.job.shape for c in claims}
+    shapes = {c.job.batch_key for c in claims}
     assert len(shapes) == 1 and len(claims) == 4
     assert sorted(c.job.guild_id for c in claims) == [1, 1, 3, 3]  # alternating guilds 1 and 3
     rest = await store.claim("gpu-1", lease_seconds=60, max_jobs=8)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,8 +10,10 @@ import pytest
 
 from db import JobState, SchemaTooNew, SqliteStore
 from db.clock import to_epoch
+from db.jobs import check_new_job
 from db.migrations import MIGRATIONS, Migration, migrate, schema_version
 from db.sqlite.connection import connect
+from jobspec import batch_key
 from tests.db.factories import new_job
 
 
@@ -40,27 +41,30 @@ async def test_opening_twice_changes_nothing(db_path: Path) -> None:
     assert schema(db_path) == first
 
 
+# A job row as the first schema held it (before the batch key column of migration 3).
+V1_INSERT = """INSERT INTO jobs (guild_id, channel_id, user_id, prompt, params, model, width, height, state,
+    cost, max_attempts, total_steps, created_at, seed, version)
+    VALUES (1, 10, 100, ?, ?, ?, ?, ?, 'queued', ?, 3, ?, ?, ?, 1)"""
+
+
 async def test_a_database_from_an_older_schema_upgrades_and_keeps_its_jobs(db_path: Path) -> None:
     conn = connect(db_path)
     assert migrate(conn, MIGRATIONS[:1]) == [1]
-    # A queued job as vqbot wrote it then (migration 1's columns only).
-    conn.execute(
-        "INSERT INTO jobs (guild_id, channel_id, user_id, prompt, params, model, width, height, state, cost, "
-        "max_attempts, total_steps, created_at, seed, version) VALUES (1, 10, 100, 'a temple', ?, ?, 256, 256, "
-        "'queued', ?, 3, 100, ?, 7, 1)",
-        (json.dumps(new_job().params), new_job().params["model"], 100 * 256 * 256 * 16,
-         to_epoch(datetime(2024, 1, 1, tzinfo=UTC))),
-    )
-    conn.execute("INSERT INTO guild_queues (guild_id, queued, queued_cost, pending) VALUES (1, 1, 1, 1)")
-    conn.execute("INSERT INTO user_queues (guild_id, user_id, queued, queued_cost, pending) VALUES (1, 100, 1, 1, 1)")
+    old = check_new_job(new_job(model="wikiart_16384", cutn=24))
+    conn.execute(V1_INSERT, (old.prompt, old.params_json, old.model, old.width, old.height, old.cost, old.steps,
+                             to_epoch(datetime(2024, 1, 1, tzinfo=UTC)), old.new.seed))
+    # ... with the fair-share counters migration 1 kept (today's rebuild reads columns of later migrations)
+    conn.execute("INSERT INTO guild_queues (guild_id, queued, queued_cost, pending) VALUES (1, 1, ?, 1)", (old.cost,))
+    conn.execute("INSERT INTO user_queues (guild_id, user_id, queued, queued_cost, pending) VALUES (1, ?, 1, ?, 1)",
+                 (old.new.user_id, old.cost))
     conn.close()
     async with await SqliteStore.open(db_path) as store:
-        old = await store.get(1)
-        assert old is not None and old.prompt == "a temple" and old.state is JobState.QUEUED
-        assert old.not_before is None and old.resumed_from_step is None  # columns of migration 3
+        assert (await store.get(1)).not_before is None  # a column of a later migration
         assert (await store.settings(1)).max_steps == 500  # a table of migration 2
-        (claim,) = await store.claim("gpu-0", lease_seconds=30)
-        assert claim.job.id == old.id and claim.job.state is JobState.RUNNING
+        # the batch key of migration 3, computed from the old row's params
+        (claim,) = await store.claim("gpu-0", lease_seconds=30, batch_key=batch_key(old.new.params))
+        assert claim.job.prompt == old.prompt and claim.job.state is JobState.RUNNING
+        assert claim.job.params == old.new.params
     conn = connect(db_path)
     assert schema_version(conn) == len(MIGRATIONS)
     conn.close()

@@ -64,9 +64,9 @@ CLAIM_PLANS = {
     "CLAIM_GUILD": "guild_queues_fair",
     "CLAIM_USER": "user_queues_fair",
     "CLAIM_JOB": "jobs_queued_fifo",
-    "SHAPE_GUILD": "jobs_queued_shape",
-    "SHAPE_USER": "jobs_queued_shape",
-    "SHAPE_JOB": "jobs_queued_shape",
+    "SHAPE_GUILD": "jobs_queued_batch",
+    "SHAPE_USER": "jobs_queued_batch",
+    "SHAPE_JOB": "jobs_queued_batch",
     "EXPIRED": "jobs_lease",
 }
 
@@ -126,7 +126,7 @@ async def test_a_thousand_claims_through_the_store_each_take_a_new_job(big: Path
 async def test_batch_claims_and_listings_work_at_scale(big: Path) -> None:
     async with await SqliteStore.open(big) as store:
         claims = await store.claim("gpu-0", lease_seconds=60, max_jobs=8)
-        assert len(claims) == 8 and len({c.job.shape for c in claims}) == 1
+        assert len(claims) == 8 and len({c.job.batch_key for c in claims}) == 1
         queued = (await store.queue(1, limit=100))[-1]
         ahead, _ = await store.position(queued.id)
         assert 90_000 < ahead < 100_000

@@ -108,3 +108,26 @@ def test_an_engine_changes_process_settings_only_while_it_works(vqgan_files, cli
         assert result.steps_done == 4
         assert not torch.are_deterministic_algorithms_enabled()
     assert layers.switches() == layers.DEFAULT_SWITCHES
+
+
+def test_warming_up_steps_one_job_alone_and_then_a_batch_so_both_compiled_steps_exist(vqgan_files, clip_dir,
+                                                                                     monkeypatch) -> None:
+    """A compiling engine has one graph for a job alone and one for batches of two or more; a worker
+    that says it is ready must have made both (the real step runs, its batch sizes recorded)."""
+    from engine.optimiser import BatchOptimiser
+    from engine.runner import WARM_UP_STEPS
+
+    sizes: list[int] = []
+    step = BatchOptimiser.step
+
+    def recorded(self: BatchOptimiser):
+        sizes.append(len(self))
+        return step(self)
+
+    monkeypatch.setattr(BatchOptimiser, "step", recorded)
+    warm = engine(Engine, vqgan_files, clip_dir)
+    assert warm.warm_up(jobs(clip_dir, 1)[0][1]) > 0
+    assert sizes == [1] * WARM_UP_STEPS + [2] * WARM_UP_STEPS
+    sizes.clear()
+    assert warm.warm_up(jobs(clip_dir, 1)[0][1], should_stop=lambda: True) >= 0  # a stopping worker skips it
+    assert sizes == []

@@ -34,3 +34,21 @@ async def test_stop_requests_reach_the_engine_thread_and_the_first_reason_holds(
     thread.start()
     thread.join()
     assert seen == [{3: StopReason.CANCELLED}]
+
+
+async def test_joiners_reach_the_engine_thread_once_and_a_rejoining_job_sheds_its_old_stop(tiny_models):
+    from db import Claim
+    from jobspec import JobParams
+    from tests.worker.engine_fixtures import tiny_params
+
+    handoff = Handoff(asyncio.get_running_loop())
+    params = JobParams.from_json(tiny_params(tiny_models))
+    job = type("Row", (), {"id": 4})()
+    claim = Claim(job=job, token="t2")  # type: ignore[arg-type]
+    handoff.stop(4, StopReason.LEASE_LOST)  # asked of the attempt before
+    handoff.join([(claim, params)])
+    taken: list[object] = []
+    thread = threading.Thread(target=lambda: taken.extend([handoff.joiners(), handoff.joiners(), handoff.stops()]))
+    thread.start()
+    thread.join()
+    assert taken == [[(claim, params)], [], {}]
