@@ -3,13 +3,14 @@
 Crop, resize, flip, affine (rotation, shear, shift) and a small perspective-like
 warp are folded into one ``grid_sample`` call for all jobs and cutouts; colour
 jitter and noise follow as element-wise ops. Random parameters come from each
-job's own generator, so a job's cutouts don't depend on what else is in the
-batch.
+job's own stream (engine.invariance: its seed and the step number), so a job's
+cutouts don't depend on what else is in the batch, nor on when it joined.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,10 +43,21 @@ class Augment:
 NO_AUGMENT = Augment(flip_p=0, affine_p=0, perspective_p=0, colour_p=0, noise=0)
 
 
-def draw_random(generators: list[torch.Generator], cutn: int, size: int, *, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-job random numbers: uniform (B, cutn, N_RANDOM) and normal noise (B, cutn, 3, size, size)."""
-    uniform = torch.stack([torch.rand(cutn, N_RANDOM, generator=g, device=device) for g in generators])
-    noise = torch.stack([torch.randn(cutn, 3, size, size, generator=g, device=device) for g in generators])
+def draw_random(seeds: Sequence[int], cutn: int, size: int, *, device: torch.device,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each job's random numbers from its stream seed alone (engine.invariance.step_seed):
+    uniform (B, cutn, N_RANDOM) and normal noise (B, cutn, 3, size, size).
+
+    ``generator`` (on ``device``) is reseeded for every job, so a step makes no new generator; reseeding
+    is host bookkeeping, the draws stay asynchronous on a GPU.
+    """
+    generator = generator if generator is not None else torch.Generator(device=device)
+    uniform = torch.empty(len(seeds), cutn, N_RANDOM, device=device)
+    noise = torch.empty(len(seeds), cutn, 3, size, size, device=device)
+    for i, seed in enumerate(seeds):
+        generator.manual_seed(seed)
+        uniform[i].uniform_(generator=generator)
+        noise[i].normal_(generator=generator)
     return uniform, noise
 
 

@@ -1,8 +1,9 @@
 """The VQGAN+CLIP optimiser: several jobs of one size stepped together.
 
-Each job keeps its own latent, Adam state, step count, prompts and random
-generator, so a job gives the same picture alone or in a batch, and jobs can
-join and leave between steps. ``optimise`` is the loop in k-diffusion's shape
+Each job keeps its own latent, Adam state, step count and prompts, and draws
+its random numbers from its seed and step number (engine.invariance), so a job
+gives the same picture alone or in a batch, joined late or resumed from its
+``JobState``; jobs can join and leave between steps. ``optimise`` is the loop in k-diffusion's shape
 (a batch, jobs, one step callback); callers that decide more between steps
 (the worker) drive ``BatchOptimiser.step`` themselves.
 """
@@ -19,6 +20,8 @@ import torch
 from engine.clip import Clip
 from engine.compiling import batch_dim_dynamic, compiled
 from engine.cutouts import Augment, draw_random, make_cutouts
+from engine.invariance import one_at_a_time, start_seed, step_seed
+from engine.jobstate import JobState
 from engine.latents import clamp_with_grad, codebook_bounds, quantize, random_latent, resize_cover
 from engine.layers import prepare_for_compile
 from engine.losses import prompt_loss
@@ -38,7 +41,6 @@ class JobSlot:
     key: Hashable
     params: JobParams
     targets: Targets
-    generator: torch.Generator
     steps_done: int = 0
 
 
@@ -113,6 +115,8 @@ class BatchOptimiser:
         self.last_step: Step | None = None
         self._pictures: dict[Hashable, torch.Tensor] | None = None  # decoded since the last step
         self.compile_mode, self.settings = compile_mode, settings
+        self._generator = torch.Generator(device=device)  # reseeded for each job's draws (draw_random)
+        self._one_at_a_time = one_at_a_time(device, compile_mode)  # the CPU's eager step: see engine.invariance
         if compile_mode != "none":
             with settings():
                 prepare_for_compile(vqgan, device, autocast=autocast_dtype is not None)
@@ -138,14 +142,16 @@ class BatchOptimiser:
         """The job's first latent (1, C, h, w): random codes from its seed, or the encoded init image."""
         f = self.vqgan.factor
         if init_image is None:
-            generator = torch.Generator().manual_seed(params.seed)
+            generator = torch.Generator().manual_seed(start_seed(params.seed))
             return random_latent(self.codebook, self.height // f, self.width // f, generator)
         picture = resize_cover(init_image.to(self.device, torch.float32), self.height, self.width)
         with torch.no_grad(), self._autocast():
             return self.vqgan.encode(picture.to(self.vqgan.codebook.dtype) * 2 - 1).float()
 
-    def add(self, key: Hashable, params: JobParams, targets: Targets, *, init_image: torch.Tensor | None = None) -> None:
-        """Join the batch; takes effect at the next step."""
+    def add(self, key: Hashable, params: JobParams, targets: Targets, *, init_image: torch.Tensor | None = None,
+            state: JobState | None = None) -> None:
+        """Join the batch; takes effect at the next step. With ``state`` (from ``state(key)``, here or in
+        another batch) the job goes on from there, and ``init_image`` is not needed."""
         if params.width != self.width or params.height != self.height or params.cutn != self.cutn:
             raise ValueError(
                 f"job {key} is {params.width}x{params.height} with {params.cutn} cutouts; "
@@ -153,22 +159,48 @@ class BatchOptimiser:
             )
         if any(s.key == key for s in self.slots):
             raise ValueError(f"job {key} is already in the batch")
-        with self.settings():
-            z = self.start_latent(params, init_image)
-        generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        self.slots.append(JobSlot(key=key, params=params, targets=targets, generator=generator))
-        zeros = torch.zeros_like(z)
+        if state is None:
+            with self.settings():
+                z = self.start_latent(params, init_image)
+            m, v, z_init, steps_done = torch.zeros_like(z), torch.zeros_like(z), z, 0
+        else:
+            z, m, v, z_init = self._resumed(key, params, state)
+            steps_done = state.step
+        self.slots.append(JobSlot(key=key, params=params, targets=targets, steps_done=steps_done))
         self.z = torch.cat([self.z.detach(), z])
-        self.m, self.v = torch.cat([self.m, zeros]), torch.cat([self.v, zeros])
-        self.z_init = torch.cat([self.z_init, z])
+        self.m, self.v = torch.cat([self.m, m]), torch.cat([self.v, v])
+        self.z_init = torch.cat([self.z_init, z_init])
         new = lambda x: torch.tensor([x], device=self.device, dtype=torch.float32)
-        self.t = torch.cat([self.t, new(0)])
+        self.t = torch.cat([self.t, new(steps_done)])
         self.lr = torch.cat([self.lr, new(params.lr)])
         self.init_weight = torch.cat([self.init_weight, new(params.init_weight)])
         self.alpha = torch.cat([self.alpha, new(params.alpha)])
         self.cut_pow = torch.cat([self.cut_pow, new(params.cut_pow)])
         self._targets = None
         self._pictures = None
+
+    def _resumed(self, key: Hashable, params: JobParams,
+                 state: JobState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A state's z, m, v, z_init (1, C, h, w) each on the device; ValueError where it cannot go on here."""
+        problem = state.problem(tuple(self.z.shape[1:]))
+        if problem is None and state.step >= params.steps:
+            problem = f"it has made {state.step} steps of the job's {params.steps}"
+        if problem is None and params.init_weight and state.z_init is None:
+            problem = "it lacks the init latent that the job's init_weight pulls towards"
+        if problem is not None:
+            raise ValueError(f"job {key} cannot go on from this state: {problem}")
+        z, m, v = (t.to(self.device, torch.float32).unsqueeze(0) for t in (state.z, state.m, state.v))
+        # init_weight 0: the anchor adds 0 to the loss and its gradient whatever z_init is
+        z_init = z if state.z_init is None else state.z_init.to(self.device, torch.float32).unsqueeze(0)
+        return z, m, v, z_init
+
+    def state(self, key: Hashable) -> JobState:
+        """The job's state after its last step (copied to the CPU), to resume it later (``add(state=...)``)."""
+        index = self.keys.index(key)
+        slot = self.slots[index]
+        z, m, v = (t[index].detach().to("cpu", torch.float32, copy=True) for t in (self.z, self.m, self.v))
+        z_init = self.z_init[index].detach().to("cpu", torch.float32, copy=True) if slot.params.init_weight else None
+        return JobState(step=slot.steps_done, z=z, m=m, v=v, z_init=z_init)
 
     def remove(self, key: Hashable) -> JobSlot:
         """Leave the batch without a picture (cancelled, handed back); see ``finish``."""
@@ -221,11 +253,14 @@ class BatchOptimiser:
 
     def losses(self, z: torch.Tensor) -> torch.Tensor:
         """Per-job loss (B,) for latents z (B, C, h, w); draws each job's random numbers for the step."""
-        uniform, noise = draw_random([s.generator for s in self.slots], self.cutn, self.clip.input_size,
-                                     device=self.device)
+        seeds = [step_seed(s.params.seed, s.steps_done) for s in self.slots]
+        uniform, noise = draw_random(seeds, self.cutn, self.clip.input_size, device=self.device,
+                                     generator=self._generator)
         if self.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         args = (z, uniform, noise, self.cut_pow, self.z_init, self.alpha, self.init_weight, *self.targets())
+        if self._one_at_a_time:  # each job as a batch of one: its numbers can't depend on its batch mates
+            return torch.cat([self._loss_fn(*(a[i:i + 1] for a in args)) for i in range(len(self.slots))])
         if self.compile_mode != "none":
             batch_dim_dynamic(args, len(self.slots))
         return self._loss_fn(*args)
@@ -255,6 +290,8 @@ class BatchOptimiser:
     def images(self) -> torch.Tensor:
         """Current pictures (B, 3, H, W) in [0, 1], float32 on the CPU."""
         with self.settings(), torch.no_grad():
+            if self._one_at_a_time:
+                return torch.cat([self.decode(z).float().cpu() for z in self.z.split(1)])
             return self.decode(self.z).float().cpu()
 
     def pictures(self) -> dict[Hashable, torch.Tensor]:

@@ -20,6 +20,7 @@ import torch
 from engine import layers
 from engine.compiling import COMPILE_MODES, compile_cache
 from engine.images import load_image, png_bytes
+from engine.jobstate import JobState
 from engine.memory import BatchShape, max_batch
 from engine.metadata import picture_metadata, provenance
 from engine.models import ModelCache, VQGANSource, pick_device, pick_precision, resolve_vqgan
@@ -239,18 +240,26 @@ class Batch:
     def keys(self) -> list[Hashable]:
         return self.optimiser.keys
 
-    def add(self, key: Hashable, params: JobParams) -> None:
-        """Join at the next step. A job's own bad input raises ParamError, PromptError or ImageInputError
-        (the batch is as it was); a job of another shape, ValueError."""
+    def add(self, key: Hashable, params: JobParams, *, state: JobState | None = None) -> None:
+        """Join at the next step; with ``state`` (``Batch.state`` of this job, from any batch of its shape,
+        or engine.checkpoints.decode) go on from where it was, to the picture an uninterrupted run makes.
+        A job's own bad input raises ParamError, PromptError or ImageInputError (the batch is as it was);
+        a job of another shape or a state that cannot go on here, ValueError."""
         if batch_key(params) != self.key:
             raise ValueError(f"job {key} differs in model, size or cutouts from the batch's first job")
         params.validate(multiple_of=self.vqgan.factor)
         pictures = [load_image(p.text, what="image prompt") for p in params.image_prompts]
-        init = load_image(params.init_image, what="init image") if params.init_image else None
+        # a resumed job's start (the init image's encoding) is in its state already
+        init = load_image(params.init_image, what="init image") if params.init_image and state is None else None
         with self.engine.settings():
             targets = build_targets(self.clip, params, pictures)
-        self.optimiser.add(key, params, targets, init_image=init)
+        self.optimiser.add(key, params, targets, init_image=init, state=state)
         self._params[key], self._joined[key] = params, time.perf_counter()
+
+    def state(self, key: Hashable) -> JobState:
+        """The job's state after its last step, on the CPU: to checkpoint it (engine.checkpoints.encode)
+        or to move it to another batch. The job stays in this batch."""
+        return self.optimiser.state(key)
 
     def step(self) -> Step:
         """One step for every job (see engine.optimiser.Step)."""

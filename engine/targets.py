@@ -9,6 +9,7 @@ import torch
 
 from engine.clip import Clip
 from engine.cutouts import Augment, draw_random, make_cutouts
+from engine.invariance import IMAGE_PROMPT, stream_seed
 from engine.latents import resize_cover
 from jobspec import JobParams
 
@@ -24,14 +25,14 @@ class Targets:
     stops: torch.Tensor
 
 
-def embed_image_prompt(clip: Clip, image: torch.Tensor, *, seed: int) -> torch.Tensor:
+def embed_image_prompt(clip: Clip, image: torch.Tensor, *, seed: int, index: int = 0) -> torch.Tensor:
     """One target embedding for an image (1, 3, H, W) in [0, 1]: the mean direction of the
-    whole picture and seeded random cutouts of it (so it reads the content, not a framing)."""
+    whole picture and random cutouts of it (so it reads the content, not a framing), drawn from
+    the stream of the job's ``seed`` and the prompt's ``index``."""
     device = clip.device
     size = clip.input_size
     image = image.to(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    uniform, noise = draw_random([generator], IMAGE_PROMPT_CUTS, size, device=device)
+    uniform, noise = draw_random([stream_seed(IMAGE_PROMPT, seed, index)], IMAGE_PROMPT_CUTS, size, device=device)
     cuts = make_cutouts(image, uniform, noise, size=size, cut_pow=torch.ones(1, device=device),
                         aug=Augment(colour_p=0, noise=0, perspective_p=0))
     whole = resize_cover(image, size, size)
@@ -59,7 +60,7 @@ def build_targets(clip: Clip, params: JobParams, image_prompts: list[torch.Tenso
             weights.append(p.weight)
             stops.append(math.nan if p.stop is None else p.stop)
     for i, (prompt, picture) in enumerate(zip(params.image_prompts, image_prompts, strict=True)):
-        embeds.append(embed_image_prompt(clip, picture, seed=params.seed + i))
+        embeds.append(embed_image_prompt(clip, picture, seed=params.seed, index=i))
         weights.append(prompt.weight)
         stops.append(math.nan if prompt.stop is None else prompt.stop)
     dim = int(embeds[0].shape[-1]) if embeds else int(clip.encode_text(["x"]).shape[-1])

@@ -28,7 +28,7 @@ def target_picture() -> torch.Tensor:
 def clip_distance(clip: Clip, image: torch.Tensor, target: torch.Tensor) -> float:
     """How far CLIP sees a picture (3, H, W) from a target embedding: the mean over 64
     cutouts drawn with a fixed evaluation seed, unrelated to the job's own."""
-    uniform, noise = draw_random([torch.Generator().manual_seed(1234)], 64, clip.input_size, device=CPU)
+    uniform, noise = draw_random([1234], 64, clip.input_size, device=CPU)
     pixels = make_cutouts(image.unsqueeze(0), uniform, noise, size=clip.input_size, cut_pow=torch.ones(1))
     with torch.no_grad():
         embeds = clip.encode_image(clip.normalize(pixels)).float()
@@ -196,7 +196,7 @@ def test_mismatched_jobs_are_refused_by_a_batch(vqgan: VQGAN, clip: Clip) -> Non
 
 def test_cutouts_without_augmentation_are_plain_crops(vqgan: VQGAN, clip: Clip) -> None:
     picture = torch.rand(1, 3, 64, 64)
-    uniform, noise = draw_random([torch.Generator().manual_seed(0)], 4, 32, device=CPU)
+    uniform, noise = draw_random([0], 4, 32, device=CPU)
     uniform[..., 0] = 0.0  # smallest crop: 32 px, no resizing
     uniform[..., 1:3] = 0.0  # at the top-left corner
     cuts = make_cutouts(picture, uniform, noise, size=32, cut_pow=torch.ones(1), aug=NO_AUGMENT.__class__(
