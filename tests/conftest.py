@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 import torch
 
 # engine/fused_norm.py's Triton kernels run in Triton's CPU interpreter on machines without a GPU
 # (CI); the variable must be set before triton is first imported.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def cheap_cpu_kernels() -> None:
+    """Inductor's C++ kernels for the CPU, built for compile time rather than speed: the tests compile
+    tiny graphs (tests/engine/test_fast_path.py, test_fused_norm.py) and run them once or twice, so
+    g++ at -O3 with AVX-512 intrinsics was most of the suite's time. Scalar loops (no vector ISA) at -O0
+    compute the same values; the compiled graphs, their fusions and the custom ops in them are the same."""
+    import torch._inductor.config as inductor
+
+    inductor.cpp.simdlen = 0  # no vector ISA matches a width of 0: plain scalar C++ loops
+    inductor.aot_inductor.debug_compile = True  # -O0 for every C++ build (the only other effect is on AOTInductor)
+
+
+cheap_cpu_kernels()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Inductor cache folder (kernels, FX graphs, AOTAutograd graphs) for the session: a graph compiled
+    by one test is loaded, not compiled again, by the next test that builds the same graph, and no run
+    reads kernels a different torch or an earlier checkout left in the machine-wide default folder."""
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("inductor-cache"))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = before

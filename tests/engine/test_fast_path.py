@@ -28,9 +28,11 @@ def one_step(vqgan: VQGAN, clip: Clip, jobs: list[JobParams], **options) -> tupl
     return losses.detach().clone(), grad, batch.z
 
 
-def jobs() -> list[JobParams]:
-    a = JobParams(prompts=parse_prompts("a lighthouse | fog:-0.5"), width=32, height=32, steps=5, cutn=4, seed=1)
-    return [a, a.with_changes(seed=2, prompts=parse_prompts("a cat:2"))]
+def jobs(count: int = 2, size: int = 32) -> list[JobParams]:
+    """The pair every compiled test starts from (so its compiled step is loaded from the session's Inductor
+    cache after the first test, tests/conftest.py), or the first ``count`` of a triple of such jobs."""
+    a = JobParams(prompts=parse_prompts("a lighthouse | fog:-0.5"), width=size, height=size, steps=5, cutn=4, seed=1)
+    return [a, a.with_changes(seed=2, prompts=parse_prompts("a cat:2")), a.with_changes(seed=3)][:count]
 
 
 def test_a_compiled_step_matches_the_plain_step(vqgan: VQGAN, clip: Clip) -> None:
@@ -82,11 +84,9 @@ def test_a_compiled_worker_takes_new_batch_and_picture_sizes_and_reuses_seen_one
     the graphs are cacheable on disk."""
     from torch._dynamo.utils import counters
 
-    base = JobParams(prompts=parse_prompts("a lighthouse"), width=32, height=32, steps=2, cutn=2, seed=1)
     graphs = []
     for size, count in [(32, 1), (32, 2), (32, 3), (16, 2)]:
-        batch_jobs = [base.with_changes(width=size, height=size, seed=s) for s in range(count)]
-        losses, grad, z = one_step(vqgan, clip, batch_jobs, compile_mode="default")
+        losses, grad, z = one_step(vqgan, clip, jobs(count, size), compile_mode="default")
         assert losses.shape == (count,) and torch.isfinite(losses).all() and torch.isfinite(grad).all()
         assert z.shape[0] == count and z.shape[-1] == size // vqgan.factor
         graphs.append(counters["stats"]["unique_graphs"])
