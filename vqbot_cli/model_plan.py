@@ -84,9 +84,10 @@ def fetch_models(settings: Settings, models: tuple[str, ...], missing: list[Mode
             raise UsageError(message) from None
 
 
-def cpu_warning(device: str) -> str | None:
-    """The warning a worker on the CPU prints: every picture takes minutes there."""
-    if device != "cpu":
+def cpu_warning(asked: str, used: str) -> str | None:
+    """The warning a worker that looked for a GPU (``VQBOT_DEVICE=auto``) and found none prints: every
+    picture takes minutes on the CPU. Asked for the CPU by name, it says nothing."""
+    if asked != "auto" or used != "cpu":
         return None
     return ("warning: no GPU in use (the worker runs on the CPU): a 512x512 picture takes many minutes instead "
             "of seconds. `vqbot doctor` says what torch sees; VQBOT_DEVICE=cuda picks a CUDA GPU.")

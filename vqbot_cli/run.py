@@ -192,7 +192,7 @@ async def _load_engine(settings: Settings, options: RunOptions, missing: list[Mo
     engine = Engine(EngineConfig(model_dir=settings.model_dir, device=settings.device, precision=settings.precision,
                                  compile=settings.compile, fused_kernels=settings.fused_kernels,
                                  vqgan_config=settings.vqgan_config, vqgan_checkpoint=settings.vqgan_checkpoint))
-    if (warning := cpu_warning(engine.device.type)) is not None:
+    if (warning := cpu_warning(settings.device, engine.device.type)) is not None:
         print(warning, file=sys.stderr)
     log.info("loading models on %s", engine.device)
     for name in models:

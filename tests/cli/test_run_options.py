@@ -111,3 +111,11 @@ async def test_vqbot_run_and_worker_start_housekeeping_unless_turned_off(monkeyp
         await asyncio.wait_for(task, timeout=30)  # ends at once when told, without waiting out its 60 s
     finally:
         await store.close()
+
+
+def test_a_worker_that_finds_no_gpu_warns_and_one_asked_to_use_the_cpu_does_not() -> None:
+    from vqbot_cli.model_plan import cpu_warning
+
+    assert "no GPU in use" in (cpu_warning("auto", "cpu") or "")
+    assert cpu_warning("cpu", "cpu") is None
+    assert cpu_warning("auto", "cuda") is None
