@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_BATCH = 8
+"""Jobs a batch holds at most unless VQBOT_MAX_BATCH says otherwise (memory admission may allow fewer).
+On an H200 (bench/results/2026-12-02-h200-service-*.log) a batch of 8 made 82 job-steps/s and no more
+than batches of 4 did, while uncapped, a stream of jobs grew one batch to 30 and each job's 500 steps
+took 209 s instead of 8 s alone: past 8, a job that joins slows every other job as much as it gains."""
+
 STOP_TIMEOUT_S = 60.0
 # How long a worker's claim on a job lasts without a heartbeat (beats come every lease/3). 30 s: a killed
 # worker's jobs are taken again within half a minute, while two missed beats (each may wait up to the
@@ -60,7 +66,7 @@ class RunOptions:
     data_dir: Path
     sync_guild: int | None
     worker_name: str
-    max_batch: int | None  # None: as many jobs a batch as memory admission allows
+    max_batch: int | None  # at most this many jobs a batch (memory admission may allow fewer); None: no cap
     models: tuple[str, ...]
     warm_up: bool = True
     auto_download: bool = True
@@ -92,7 +98,7 @@ class RunOptions:
                 data_dir=Path((get("VQBOT_DATA_DIR") or "").strip() or settings.database.parent).expanduser(),
                 sync_guild=int(guild) if guild else None,
                 worker_name=worker_name,
-                max_batch=int(number("VQBOT_MAX_BATCH", 0, 1, 64, whole=True)) or None,  # 0: unset
+                max_batch=int(number("VQBOT_MAX_BATCH", DEFAULT_MAX_BATCH, 1, 64, whole=True)),
                 models=models or (settings.vqgan,),
                 warm_up=switch("VQBOT_WARM_UP"),
                 auto_download=switch("VQBOT_AUTO_DOWNLOAD"),

@@ -34,8 +34,8 @@ def test_no_warm_up_when_turned_off_or_not_compiling(monkeypatch, tmp_path, env,
     assert _warm_up_shape(settings, options, SimpleNamespace(config=SimpleNamespace(compile=compile_mode))) is None
 
 
-@pytest.mark.parametrize("value, cap", [(None, None), ("", None), ("8", 8), ("1", 1)])
-def test_vqbot_max_batch_caps_the_batch_and_unset_leaves_it_to_memory_admission(monkeypatch, tmp_path, value,
+@pytest.mark.parametrize("value, cap", [(None, 8), ("", 8), ("16", 16), ("1", 1)])
+def test_vqbot_max_batch_caps_the_batch_at_8_unless_set(monkeypatch, tmp_path, value,
                                                                                cap) -> None:
     from vqbot_cli.run import worker_config
 
