@@ -1,8 +1,7 @@
 """One batch of claimed jobs on the engine: the engine thread steps it, the event loop talks to the store.
 
-The two meet only in the ``Handoff``. The engine thread posts what happened (``Progress``,
-``Finished``, ``Stopped``, ``Refused``, and ``worker.checkpointing``'s ``Checkpoint`` and ``Unusable``)
-and never waits for the database; between steps it reads
+The two meet only in the ``Handoff``. The engine thread posts what happened (``Progress``, ``Finished``,
+``Stopped``, ``Refused``, ``Checkpoint``, ``Unusable``) and never waits for the database; between steps it reads
 which jobs must stop and which joined. The event loop writes the news to the store in order,
 keeping only the newest progress of each job when the store is slower than the engine, posts the
 stops it learns from the store (a cancel request, a lost lease), and tops the batch up: while it
@@ -283,18 +282,15 @@ class BatchRun:
                 self._finish(batch, as_job_id(key))
             for job, reason in self._stops(batch):
                 self._frames.pop(job, None)
-                kept = self.checkpoints.at_stop(batch, job) if reason is StopReason.SHUTDOWN else None
-                self.checkpoints.left(job)
+                kept = self.checkpoints.leaving(batch, job, keep=reason is StopReason.SHUTDOWN)
                 self.handoff.post(Stopped(job, reason, batch.remove(job), self._gpu.pop(job, 0.0), kept))
 
     def _add(self, batch: Batch, jobs: list[ClaimedJob]) -> None:
         for claim, params in jobs:
             try:
-                start = checkpointing.add_job(batch, claim, params, self.worker.resumes, self.handoff.post)
+                self.checkpoints.add(batch, claim, params, self.worker.resumes, self.handoff.post)
             except Exception as exc:  # noqa: BLE001 - this job's own input or fault; the others go on
                 self.handoff.post(Refused(claim.job.id, exc))
-            else:
-                self.checkpoints.started(claim.job.id, params, start)
 
     def _report(self, step: Step) -> None:
         """Progress pictures (each job's at most every ``progress_min_interval_s``) and timelapse frames."""
@@ -346,14 +342,10 @@ class BatchRun:
                         await self._write_stop(news)
                     case Refused():
                         await self.worker.charge([self.claims[news.job_id]], news.error)
-                    case Checkpoint():
-                        await checkpointing.write(self.worker, self.claims[news.job_id], news)
-                    case Unusable():
-                        await checkpointing.discard(self.worker, self.claims[news.job_id])
+                    case Checkpoint() | Unusable():
+                        await checkpointing.record(self.worker, self.checkpoints, self.claims[news.job_id], news)
             except Exception:  # one job's news that can't be written must not hold up the others'
                 log.exception("job %s: could not record %s", news.job_id, type(news).__name__.lower())
-            if isinstance(news, Checkpoint):
-                self.checkpoints.written(news.job_id)
             if isinstance(news, ENDINGS):
                 self._members.discard(news.job_id)
                 self.worker.let_go(self.claims[news.job_id])
@@ -398,8 +390,7 @@ class BatchRun:
             return
         if reason is StopReason.SHUTDOWN and not await outbox.write(
                 "check for a cancel request", job_id, lambda: self.store.cancel_requested(job_id)):
-            kept = stopped.checkpoint is not None and await checkpointing.keep_at_stop(
-                self.worker, claim, *stopped.checkpoint)
+            kept = await checkpointing.keep_at_stop(self.worker, claim, stopped.checkpoint)
             await outbox.write("hand the job back", job_id, lambda: self.store.release(job_id, token))
             log.info("job %s: handed back at step %d (worker stopping)%s", job_id, stopped.steps_done,
                      "; it resumes there" if kept else "")

@@ -146,9 +146,12 @@ class Checkpointer:
         self._writing: set[int] = set()  # both threads, under the lock
         self._lock = threading.Lock()
 
-    def started(self, job_id: int, params: JobParams, step: int) -> None:
-        """The job joined the batch at ``step`` (0, or where it resumed)."""
-        self._jobs[job_id], self._start[job_id], self._last[job_id] = params, step, (self.clock(), step)
+    def add(self, batch: Batch, claim: Claim, params: JobParams, resumes: Resumes,
+            unusable: Callable[[Unusable], None]) -> None:
+        """Add the job to ``batch`` (``add_job``: from its checkpoint where it has a usable one)."""
+        step = add_job(batch, claim, params, resumes, unusable)
+        self._jobs[claim.job.id], self._start[claim.job.id] = params, step
+        self._last[claim.job.id] = (self.clock(), step)
 
     def left(self, job_id: int) -> None:
         for kept in (self._jobs, self._start, self._last):
@@ -178,13 +181,13 @@ class Checkpointer:
                 taken.append(Checkpoint(job_id, *kept))
         return taken
 
-    def at_stop(self, batch: Batch, job_id: int) -> tuple[int, bytes] | None:
-        """A stopping job's checkpoint (step, bytes), or None when it made no step here."""
+    def leaving(self, batch: Batch, job_id: int, *, keep: bool) -> tuple[int, bytes] | None:
+        """The job is about to leave the batch without a picture; with ``keep`` (a clean stop), its
+        checkpoint (step, bytes), or None when it made no step here."""
         start = self._start.get(job_id)
-        if start is None:
-            return None
-        kept = self._take(batch, job_id)
-        return kept if kept is not None and kept[0] > start else None
+        kept = self._take(batch, job_id) if keep and start is not None else None
+        self.left(job_id)
+        return kept if kept is not None and start is not None and kept[0] > start else None
 
     def _take(self, batch: Batch, job_id: int) -> tuple[int, bytes] | None:
         try:
@@ -201,8 +204,19 @@ class Checkpointer:
             self._writing.discard(job_id)
 
 
+async def record(worker: Worker, checkpointer: Checkpointer, claim: Claim, news: Checkpoint | Unusable) -> None:
+    """Event loop: store a periodic checkpoint, or discard an unusable one."""
+    if isinstance(news, Unusable):
+        await discard(worker, claim)
+        return
+    try:
+        await write(worker, claim, news)
+    finally:
+        checkpointer.written(news.job_id)
+
+
 async def write(worker: Worker, claim: Claim, checkpoint: Checkpoint) -> None:
-    """Event loop: store a periodic checkpoint, one try (the next interval brings a newer one)."""
+    """Store a periodic checkpoint, one try (the next interval brings a newer one)."""
     try:
         stored = await worker.store.save_checkpoint(claim.job.id, claim.token, step=checkpoint.step,
                                                     data=checkpoint.data)
@@ -216,16 +230,18 @@ async def write(worker: Worker, claim: Claim, checkpoint: Checkpoint) -> None:
 
 
 async def discard(worker: Worker, claim: Claim) -> None:
-    """Event loop: delete the unusable checkpoint the job started without (through the outbox)."""
+    """Delete the unusable checkpoint the job started without (through the outbox)."""
     job_id, token = claim.job.id, claim.token
     await worker.outbox.write("discard its unusable checkpoint", job_id,
                               lambda: worker.store.discard_checkpoint(job_id, token))
 
 
-async def keep_at_stop(worker: Worker, claim: Claim, step: int, data: bytes) -> bool:
-    """Event loop, on a clean stop: store the job's checkpoint before it is handed back (through the
-    outbox); whether the store has it."""
-    job_id, token = claim.job.id, claim.token
+async def keep_at_stop(worker: Worker, claim: Claim, checkpoint: tuple[int, bytes] | None) -> bool:
+    """Event loop, on a clean stop: store the job's checkpoint (step, bytes) before it is handed back
+    (through the outbox); whether the store has it."""
+    if checkpoint is None:
+        return False
+    (step, data), job_id, token = checkpoint, claim.job.id, claim.token
     stored = await worker.outbox.write("store its checkpoint", job_id, lambda: worker.store.save_checkpoint(
         job_id, token, step=step, data=data))
     return bool(stored)
