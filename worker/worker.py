@@ -4,8 +4,9 @@
 jobs of that key join between steps (``worker.top_up``) until none is left, so
 tests can drive the worker batch by batch; ``run_forever`` loops over it, waiting
 for the store to change while the queue is empty, until ``stop`` is called, which
-interrupts the running batch and hands its jobs back to the queue (``release``)
-so that they are picked up again. One batch's run
+interrupts the running batch and hands its jobs back to the queue (``release``), each
+with a checkpoint of its last step, so that they are picked up again where they were
+(``worker.checkpointing``, which also checkpoints running jobs periodically). One batch's run
 is a ``worker.batch_run.BatchRun``; what a failure means, ``worker.failures``;
 store writes that must not be lost, ``worker.outbox``.
 """

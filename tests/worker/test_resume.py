@@ -186,3 +186,30 @@ async def test_a_checkpoint_that_cant_be_resumed_is_discarded_and_the_job_starts
     assert len(said) == 1 and f"job {job.id}: its checkpoint at step 10 can't be resumed" in said[0], said
     assert reason in said[0]
     assert (None, 5) in starts  # the card never said "resumed" once the job made progress
+
+
+def test_a_job_is_checkpointed_each_interval_of_its_work_and_not_while_the_last_is_being_written(
+        tiny_engine, tiny_models) -> None:
+    from types import SimpleNamespace
+
+    from worker.checkpointing import Checkpointer, Resumes
+
+    now = [0.0]
+    checkpointer = Checkpointer(every_s=30.0, every_steps=None, clock=lambda: now[0])
+    params = JobParams.from_json(tiny_params(tiny_models, steps=STEPS))
+    batch = tiny_engine.batch(params)
+    checkpointer.add(batch, SimpleNamespace(job=SimpleNamespace(id=1), token="t"), params, Resumes(), print)
+    batch.step()
+    now[0] = 29.0
+    assert checkpointer.take_due(batch, {1: 1}) == []  # less than 30 s of its work so far
+    now[0] = 30.0
+    (first,) = checkpointer.take_due(batch, {1: 1})
+    assert first.step == 1 and first.data
+    now[0] = 61.0
+    batch.step()
+    assert checkpointer.take_due(batch, {1: 2}) == []  # the first is still on its way to the store
+    checkpointer.written(1)
+    assert [c.step for c in checkpointer.take_due(batch, {1: 2})] == [2]
+    now[0] = 1000.0
+    checkpointer.written(1)
+    assert checkpointer.take_due(batch, {1: STEPS}) == []  # its last step: the picture follows, not a checkpoint
