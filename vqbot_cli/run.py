@@ -53,6 +53,10 @@ DEFAULT_PRUNE_EVERY_S = 3600.0
 PRUNE_EVERY_RANGE_S = (60.0, 7 * 86_400.0)
 DEFAULT_KEEP_DAYS = 30.0
 KEEP_DAYS_RANGE = (0.0, 36_500.0)
+# Periodic checkpoints of running jobs (worker/checkpointing.py, where the 30 s default is argued): 0 turns
+# them off (a clean stop still takes one); VQBOT_CHECKPOINT_EVERY_STEPS (0: off) adds a step count.
+DEFAULT_CHECKPOINT_EVERY_S = 30.0
+CHECKPOINT_EVERY_RANGE_S = (5.0, 86_400.0)
 
 
 class SetupProblem(UsageError):
@@ -75,6 +79,8 @@ class RunOptions:
     """0: no housekeeping in this process."""
     keep_results_days: float = DEFAULT_KEEP_DAYS
     keep_uploads_days: float = DEFAULT_KEEP_DAYS
+    checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S
+    checkpoint_every_steps: int = 0
 
     @classmethod
     def from_env(cls, settings: Settings) -> RunOptions:
@@ -106,6 +112,9 @@ class RunOptions:
                 prune_every_s=_prune_every(),
                 keep_results_days=number("VQBOT_KEEP_RESULTS_DAYS", DEFAULT_KEEP_DAYS, *KEEP_DAYS_RANGE),
                 keep_uploads_days=number("VQBOT_KEEP_UPLOADS_DAYS", DEFAULT_KEEP_DAYS, 1.0, KEEP_DAYS_RANGE[1]),
+                checkpoint_every_s=_zero_or("VQBOT_CHECKPOINT_EVERY_S", DEFAULT_CHECKPOINT_EVERY_S,
+                                            *CHECKPOINT_EVERY_RANGE_S),
+                checkpoint_every_steps=int(number("VQBOT_CHECKPOINT_EVERY_STEPS", 0, 0, 1_000_000, whole=True)),
             )
         except UsageError as exc:
             raise SetupProblem(str(exc)) from None
@@ -113,10 +122,14 @@ class RunOptions:
 
 def _prune_every() -> float:
     """VQBOT_PRUNE_EVERY_S: 0 (no housekeeping here) or 60 s to a week."""
-    low, high = PRUNE_EVERY_RANGE_S
-    value = number("VQBOT_PRUNE_EVERY_S", DEFAULT_PRUNE_EVERY_S, 0.0, high)
+    return _zero_or("VQBOT_PRUNE_EVERY_S", DEFAULT_PRUNE_EVERY_S, *PRUNE_EVERY_RANGE_S)
+
+
+def _zero_or(key: str, default: float, low: float, high: float) -> float:
+    """A number of seconds from ``low`` to ``high``, or 0 for off."""
+    value = number(key, default, 0.0, high)
     if 0 < value < low:
-        raise UsageError(f"VQBOT_PRUNE_EVERY_S must be 0 (off) or from {low:g} to {high:g} seconds, not {value:g}.")
+        raise UsageError(f"{key} must be 0 (off) or from {low:g} to {high:g} seconds, not {value:g}.")
     return value
 
 
@@ -229,7 +242,9 @@ def worker_config(options: RunOptions) -> WorkerConfig:
     from worker.worker import WorkerConfig
 
     return WorkerConfig(name=options.worker_name, max_batch=options.max_batch, lease_s=options.lease_s,
-                        timelapse_dir=options.data_dir / "timelapses", unstored_dir=options.data_dir / "unstored")
+                        timelapse_dir=options.data_dir / "timelapses", unstored_dir=options.data_dir / "unstored",
+                        checkpoint_every_s=options.checkpoint_every_s or None,
+                        checkpoint_every_steps=options.checkpoint_every_steps or None)
 
 
 def housekeeping_config(options: RunOptions) -> HousekeepingConfig:

@@ -1,13 +1,14 @@
 """One batch of claimed jobs on the engine: the engine thread steps it, the event loop talks to the store.
 
-The two meet only in the ``Handoff``. The engine thread posts what happened (``Progress``,
-``Finished``, ``Stopped``, ``Refused``) and never waits for the database; between steps it reads
+The two meet only in the ``Handoff``. The engine thread posts what happened (``Progress``, ``Finished``,
+``Stopped``, ``Refused``, ``Checkpoint``, ``Unusable``) and never waits for the database; between steps it reads
 which jobs must stop and which joined. The event loop writes the news to the store in order,
 keeping only the newest progress of each job when the store is slower than the engine, posts the
 stops it learns from the store (a cancel request, a lost lease), and tops the batch up: while it
 has room, queued jobs of its batch key are claimed (``worker.top_up``) and handed to the engine
 thread, which adds them before its next step. The batch ends when it is empty; jobs claimed for
-it that came too late to join are returned to the worker (``BatchRun.leftovers``).
+it that came too late to join are returned to the worker (``BatchRun.leftovers``). Checkpoints (resume,
+periodic, at a clean stop): ``worker.checkpointing``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from engine.images import preview_bytes, timelapse_bytes
 from engine.optimiser import Step
 from engine.runner import Batch, Result, timelapse_frame
 from jobspec import JobParams
+from worker import checkpointing
+from worker.checkpointing import Checkpoint, Checkpointer, Unusable
 from worker.outbox import Picture
 from worker.top_up import top_up
 from worker.waiting import Wakeup
@@ -69,6 +72,7 @@ class Stopped:
     reason: StopReason
     steps_done: int
     gpu_seconds: float = 0.0
+    checkpoint: tuple[int, bytes] | None = None  # (step, bytes) of a job handed back by a clean stop
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,8 @@ class Refused:
     error: Exception
 
 
-News = Progress | Finished | Stopped | Refused
+News = Progress | Finished | Stopped | Refused | Checkpoint | Unusable
+ENDINGS = (Finished, Stopped, Refused)  # the news that end a job's attempt in the batch
 
 
 class Handoff:
@@ -187,6 +192,7 @@ class BatchRun:
         self._gpu: dict[int, float] = {}  # each job's share of the steps so far
         self._rate_mark = (self._started, 0)  # (time, steps) at the last progress report
         self._steps = 0
+        self.checkpoints = Checkpointer(self.config.checkpoint_every_s, self.config.checkpoint_every_steps)
 
     async def run(self) -> Crash | None:
         """Run the batch to its end; None, or how the engine crashed (the error keeps its traceback)."""
@@ -269,17 +275,20 @@ class BatchRun:
             for key in step.done:
                 self._gpu[as_job_id(key)] = self._gpu.get(as_job_id(key), 0.0) + share
             self._steps += 1
+            for checkpoint in self.checkpoints.take_due(batch, {as_job_id(k): n for k, n in step.done.items()}):
+                self.handoff.post(checkpoint)  # before the step's progress: a report then finds it stored
             self._report(step)
             for key in step.finished:
                 self._finish(batch, as_job_id(key))
             for job, reason in self._stops(batch):
                 self._frames.pop(job, None)
-                self.handoff.post(Stopped(job, reason, batch.remove(job), self._gpu.pop(job, 0.0)))
+                kept = self.checkpoints.leaving(batch, job, keep=reason is StopReason.SHUTDOWN)
+                self.handoff.post(Stopped(job, reason, batch.remove(job), self._gpu.pop(job, 0.0), kept))
 
     def _add(self, batch: Batch, jobs: list[ClaimedJob]) -> None:
         for claim, params in jobs:
             try:
-                batch.add(claim.job.id, params)
+                self.checkpoints.add(batch, claim, params, self.worker.resumes, self.handoff.post)
             except Exception as exc:  # noqa: BLE001 - this job's own input or fault; the others go on
                 self.handoff.post(Refused(claim.job.id, exc))
 
@@ -307,6 +316,7 @@ class BatchRun:
 
     def _finish(self, batch: Batch, job_id: int) -> None:
         result = batch.finish(job_id)
+        self.checkpoints.left(job_id)
         frames = self._frames.pop(job_id, None)
         timelapse = timelapse_bytes(frames, fmt=self.config.timelapse_format) if frames else None
         log.info("job %s: picture made, %d steps in %.1f s (loss %.3f)", job_id, result.steps_done, result.seconds,
@@ -332,9 +342,11 @@ class BatchRun:
                         await self._write_stop(news)
                     case Refused():
                         await self.worker.charge([self.claims[news.job_id]], news.error)
+                    case Checkpoint() | Unusable():
+                        await checkpointing.record(self.worker, self.checkpoints, self.claims[news.job_id], news)
             except Exception:  # one job's news that can't be written must not hold up the others'
                 log.exception("job %s: could not record %s", news.job_id, type(news).__name__.lower())
-            if not isinstance(news, Progress):
+            if isinstance(news, ENDINGS):
                 self._members.discard(news.job_id)
                 self.worker.let_go(self.claims[news.job_id])
                 self._room.wake()
@@ -378,8 +390,10 @@ class BatchRun:
             return
         if reason is StopReason.SHUTDOWN and not await outbox.write(
                 "check for a cancel request", job_id, lambda: self.store.cancel_requested(job_id)):
+            kept = await checkpointing.keep_at_stop(self.worker, claim, stopped.checkpoint)
             await outbox.write("hand the job back", job_id, lambda: self.store.release(job_id, token))
-            log.info("job %s: handed back at step %d (worker stopping)", job_id, stopped.steps_done)
+            log.info("job %s: handed back at step %d (worker stopping)%s", job_id, stopped.steps_done,
+                     "; it resumes there" if kept else "")
         else:
             await outbox.write("record the cancel", job_id, lambda: self.store.confirm_cancelled(
                 job_id, token, gpu_seconds=stopped.gpu_seconds))

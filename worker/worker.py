@@ -4,8 +4,9 @@
 jobs of that key join between steps (``worker.top_up``) until none is left, so
 tests can drive the worker batch by batch; ``run_forever`` loops over it, waiting
 for the store to change while the queue is empty, until ``stop`` is called, which
-interrupts the running batch and hands its jobs back to the queue (``release``)
-so that they are picked up again. One batch's run
+interrupts the running batch and hands its jobs back to the queue (``release``), each
+with a checkpoint of its last step, so that they are picked up again where they were
+(``worker.checkpointing``, which also checkpoints running jobs periodically). One batch's run
 is a ``worker.batch_run.BatchRun``; what a failure means, ``worker.failures``;
 store writes that must not be lost, ``worker.outbox``.
 """
@@ -29,6 +30,7 @@ from db import Claim, JobKind, Store
 from db.jobs import MAX_BATCH
 from engine.runner import Engine
 from jobspec import JobParams, ParamError, PromptError, batch_key
+from worker import checkpointing
 from worker.batch_run import BatchRun, ClaimedJob
 from worker.describe_run import run_describe
 from worker.failures import policy_for
@@ -53,6 +55,10 @@ class WorkerConfig:
     frames_every: int = 10
     store_retry: Backoff = field(default_factory=Backoff)  # waits between tries of a store write that failed
     unstored_dir: Path | None = None  # finished pictures wait here while the store can't take them
+    # Periodic checkpoints of running jobs (worker/checkpointing.py): every this many seconds of a job's
+    # work and/or steps, whichever comes first; None (or 0) turns that one off. Clean stops always take one.
+    checkpoint_every_s: float | None = checkpointing.DEFAULT_EVERY_S
+    checkpoint_every_steps: int | None = None
 
 
 def device_name(device: Any) -> str | None:
@@ -87,6 +93,7 @@ class Worker:
         self.outbox = Outbox(store, config.unstored_dir, config.store_retry, self._stopping)
         self._state = "idle"
         self._held: dict[int, Claim] = {}  # the jobs this worker holds a lease on, by id
+        self.resumes = checkpointing.Resumes()  # checkpoints of claimed jobs, until the engine thread adds them
         self._claimed = 0  # jobs claimed since the start
         self._rate: float | None = None  # the last measured speed, kept between batches for /status
         self._rate_at: datetime | None = None
@@ -197,6 +204,7 @@ class Worker:
         """The claimed attempt has ended here: no more heartbeats for it (a newer claim of the job stays)."""
         if self._held.get(claim.job.id) == claim:
             del self._held[claim.job.id]
+        self.resumes.drop(claim)
 
     async def claim_jobs(self, count: int, *, batch_key: str | None = None) -> list[ClaimedJob]:
         """Claim up to ``count`` jobs fairly (of ``batch_key`` if given; otherwise of the first job's
@@ -212,6 +220,7 @@ class Worker:
             self.hold(claim)
             try:
                 jobs.append((claim, JobParams.from_json(claim.job.params)))
+                await checkpointing.fetch(self, claim)
             except (ParamError, PromptError, TypeError) as exc:
                 log.warning("job %s: unusable parameters: %s", claim.job.id, exc)
                 await self.outbox.write("record the failure", claim.job.id, partial(

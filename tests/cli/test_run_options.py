@@ -119,3 +119,25 @@ def test_a_worker_that_finds_no_gpu_warns_and_one_asked_to_use_the_cpu_does_not(
     assert "no GPU in use" in (cpu_warning("auto", "cpu") or "")
     assert cpu_warning("cpu", "cpu") is None
     assert cpu_warning("auto", "cuda") is None
+
+
+def test_checkpoints_default_to_every_30_seconds_and_a_step_count_can_be_added(monkeypatch, tmp_path) -> None:
+    from vqbot_cli.run import worker_config
+
+    options, _ = options_and_settings(monkeypatch, tmp_path)
+    config = worker_config(options)
+    assert (config.checkpoint_every_s, config.checkpoint_every_steps) == (30, None)
+    options, _ = options_and_settings(monkeypatch, tmp_path, VQBOT_CHECKPOINT_EVERY_S="0",
+                                      VQBOT_CHECKPOINT_EVERY_STEPS="5")
+    config = worker_config(options)
+    assert (config.checkpoint_every_s, config.checkpoint_every_steps) == (None, 5)
+
+
+@pytest.mark.parametrize("key, value", [("VQBOT_CHECKPOINT_EVERY_S", "1"), ("VQBOT_CHECKPOINT_EVERY_S", "inf"),
+                                        ("VQBOT_CHECKPOINT_EVERY_S", "soon"), ("VQBOT_CHECKPOINT_EVERY_STEPS", "2.5"),
+                                        ("VQBOT_CHECKPOINT_EVERY_STEPS", "-5")])
+def test_bad_checkpoint_settings_are_refused_at_start_naming_the_setting(monkeypatch, tmp_path, key, value) -> None:
+    from vqbot_cli.run import SetupProblem
+
+    with pytest.raises(SetupProblem, match=key):
+        options_and_settings(monkeypatch, tmp_path, **{key: value})

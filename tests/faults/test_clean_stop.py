@@ -1,4 +1,5 @@
-"""A worker told to stop (SIGTERM, as a deploy does) hands its running jobs back; the next worker finishes them."""
+"""A worker told to stop (SIGTERM, as a deploy does) checkpoints its running jobs and hands them back; the next
+worker resumes each at the step it was stopped at and finishes it, redoing no step."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.faults.ledger import (
     steps_redone,
 )
 
-HANDED_BACK = re.compile(r"job (\d+): handed back at step (\d+) \(worker stopping\)")
+HANDED_BACK = re.compile(r"job (\d+): handed back at step (\d+) \(worker stopping\); it resumes there")
 
 
 async def test_a_stopped_worker_hands_its_jobs_back_and_they_finish_once(tmp_path, tiny_models) -> None:
@@ -30,6 +31,7 @@ async def test_a_stopped_worker_hands_its_jobs_back_and_they_finish_once(tmp_pat
         assert [(j.state, j.attempts, j.worker, j.step) for j in run.jobs.values()] == [(JobState.QUEUED, 0, None, 0)] * 2
         said = {int(job): int(step) for job, step in HANDED_BACK.findall(first.log_text())}
         assert sorted(said) == sorted(run.jobs)
+        assert {job: (await run.store.checkpoint(job) or (None,))[0] for job in said} == said  # kept at its step
         assert f"worker {first.name} stopped" in first.log_text()
 
         run.start("a")
@@ -41,10 +43,13 @@ async def test_a_stopped_worker_hands_its_jobs_back_and_they_finish_once(tmp_pat
         journals, logs = read_journals(tmp_path / "journals"), Logs.read(tmp_path / "logs")
         assert check_every_job(jobs, run.poster, journals, logs) == ALL_WELL
         assert [job.attempts for job in jobs] == [1, 1]  # the handed-back attempt did not count
+        assert {job.id: job.resumed_from_step for job in jobs} == said
         lost = {job: steps_lost(attempts) for job, attempts in journals.items()}  # one handed-back attempt each
         assert {job: pairs[0][0].last_done for job, pairs in lost.items() if len(pairs) == 1} == said
         assert all(0 <= n <= most_steps_a_clean_stop_may_lose(a.last_done) for [(a, n)] in lost.values())  # THE BOUND
-        print(f"fault suite: a clean stop at steps {sorted(said.values())} redid {steps_redone(jobs, journals)} steps")
+        redone = steps_redone(jobs, journals)
+        print(f"fault suite: a clean stop at steps {sorted(said.values())} redid {redone} steps")
+        assert redone == 0
         assert logs.tracebacks() == {}
     finally:
         await run.close()

@@ -28,6 +28,7 @@ from tests.worker.engine_fixtures import TinyModels
 
 LEASE_S = 15  # VQBOT_LEASE_S at its minimum
 MAX_BATCH = 2
+CHECKPOINT_EVERY_STEPS = 5  # VQBOT_CHECKPOINT_EVERY_STEPS: four checkpoints a 20-step job, 30 s would be none
 PRELOAD = ["torch", "open_clip", "discord", "PIL.Image", "safetensors.torch", "vqbot_cli.main", "vqbot_cli.run",
            "engine.runner", "engine.clip", "engine.optimiser", "engine.vqgan", "worker.worker", "db", "bot.client",
            "tests.faults.injection", "tests.faults.workers"]
@@ -51,7 +52,7 @@ def worker_env(root: Path, models: TinyModels, name: str, **extra: str) -> dict[
            "VQBOT_CLIP": models.clip_model, "VQBOT_DEVICE": "cpu", "VQBOT_PRECISION": "fp32",
            "VQBOT_COMPILE": "none", "VQBOT_WARM_UP": "0", "VQBOT_AUTO_DOWNLOAD": "0", "HF_HUB_OFFLINE": "1",
            "VQBOT_LEASE_S": str(LEASE_S), "VQBOT_MAX_BATCH": str(MAX_BATCH), "VQBOT_WORKER_NAME": name,
-           "VQBOT_LOG_LEVEL": "INFO"}
+           "VQBOT_CHECKPOINT_EVERY_STEPS": str(CHECKPOINT_EVERY_STEPS), "VQBOT_LOG_LEVEL": "INFO"}
     env.update(extra)
     return env
 
