@@ -96,10 +96,12 @@ class FaultRun:
         return [job for job in self.jobs.values() if job.state is JobState.SUCCEEDED and not job.delivered]
 
     # ---------------------------------------------------------------- workers
-    def start(self, slot: str, kill_point: KillPoint | None = None, **env: str) -> WorkerProcess:
+    def start(self, slot: str, kill_point: KillPoint | None = None, *, disk_full_at_step: int | None = None,
+              **env: str) -> WorkerProcess:
         self._started[slot] += 1
         name = f"{slot}{self._started[slot]}"
-        spec = WorkerSpec(name, self.root, worker_env(self.root, self.models, name, **env), kill_point)
+        spec = WorkerSpec(name, self.root, worker_env(self.root, self.models, name, **env), kill_point,
+                          disk_full_at_step=disk_full_at_step)
         self.workers[slot] = worker = WorkerProcess(spec)
         return worker
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import resource
 import signal
 import sqlite3
 import time
@@ -105,3 +106,24 @@ def _kill_at_call(target: str, nth: int) -> None:
         return original(*args, **kwargs)
 
     setattr(owner, name, counted)
+
+
+def fill_disk_at_step(step: int, wal: Path) -> None:
+    """After the first engine step that takes a job to ``step`` steps, no file of this process may grow
+    past the size the database's write-ahead log (``wal``) has then: the next transaction that needs
+    room fails as on a full disk. Raising the limit from outside (``prlimit``) frees the disk again."""
+    from engine.runner import Batch
+
+    inner = Batch.step
+    filled = False
+
+    def stepped(self: Batch) -> Any:
+        nonlocal filled
+        result = inner(self)
+        if not filled and any(done >= step for done in result.done.values()):
+            filled = True
+            _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max(wal.stat().st_size, 1), hard))
+        return result
+
+    Batch.step = stepped  # type: ignore[method-assign]

@@ -1,8 +1,10 @@
 """A disk that fills up under a running worker, and a database file that is read-only when a worker starts.
 
-The disk fills up through RLIMIT_FSIZE set on the running worker (``prlimit``): no file it writes may
-grow past the size the database's write-ahead log has at that moment, so the next transaction that
-needs room fails as it would on a full disk, while the worker's small log and kept pictures still fit.
+The disk fills up inside the worker, at a chosen engine step, through RLIMIT_FSIZE
+(``tests.faults.injection.fill_disk_at_step``): no file it writes may grow past the size the
+database's write-ahead log has at that moment, so the next transaction that needs room fails as it
+would on a full disk, while the worker's small log and kept pictures still fit. ``prlimit`` from the
+test frees the disk again.
 """
 
 from __future__ import annotations
@@ -21,15 +23,6 @@ from tests.faults.ledger import ALL_WELL, Logs, check_every_job, read_journals, 
 from tests.faults.workers import WorkerProcess, worker_env
 
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) [\w.]+: \S")
-
-
-def fill_the_disk(run: FaultRun, worker: WorkerProcess) -> int:
-    """From now on no file of ``worker``'s may grow past the write-ahead log's size; returns that size."""
-    room = Path(f"{run.database}-wal").stat().st_size
-    assert room > 8 * worker.spec.log.stat().st_size  # the log goes on being written meanwhile
-    assert worker.process.pid is not None
-    resource.prlimit(worker.process.pid, resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY))
-    return room
 
 
 def free_the_disk(worker: WorkerProcess) -> None:
@@ -53,10 +46,11 @@ def database_intact(database: Path) -> None:
     conn.close()
 
 
+FULL_AT_STEP = 12  # of the suite's 20-step jobs
+
+
 async def wait_for_full_disk(run: FaultRun, worker: WorkerProcess) -> str:
-    """Fill the disk while the worker steps a job; the log line that says the result could not be stored."""
-    await run.until(lambda: run.running_on(worker.name, at_least_step=10), "a job past step 10")
-    fill_the_disk(run, worker)
+    """The log line that says the result could not be stored (the disk filled at ``FULL_AT_STEP``)."""
     found = await run.until(lambda: lines_with(worker, "could not store the finished picture"), "a full disk")
     assert isinstance(found, list)
     return found[0]
@@ -66,13 +60,13 @@ async def test_a_full_disk_holds_a_result_back_until_there_is_room_and_the_queue
     run = await FaultRun.open(tmp_path, tiny_models)
     try:
         await run.enqueue(2)
-        worker = run.start("a", VQBOT_MAX_BATCH="1")
+        worker = run.start("a", disk_full_at_step=FULL_AT_STEP, VQBOT_MAX_BATCH="1")
         line = await wait_for_full_disk(run, worker)
         assert "the database is unavailable (The job database could not be written: its disk is full or failing" in line
         assert f"the picture is kept in {tmp_path / 'data' / 'unstored'} meanwhile" in line
         await run.refresh()  # what was committed before the disk filled is all there
         first, second = run.jobs.values()
-        assert (first.state, second.state) == (JobState.RUNNING, JobState.QUEUED) and first.step >= 10
+        assert (first.state, second.state) == (JobState.RUNNING, JobState.QUEUED)
         database_intact(run.database)
 
         free_the_disk(worker)
@@ -94,7 +88,7 @@ async def test_a_result_kept_through_a_full_disk_and_a_read_only_database_is_sto
     run = await FaultRun.open(tmp_path, tiny_models)
     try:
         await run.enqueue(1)
-        worker = run.start("a")
+        worker = run.start("a", disk_full_at_step=FULL_AT_STEP)
         await wait_for_full_disk(run, worker)
         assert await run.stop("a") == 0  # a deploy, with the disk still full
         assert lines_with(worker, f"its picture waits in {tmp_path / 'data' / 'unstored'} for the next start")

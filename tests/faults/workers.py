@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 
-from tests.faults.injection import KillPoint, arm, journal_steps
+from tests.faults.injection import KillPoint, arm, fill_disk_at_step, journal_steps
 from tests.worker.engine_fixtures import TinyModels
 
 LEASE_S = 15  # VQBOT_LEASE_S at its minimum
@@ -64,6 +64,7 @@ class WorkerSpec:
     env: dict[str, str]
     kill_point: KillPoint | None = None
     threads: int = 1  # two workers share two cores
+    disk_full_at_step: int | None = None  # the disk fills once a job has made this many steps
 
     @property
     def log(self) -> Path:
@@ -90,6 +91,8 @@ def _run_worker(spec: WorkerSpec) -> None:  # pragma: no cover - runs in the wor
     journal_steps(spec.journal)
     if spec.kill_point is not None:
         arm(spec.kill_point)
+    if spec.disk_full_at_step is not None:
+        fill_disk_at_step(spec.disk_full_at_step, Path(f"{spec.env['VQBOT_DATABASE']}-wal"))
     from vqbot_cli.main import main
 
     sys.exit(main(["worker"]))
