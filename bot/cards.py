@@ -202,20 +202,31 @@ def render_card(job: Job, *, buttons: bool = True, spot: QueueSpot | None = None
     if ignored:
         embed.add_field(name="Not read by CLIP (past 77 tokens)", value=ignored_text(ignored),
                         inline=False)
-    origin = lineage(job)
-    if origin:
-        embed.add_field(name="Origin", value=origin, inline=True)
-    embed.add_field(name="By", value=f"<@{job.user_id}>", inline=True)
+    add_origin_and_owner(embed, job)
     embed.set_footer(text=f"Job #{job.id}")
-    files: tuple[discord.File, ...] | None = None
-    if image is not None:
-        embed.set_image(url=f"attachment://{image.filename}")
-        files = (image,)
-    elif job.state.is_terminal:
+    files = show_image(embed, image)
+    if files is None and job.state.is_terminal:
         files = ()  # an ended job's card shows no preview
     return JobMessage(embed=embed, view=card_view(job) if buttons else None, files=files,
                       reactions=card_reactions(job),
                       withdrawn=PENDING_REACTIONS if job.state.is_terminal else ())
+
+
+def add_origin_and_owner(embed: discord.Embed, job: Job) -> None:
+    """A card's "Origin" (what the job was made from, if anything) and "By" fields; a grid's card
+    shows its first candidate's."""
+    origin = lineage(job)
+    if origin:
+        embed.add_field(name="Origin", value=origin, inline=True)
+    embed.add_field(name="By", value=f"<@{job.user_id}>", inline=True)
+
+
+def show_image(embed: discord.Embed, image: discord.File | None) -> tuple[discord.File, ...] | None:
+    """The files of a card with ``image`` shown in its embed; None (keep what it has) without one."""
+    if image is None:
+        return None
+    embed.set_image(url=f"attachment://{image.filename}")
+    return (image,)
 
 
 def card_view(job: Job) -> discord.ui.View | None:

@@ -14,7 +14,17 @@ from datetime import datetime
 
 import discord
 
-from bot.cards import COLOURS, EMBED_TITLE_MAX, FIELD_MAX, JobMessage, QueueSpot, lineage, parameter_text, shorten
+from bot.cards import (
+    COLOURS,
+    EMBED_TITLE_MAX,
+    FIELD_MAX,
+    JobMessage,
+    QueueSpot,
+    add_origin_and_owner,
+    parameter_text,
+    shorten,
+    show_image,
+)
 from bot.cards import state_line as job_state_line
 from bot.controls import Action, JobButton
 from bot.text import plain
@@ -78,15 +88,9 @@ def render_grid_card(jobs: Sequence[Job], *, buttons: bool = True, spot: QueueSp
     seeds = ", ".join(str(job.seed) for job in jobs)
     parameters = parameter_text(first).replace(f"seed {first.seed}", f"seeds {seeds}")
     embed.add_field(name="Parameters", value=shorten(parameters, FIELD_MAX), inline=False)
-    origin = lineage(first)
-    if origin:
-        embed.add_field(name="Origin", value=origin, inline=True)
-    embed.add_field(name="By", value=f"<@{first.user_id}>", inline=True)
+    add_origin_and_owner(embed, first)
     embed.set_footer(text=f"Jobs {id_range(jobs)} · U upscales a candidate, V varies it, 🔁 makes four new")
-    files: tuple[discord.File, ...] | None = None
-    if image is not None:
-        embed.set_image(url=f"attachment://{image.filename}")
-        files = (image,)
+    files = show_image(embed, image)
     ended = all(job.state.is_terminal for job in jobs)
     content = None
     if mention:
