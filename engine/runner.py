@@ -8,6 +8,7 @@ between steps (the queue worker). It knows nothing of Discord or the database.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -48,14 +49,22 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class Result:
-    """A finished job: its PNG (with metadata), the steps it made, its last loss, seconds since it joined."""
+    """A finished job: its picture, the steps it made, its last loss, seconds since it joined.
+
+    ``png`` (the picture with its metadata) is encoded when first read, so a worker can encode it away from
+    the thread that steps the GPU (a 512x512 PNG is tens of milliseconds of CPU the GPU would idle for).
+    """
 
     key: Hashable
-    png: bytes
+    image: torch.Tensor  # (3, H, W) in [0, 1], on the CPU
     steps_done: int
     loss: float
     seconds: float
     metadata: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def png(self) -> bytes:
+        return png_bytes(self.image, self.metadata)
 
 
 WARM_UP_STEPS = 3  # CUDA graphs are recorded on a compiled step's third call
@@ -279,5 +288,5 @@ class Batch:
         metadata = picture_metadata(params, provenance(self.source, self.clip, params, self.engine.cache.digests),
                                     steps_done=outcome.steps_done, loss=outcome.loss, device=str(self.device),
                                     precision=self.precision_name)
-        return Result(key=key, png=png_bytes(outcome.image, metadata), steps_done=outcome.steps_done,
+        return Result(key=key, image=outcome.image, steps_done=outcome.steps_done,
                       loss=outcome.loss, seconds=time.perf_counter() - self._joined.pop(key), metadata=metadata)

@@ -15,21 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
-from db import Claim
 from engine.images import preview_bytes, timelapse_bytes
 from engine.optimiser import Step
-from engine.runner import Batch, Result, timelapse_frame
-from jobspec import JobParams
+from engine.runner import Batch, timelapse_frame
 from worker import checkpointing
 from worker.checkpointing import Checkpoint, Checkpointer, Unusable
+from worker.engine_time import EngineTime
+from worker.handoff import (
+    ENDINGS,
+    ClaimedJob,
+    Finished,
+    Handoff,
+    Progress,
+    Refused,
+    Stopped,
+    StopReason,
+)
 from worker.outbox import Picture
 from worker.top_up import top_up
 from worker.waiting import Wakeup
@@ -39,118 +46,10 @@ if TYPE_CHECKING:
 
     from worker.worker import Worker
 
+__all__ = ["BatchRun", "ClaimedJob", "Crash"]
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
-
-ClaimedJob = tuple[Claim, JobParams]  # a claimed job and its parameters
-
-
-class StopReason(StrEnum):
-    CANCELLED = "cancelled"  # its owner asked
-    LEASE_LOST = "lease lost"  # another worker holds the job now
-    SHUTDOWN = "shutdown"  # this worker is stopping: the job goes back to the queue
-
-
-@dataclass(frozen=True)
-class Progress:
-    job_id: int
-    step: int
-    preview: bytes  # small WebP
-    steps_per_s: float
-
-
-@dataclass(frozen=True)
-class Finished:
-    job_id: int
-    result: Result
-    timelapse: bytes | None
-    gpu_seconds: float = 0.0  # its share of the steps it was in: each step's time over the jobs in it
-
-
-@dataclass(frozen=True)
-class Stopped:
-    job_id: int
-    reason: StopReason
-    steps_done: int
-    gpu_seconds: float = 0.0
-    checkpoint: tuple[int, bytes] | None = None  # (step, bytes) of a job handed back by a clean stop
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A job that could not join the batch: its own input, or a fault of its own."""
-
-    job_id: int
-    error: Exception
-
-
-News = Progress | Finished | Stopped | Refused | Checkpoint | Unusable
-ENDINGS = (Finished, Stopped, Refused)  # the news that end a job's attempt in the batch
-
-
-class Handoff:
-    """Where the engine thread and the event loop meet.
-
-    Engine thread: ``post`` (returns at once), ``stops`` and ``joiners``. Event loop: ``next``,
-    ``stop`` and ``join``; ``joiners`` again once the engine thread is done, for the jobs that came late.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._news: deque[News] = deque()  # event loop only
-        self._arrived = Wakeup()
-        self._closed = False
-        self._stops: dict[int, StopReason] = {}  # both threads, under the lock
-        self._joining: list[ClaimedJob] = []  # both threads, under the lock
-        self._lock = threading.Lock()
-
-    # engine thread
-    def post(self, news: News) -> None:
-        self._loop.call_soon_threadsafe(self._arrive, news)
-
-    def stops(self) -> dict[int, StopReason]:
-        with self._lock:
-            return dict(self._stops)
-
-    def joiners(self) -> list[ClaimedJob]:
-        """The jobs handed over to join since the last call (taken: each is returned once)."""
-        with self._lock:
-            jobs, self._joining = self._joining, []
-        return jobs
-
-    # event loop
-    def join(self, jobs: list[ClaimedJob]) -> None:
-        """Jobs to add before the next step; stops asked for an earlier attempt of one no longer hold."""
-        with self._lock:
-            self._joining.extend(jobs)
-            for claim, _ in jobs:
-                self._stops.pop(claim.job.id, None)
-
-    def stop(self, job_id: int, reason: StopReason) -> None:
-        with self._lock:
-            self._stops.setdefault(job_id, reason)
-
-    def close(self) -> None:
-        """The engine thread is done: ``next`` returns None once the news that came is taken."""
-        self._closed = True
-        self._arrived.wake()
-
-    async def next(self) -> News | None:
-        while not self._news:
-            if self._closed:
-                return None
-            await self._arrived.sleep()
-        return self._news.popleft()
-
-    def _arrive(self, news: News) -> None:
-        if self._closed:
-            return
-        if isinstance(news, Progress):  # only the newest progress of a job is worth writing
-            for i, waiting in enumerate(self._news):
-                if isinstance(waiting, Progress) and waiting.job_id == news.job_id:
-                    self._news[i] = news
-                    return
-        self._news.append(news)
-        self._arrived.wake()
 
 
 @dataclass(frozen=True)
@@ -192,11 +91,14 @@ class BatchRun:
         self._gpu: dict[int, float] = {}  # each job's share of the steps so far
         self._rate_mark = (self._started, 0)  # (time, steps) at the last progress report
         self._steps = 0
+        self.engine_time = EngineTime()
+        self._encoder: ThreadPoolExecutor | None = None  # event loop: encodes pictures (WebP, PNG, timelapses)
         self.checkpoints = Checkpointer(self.config.checkpoint_every_s, self.config.checkpoint_every_steps)
 
     async def run(self) -> Crash | None:
         """Run the batch to its end; None, or how the engine crashed (the error keeps its traceback)."""
         log.info("jobs %s: starting a batch of %d (room for %d)", list(self.claims), len(self.jobs), self.capacity)
+        self._encoder = ThreadPoolExecutor(1, thread_name_prefix="vqbot-encode")
         writer = asyncio.create_task(self._write_news())
         topping = asyncio.create_task(top_up(self)) if self.top_up else None
         crash: Exception | None = None
@@ -211,6 +113,8 @@ class BatchRun:
                 await topping  # never cancelled: a claim it has started must come back with its jobs
             self.handoff.close()
             await writer
+            self._encoder.shutdown()
+            log.info("jobs %s: batch done; engine thread: %s", sorted(self.jobs), self.engine_time.summary())
             self.leftovers = self.handoff.joiners() + list(self._rejoin.values())
             self._rejoin.clear()
         for claim, _ in self.leftovers:
@@ -261,29 +165,39 @@ class BatchRun:
     # ---------------------------------------------------------------- engine thread
     def _step_until_empty(self) -> None:
         batch = self.worker.engine.batch(self._initial[0][1])
+        clock = self.engine_time = EngineTime()
         self._started = time.perf_counter()
         self._rate_mark = (self._started, 0)
-        self._add(batch, list(self._initial))
+        with clock.phase("joining"):
+            self._add(batch, list(self._initial))
         while True:
             if not self.worker.stopping:  # a stopping worker hands late joiners back untouched
-                self._add(batch, self.handoff.joiners())
+                with clock.phase("joining"):
+                    self._add(batch, self.handoff.joiners())
             if not batch:
                 return
             began = time.perf_counter()
-            step = batch.step()
+            with clock.phase("stepping"):
+                step = batch.step()
             share = (time.perf_counter() - began) / max(len(step.done), 1)
             for key in step.done:
                 self._gpu[as_job_id(key)] = self._gpu.get(as_job_id(key), 0.0) + share
             self._steps += 1
-            for checkpoint in self.checkpoints.take_due(batch, {as_job_id(k): n for k, n in step.done.items()}):
-                self.handoff.post(checkpoint)  # before the step's progress: a report then finds it stored
-            self._report(step)
-            for key in step.finished:
-                self._finish(batch, as_job_id(key))
-            for job, reason in self._stops(batch):
-                self._frames.pop(job, None)
-                kept = self.checkpoints.leaving(batch, job, keep=reason is StopReason.SHUTDOWN)
-                self.handoff.post(Stopped(job, reason, batch.remove(job), self._gpu.pop(job, 0.0), kept))
+            clock.steps += 1
+            with clock.phase("checkpoints"):
+                done = {as_job_id(k): n for k, n in step.done.items()}
+                for checkpoint in self.checkpoints.take_due(batch, done):
+                    self.handoff.post(checkpoint)  # before the step's progress: a report then finds it stored
+            with clock.phase("pictures"):
+                self._report(step)
+            with clock.phase("finishing"):
+                for key in step.finished:
+                    self._finish(batch, as_job_id(key))
+            with clock.phase("stops"):
+                for job, reason in self._stops(batch):
+                    self._frames.pop(job, None)
+                    kept = self.checkpoints.leaving(batch, job, keep=reason is StopReason.SHUTDOWN)
+                    self.handoff.post(Stopped(job, reason, batch.remove(job), self._gpu.pop(job, 0.0), kept))
 
     def _add(self, batch: Batch, jobs: list[ClaimedJob]) -> None:
         for claim, params in jobs:
@@ -312,16 +226,15 @@ class BatchRun:
             rate = (self._steps - steps_then) / max(self._rate_mark[0] - then, 1e-9)
             for job in due:
                 self._last_report[job] = now
-                self.handoff.post(Progress(job, done[job], preview_bytes(pictures[job]), rate))
+                self.handoff.post(Progress(job, done[job], pictures[job], rate))
 
     def _finish(self, batch: Batch, job_id: int) -> None:
         result = batch.finish(job_id)
         self.checkpoints.left(job_id)
-        frames = self._frames.pop(job_id, None)
-        timelapse = timelapse_bytes(frames, fmt=self.config.timelapse_format) if frames else None
+        frames = self._frames.pop(job_id, None) or None
         log.info("job %s: picture made, %d steps in %.1f s (loss %.3f)", job_id, result.steps_done, result.seconds,
                  result.loss)
-        self.handoff.post(Finished(job_id, result, timelapse, self._gpu.pop(job_id, 0.0)))
+        self.handoff.post(Finished(job_id, result, frames, self._gpu.pop(job_id, 0.0)))
 
     def _stops(self, batch: Batch) -> list[tuple[int, StopReason]]:
         asked = self.handoff.stops()
@@ -353,12 +266,17 @@ class BatchRun:
                 if news.job_id in self._rejoin:
                     self.join([self._rejoin.pop(news.job_id)])
 
+    async def _encode(self, encode: Callable[[], T]) -> T:
+        """``encode()`` in the batch's encoding thread: neither the engine thread nor the event loop waits."""
+        return await asyncio.get_running_loop().run_in_executor(self._encoder, encode)
+
     async def _write_progress(self, progress: Progress) -> None:
         claim = self.claims[progress.job_id]
         self.worker.note_speed(progress.steps_per_s)
+        preview = await self._encode(lambda: preview_bytes(progress.picture))
         try:
             ack = await self.store.report_progress(
-                claim.job.id, claim.token, step=progress.step, preview=progress.preview,
+                claim.job.id, claim.token, step=progress.step, preview=preview,
                 steps_per_s=progress.steps_per_s, lease_seconds=self.config.lease_s)
         except Exception as exc:  # noqa: BLE001 - progress is worth no wait: the next report brings news anyway
             log.warning("job %s: progress at step %d not recorded: the database is unavailable (%s)",
@@ -374,11 +292,18 @@ class BatchRun:
 
     async def _write_picture(self, finished: Finished) -> None:
         claim, result = self.claims[finished.job_id], finished.result
-        if finished.timelapse is not None and self.config.timelapse_dir is not None:
-            self.config.timelapse_dir.mkdir(parents=True, exist_ok=True)
-            (self.config.timelapse_dir / f"{claim.job.id}.{self.config.timelapse_format}").write_bytes(
-                finished.timelapse)
-        await self.worker.outbox.finish(Picture(claim.job.id, claim.token, result.png, finished.gpu_seconds))
+        try:
+            png = await self._encode(lambda: result.png)
+        except Exception as exc:  # a picture that can't be encoded fails its job alone
+            log.exception("job %s: its picture could not be encoded", claim.job.id)
+            await self.worker.charge([claim], exc)
+            return
+        frames, folder, fmt = finished.frames, self.config.timelapse_dir, self.config.timelapse_format
+        if frames and folder is not None:
+            timelapse = await self._encode(lambda: timelapse_bytes(frames, fmt=fmt))
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{claim.job.id}.{fmt}").write_bytes(timelapse)
+        await self.worker.outbox.finish(Picture(claim.job.id, claim.token, png, finished.gpu_seconds))
         await self.worker.changed()
 
     async def _write_stop(self, stopped: Stopped) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from worker.batch_run import Handoff, Progress, Stopped, StopReason
+from worker.handoff import Handoff, Progress, Stopped, StopReason
 
 
 async def test_only_the_newest_progress_of_a_job_waits_to_be_written_and_endings_are_all_kept():
