@@ -67,11 +67,11 @@ class Step:
             self._loss_list = self.losses.tolist()
         return self._loss_list[self.keys.index(key)]
 
-    def pictures(self) -> dict[Hashable, torch.Tensor]:
-        """Each job's picture after this step: (3, H, W) in [0, 1], float32 on the CPU."""
+    def pictures(self, keys: Iterable[Hashable] | None = None) -> dict[Hashable, torch.Tensor]:
+        """Pictures after this step, of ``keys`` (default: every job): (3, H, W) in [0, 1], float32 on the CPU."""
         if self._batch.steps_taken != self._number:
             raise RuntimeError(f"the pictures of step {self._number} are gone: the batch has stepped since")
-        return self._batch.pictures()
+        return self._batch.pictures(keys)
 
 
 class BatchOptimiser:
@@ -219,7 +219,7 @@ class BatchOptimiser:
         """Leave the batch with the job's picture after the last step and that step's loss."""
         if self.last_step is None or key not in self.last_step.keys:
             raise ValueError(f"job {key} has not made a step in this batch")
-        picture, loss = self.pictures()[key], self.last_step.loss(key)
+        picture, loss = self.pictures([key])[key], self.last_step.loss(key)
         slot = self.remove(key)
         return JobOutcome(key=key, image=picture, steps_done=slot.steps_done, loss=loss)
 
@@ -289,16 +289,27 @@ class BatchOptimiser:
 
     def images(self) -> torch.Tensor:
         """Current pictures (B, 3, H, W) in [0, 1], float32 on the CPU."""
-        with self.settings(), torch.no_grad():
-            if self._one_at_a_time:
-                return torch.cat([self.decode(z).float().cpu() for z in self.z.split(1)])
-            return self.decode(self.z).float().cpu()
+        return torch.stack(list(self.pictures().values()))
 
-    def pictures(self) -> dict[Hashable, torch.Tensor]:
-        """Current pictures by job, (3, H, W) each: decoded once between steps however often asked."""
-        if self._pictures is None or set(self._pictures) != set(self.keys):
-            self._pictures = dict(zip(self.keys, self.images(), strict=True))
-        return self._pictures
+    def pictures(self, keys: Iterable[Hashable] | None = None) -> dict[Hashable, torch.Tensor]:
+        """Current pictures of ``keys`` (default: every job), (3, H, W) each, in batch order.
+
+        Each job's picture is decoded alone (a batch of one), once between steps however often asked:
+        only the jobs asked for cost a decode, and the decoder sees one shape whatever the batch's size
+        (no kernel tuning for a new batch size while users wait; the worker's warm-up tunes it once).
+        """
+        if self._pictures is None:
+            self._pictures = {}
+        asked = None if keys is None else set(keys)
+        wanted = self.keys if asked is None else [k for k in self.keys if k in asked]
+        missing = [k for k in wanted if k not in self._pictures]
+        if missing:
+            index = {k: i for i, k in enumerate(self.keys)}
+            with self.settings(), torch.no_grad():
+                for key in missing:
+                    i = index[key]
+                    self._pictures[key] = self.decode(self.z[i:i + 1]).float().cpu()[0]
+        return {k: self._pictures[k] for k in wanted}
 
 
 def _adam_update(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: torch.Tensor,

@@ -174,18 +174,24 @@ class Engine:
         """An empty batch for jobs shaped like ``params`` (its models loaded)."""
         return Batch(self, params)
 
-    def warm_up(self, params: JobParams, *, should_stop: Callable[[], bool] = lambda: False) -> float:
-        """Run throwaway jobs shaped like ``params`` for a few steps, one alone and then two together,
-        so that both compiled steps (one job, and batches of two or more) are compiled and their CUDA
-        graphs recorded before real jobs come. Returns the seconds it took."""
+    def warm_up(self, params: JobParams, *, jobs: int = 2, should_stop: Callable[[], bool] = lambda: False) -> float:
+        """Run throwaway jobs shaped like ``params`` before real jobs come: one alone for a few steps, then
+        one more every few steps up to ``jobs`` together, as continuous batching grows a batch. Both
+        compiled steps (one job, and batches of two or more) compile, and each batch size up to ``jobs``
+        gets its CUDA graph recorded and its kernels tuned (cuDNN and Triton tune each new shape on its
+        first call, seconds a size), as does the picture decode. Returns the seconds it took."""
         started = time.perf_counter()
-        for jobs in (1, 2):
-            batch = self.batch(params)
-            for i in range(jobs):
-                batch.add(f"warm-up-{i}", params.with_changes(steps=WARM_UP_STEPS, seed=i))
-            while batch and not should_stop():
-                for key in batch.step().finished:
-                    batch.remove(key)
+        batch = self.batch(params)
+        warm = params.with_changes(steps=WARM_UP_STEPS * max(jobs, 1) + 1)
+        for size in range(1, max(jobs, 1) + 1):
+            if should_stop():
+                break
+            key = f"warm-up-{size}"
+            batch.add(key, warm.with_changes(seed=size))
+            for _ in range(WARM_UP_STEPS):
+                step = batch.step()
+            if size == 1:
+                step.pictures([key])
         return time.perf_counter() - started
 
     def run(self, jobs: list[tuple[Hashable, JobParams]],

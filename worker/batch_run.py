@@ -217,7 +217,7 @@ class BatchRun:
                   and job in self._timelapse]
         if not due and not framed:
             return
-        pictures = step.pictures()
+        pictures = step.pictures({*due, *framed})  # only these jobs' pictures are decoded
         for job in framed:
             self._frames.setdefault(job, []).append(timelapse_frame(pictures[job]))
         if due:

@@ -133,7 +133,9 @@ class Worker:
         log.info("worker %s: preparing %dx%d jobs with %d cutouts before taking any", self.config.name,
                  params.width, params.height, params.cutn)
         try:
-            seconds = await self.in_engine_thread(lambda: self.engine.warm_up(params, should_stop=self._stopping.is_set))
+            jobs = await self.in_engine_thread(self.engine.max_batch, params, self.batch_limit)
+            seconds = await self.in_engine_thread(
+                lambda: self.engine.warm_up(params, jobs=jobs, should_stop=self._stopping.is_set))
             log.info("worker %s: ready after %.0f s", self.config.name, seconds)
         except Exception:  # a failed warm-up costs speed, not service: real jobs will compile as they come
             log.exception("worker %s: warm-up failed; going on without it", self.config.name)

@@ -148,16 +148,42 @@ def test_the_step_callback_sees_every_step_and_its_pictures_and_losses(vqgan: VQ
     assert reports[0][1].shape == (3, 32, 32) and all(loss == loss for _, _, loss in reports)
 
 
+def picture_decodes(decoded: list[int], decode, batch: BatchOptimiser, z: torch.Tensor) -> torch.Tensor:
+    """``decode`` that notes the batch size of every decode made for a picture (not for a step's loss)."""
+    if not torch.is_grad_enabled():
+        decoded.append(z.shape[0])
+    return decode(batch, z)
+
+
 def test_a_step_whose_picture_nobody_asks_for_is_not_decoded(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:
     """The worker's time gate says no: no report, and the decoder isn't run for a picture nobody sees."""
     params = JobParams(prompts=parse_prompts("a boat"), width=32, height=32, steps=9, cutn=4)
     decoded = []
-    images = BatchOptimiser.images
-    monkeypatch.setattr(BatchOptimiser, "images", lambda self: decoded.append(len(self)) or images(self))
+    decode = BatchOptimiser.decode
+    monkeypatch.setattr(BatchOptimiser, "decode", lambda self, z: picture_decodes(decoded, decode, self, z))
     request = JobRequest(1, params, build_targets(clip, params, []))
     (outcome,) = list(optimise(batch_for(vqgan, clip, params), [request], lambda step: step.loss(1)))
     assert decoded == [1]  # the finished picture only
     assert outcome.steps_done == 9 and outcome.image.shape == (3, 32, 32) and outcome.loss == outcome.loss
+
+
+def test_only_the_pictures_asked_for_are_decoded_each_once_a_step(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:
+    """A progress report for one job of a batch of three decodes that job's picture alone, once however
+    often it is asked for; the others cost no decode until asked."""
+    decoded = []
+    decode = BatchOptimiser.decode
+    monkeypatch.setattr(BatchOptimiser, "decode", lambda self, z: picture_decodes(decoded, decode, self, z))
+    batch = batch_for(vqgan, clip, JobParams(prompts=parse_prompts("a boat"), width=32, height=32, steps=9, cutn=4))
+    for key in (1, 2, 3):
+        params = JobParams(prompts=parse_prompts("a boat"), width=32, height=32, steps=9, cutn=4, seed=key)
+        batch.add(key, params, build_targets(clip, params, []))
+    step = batch.step()
+    assert list(step.pictures([2])) == [2]
+    assert list(step.pictures([2])) == [2]
+    assert decoded == [1]
+    everything = step.pictures()
+    assert list(everything) == [1, 2, 3] and decoded == [1, 1, 1]
+    assert not torch.equal(everything[1], everything[2])  # each job's own picture
 
 
 def test_an_init_image_of_any_size_and_mode_starts_from_its_encoding(vqgan: VQGAN, clip: Clip) -> None:

@@ -110,24 +110,36 @@ def test_an_engine_changes_process_settings_only_while_it_works(vqgan_files, cli
     assert layers.switches() == layers.DEFAULT_SWITCHES
 
 
-def test_warming_up_steps_one_job_alone_and_then_a_batch_so_both_compiled_steps_exist(vqgan_files, clip_dir,
-                                                                                     monkeypatch) -> None:
-    """A compiling engine has one graph for a job alone and one for batches of two or more; a worker
-    that says it is ready must have made both (the real step runs, its batch sizes recorded)."""
+def test_warming_up_grows_one_batch_from_one_job_to_the_most_a_batch_holds(vqgan_files, clip_dir,
+                                                                            monkeypatch) -> None:
+    """A compiling engine has one graph for a job alone and one for batches of two or more, and each batch
+    size records its own CUDA graph and tunes its kernels on first use; a worker that says it is ready must
+    have stepped every size it will run (the real step runs, its batch sizes recorded), growing one batch
+    a job at a time as continuous batching does, and decoded a picture."""
     from engine.optimiser import BatchOptimiser
     from engine.runner import WARM_UP_STEPS
 
     sizes: list[int] = []
-    step = BatchOptimiser.step
+    decoded: list[int] = []
+    step, pictures = BatchOptimiser.step, BatchOptimiser.pictures
 
     def recorded(self: BatchOptimiser):
         sizes.append(len(self))
         return step(self)
 
+    def recorded_pictures(self: BatchOptimiser, keys=None):
+        decoded.append(len(self))
+        return pictures(self, keys)
+
     monkeypatch.setattr(BatchOptimiser, "step", recorded)
+    monkeypatch.setattr(BatchOptimiser, "pictures", recorded_pictures)
     warm = engine(Engine, vqgan_files, clip_dir)
     assert warm.warm_up(jobs(clip_dir, 1)[0][1]) > 0
     assert sizes == [1] * WARM_UP_STEPS + [2] * WARM_UP_STEPS
+    assert decoded == [1]
+    sizes.clear()
+    assert warm.warm_up(jobs(clip_dir, 1)[0][1], jobs=4) > 0
+    assert sizes == [1] * WARM_UP_STEPS + [2] * WARM_UP_STEPS + [3] * WARM_UP_STEPS + [4] * WARM_UP_STEPS
     sizes.clear()
     assert warm.warm_up(jobs(clip_dir, 1)[0][1], should_stop=lambda: True) >= 0  # a stopping worker skips it
     assert sizes == []
