@@ -133,7 +133,10 @@ class Worker:
         log.info("worker %s: preparing %dx%d jobs with %d cutouts before taking any", self.config.name,
                  params.width, params.height, params.cutn)
         try:
-            jobs = await self.in_engine_thread(self.engine.max_batch, params, self.batch_limit)
+            # On a GPU every batch size it will run (each tunes its kernels and records its CUDA graph);
+            # elsewhere the two compiled steps (one job, batches) are all there is to prepare.
+            jobs = (await self.in_engine_thread(self.engine.max_batch, params, self.batch_limit)
+                    if self.engine.device.type == "cuda" else 2)
             seconds = await self.in_engine_thread(
                 lambda: self.engine.warm_up(params, jobs=jobs, should_stop=self._stopping.is_set))
             log.info("worker %s: ready after %.0f s", self.config.name, seconds)
