@@ -20,6 +20,7 @@ from bot.cards import (
     FIELD_MAX,
     JobMessage,
     QueueSpot,
+    add_ignored_words,
     add_origin_and_owner,
     parameter_text,
     shorten,
@@ -88,6 +89,7 @@ def render_grid_card(jobs: Sequence[Job], *, buttons: bool = True, spot: QueueSp
     seeds = ", ".join(str(job.seed) for job in jobs)
     parameters = parameter_text(first).replace(f"seed {first.seed}", f"seeds {seeds}")
     embed.add_field(name="Parameters", value=shorten(parameters, FIELD_MAX), inline=False)
+    add_ignored_words(embed, first)
     add_origin_and_owner(embed, first)
     embed.set_footer(text=f"Jobs {id_range(jobs)} · U upscales a candidate, V varies it, 🔁 makes four new")
     files = show_image(embed, image)
