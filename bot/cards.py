@@ -26,6 +26,7 @@ PREVIEW_NAME = "preview.webp"
 EMBED_TITLE_MAX = 256
 FIELD_MAX = 1024
 IGNORED_SHOWN = 200  # characters of one ignored prompt end shown
+IGNORED_FIELD = "Not read by CLIP (past 77 tokens)"
 
 COLOURS = {
     JobState.QUEUED: discord.Colour.light_grey(),
@@ -198,10 +199,7 @@ def render_card(job: Job, *, buttons: bool = True, spot: QueueSpot | None = None
     embed = discord.Embed(title=plain(job.prompt, EMBED_TITLE_MAX), description=description,
                           colour=COLOURS.get(job.state, discord.Colour.default()))
     embed.add_field(name="Parameters", value=shorten(parameter_text(job), FIELD_MAX), inline=False)
-    ignored = ignored_by_clip(prompt_texts(job.params))
-    if ignored:
-        embed.add_field(name="Not read by CLIP (past 77 tokens)", value=ignored_text(ignored),
-                        inline=False)
+    add_ignored_words(embed, job)
     add_origin_and_owner(embed, job)
     embed.set_footer(text=f"Job #{job.id}")
     files = show_image(embed, image)
@@ -210,6 +208,14 @@ def render_card(job: Job, *, buttons: bool = True, spot: QueueSpot | None = None
     return JobMessage(embed=embed, view=card_view(job) if buttons else None, files=files,
                       reactions=card_reactions(job),
                       withdrawn=PENDING_REACTIONS if job.state.is_terminal else ())
+
+
+def add_ignored_words(embed: discord.Embed, job: Job) -> None:
+    """A card's "Not read by CLIP" field: the end of each of the job's prompts past CLIP's 77
+    tokens, if any; a grid's card shows its first candidate's (the four share their prompts)."""
+    ignored = ignored_by_clip(prompt_texts(job.params))
+    if ignored:
+        embed.add_field(name=IGNORED_FIELD, value=ignored_text(ignored), inline=False)
 
 
 def add_origin_and_owner(embed: discord.Embed, job: Job) -> None:

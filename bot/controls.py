@@ -43,6 +43,8 @@ CONTROLS = {
     Action.UPSCALE: Control("Upscale", "⬆️", discord.ButtonStyle.secondary),
     Action.VARY: Control("Vary", "🔀", discord.ButtonStyle.secondary),
 }
+USED_STYLE = discord.ButtonStyle.success
+"""A grid's U or V button that was used shows green (as Midjourney's do); it still works."""
 REACTION_ACTIONS = (Action.RERUN, Action.CONTINUE, Action.CANCEL)
 """The actions members may also take by reacting (a grid's candidates need a button each)."""
 EMOJI_ACTIONS = {CONTROLS[action].emoji: action for action in REACTION_ACTIONS}
@@ -79,12 +81,15 @@ def is_job_button(value: object) -> bool:
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):
-    def __init__(self, action: Action, job_id: int, *, label: str | None = None, row: int | None = None) -> None:
+    def __init__(self, action: Action, job_id: int, *, label: str | None = None, row: int | None = None,
+                 used: bool = False) -> None:
         """``label`` (with no emoji) in place of the action's own, e.g. "U2" for a grid's second
-        candidate; ``row`` 0 to 4, or None to let Discord fill the rows."""
+        candidate; ``row`` 0 to 4, or None to let Discord fill the rows; ``used``: shown in
+        :data:`USED_STYLE` (the custom id, and so what a click does, is the same)."""
         control = CONTROLS[action]
         emoji = None if label is not None else control.emoji
-        super().__init__(discord.ui.Button(label=label or control.label, emoji=emoji, style=control.style,
+        style = USED_STYLE if used else control.style
+        super().__init__(discord.ui.Button(label=label or control.label, emoji=emoji, style=style,
                                            custom_id=custom_id(action, job_id)), row=row)
         self.action = action
         self.job_id = job_id

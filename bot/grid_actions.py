@@ -4,7 +4,8 @@ Only the candidates' owner or a server admin may press these: the new jobs are t
 charged to them (each candidate as the job it is). U makes one job at the full size and steps
 from the candidate's picture, posted as a card of its own that names its parent; V makes four
 new candidates from it, 🔁 four from the grid's prompt with new seeds, each posted as a new
-grid; ❌ cancels every candidate that has not ended.
+grid; ❌ cancels every candidate that has not ended. A U or V button that made its job shows as used on
+the grid's message from then on (it still works: a second click makes another).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import discord
 from bot import admission
 from bot.card_posting import CardPoster
 from bot.config import BotConfig
-from bot.controls import Action
+from bot.controls import Action, custom_id
 from bot.errors import UserError
 from bot.events import Wakeups
 from bot.grid_posting import GridPoster
@@ -47,17 +48,21 @@ class GridActions:
         self.grids = grids
         self.wakeups = wakeups
 
-    async def perform(self, action: Action, job: Job, user_id: int, is_admin: bool, channel_id: int) -> tuple[str, Job | None]:
-        """(the sentence for the member, the job made or changed; None when refused)."""
+    async def perform(self, action: Action, job: Job, user_id: int, is_admin: bool, channel_id: int, *,
+                      message: discord.Message | None = None) -> tuple[str, Job | None]:
+        """(the sentence for the member, the job made or changed; None when refused).
+
+        ``message``: the grid message whose U or V button was clicked, marked used once its job is made."""
         if job.user_id != user_id and not is_admin:
             return f"Only the owner of job #{job.id} or a server admin can use its buttons.", None
         try:
             if action is Action.CANCEL:
                 return await self.cancel(job, user_id, is_admin)
-            if action is Action.UPSCALE:
-                return await self.upscale(job, user_id, channel_id)
-            if action is Action.VARY:
-                return await self.vary(job, user_id, channel_id)
+            if action in (Action.UPSCALE, Action.VARY):
+                made = await (self.upscale if action is Action.UPSCALE else self.vary)(job, user_id, channel_id)
+                if message is not None:
+                    await self.mark_used(message, action, job)
+                return made
             if action is Action.RERUN:
                 return await self.reroll(job, user_id, channel_id)
         except UserError as exc:
@@ -79,6 +84,16 @@ class GridActions:
         self.wakeups.jobs_changed()
         self.wakeups.worker()
         return f"Cancelling the {len(pending)} candidates of jobs #{members[0].id}–#{members[-1].id}.", updated
+
+    async def mark_used(self, message: discord.Message, action: Action, job: Job) -> None:
+        """Show ``action``'s button of candidate ``job`` as used on its grid's ``message`` (the
+        finished grid's; any other message is left as it is)."""
+        if job.group_id is None or message.id != job.result_message_id:
+            return
+        try:
+            await self.grids.mark_used(await self.store.group(job.group_id), message, custom_id(action, job.id))
+        except discord.HTTPException as exc:
+            log.info("job %s: used %s button not marked on %s (%s %s)", job.id, action, message.id, exc.status, exc.code)
 
     async def picture_of(self, job: Job) -> str:
         """The path of the candidate's finished picture, kept with the uploads."""

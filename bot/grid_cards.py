@@ -20,13 +20,14 @@ from bot.cards import (
     FIELD_MAX,
     JobMessage,
     QueueSpot,
+    add_ignored_words,
     add_origin_and_owner,
     parameter_text,
     shorten,
     show_image,
 )
 from bot.cards import state_line as job_state_line
-from bot.controls import Action, JobButton
+from bot.controls import USED_STYLE, Action, JobButton, custom_id
 from bot.text import plain
 from db import Job, JobState
 
@@ -88,6 +89,7 @@ def render_grid_card(jobs: Sequence[Job], *, buttons: bool = True, spot: QueueSp
     seeds = ", ".join(str(job.seed) for job in jobs)
     parameters = parameter_text(first).replace(f"seed {first.seed}", f"seeds {seeds}")
     embed.add_field(name="Parameters", value=shorten(parameters, FIELD_MAX), inline=False)
+    add_ignored_words(embed, first)
     add_origin_and_owner(embed, first)
     embed.set_footer(text=f"Jobs {id_range(jobs)} · U upscales a candidate, V varies it, 🔁 makes four new")
     files = show_image(embed, image)
@@ -99,8 +101,10 @@ def render_grid_card(jobs: Sequence[Job], *, buttons: bool = True, spot: QueueSp
                       reactions=() if ended else (Action.CANCEL,), withdrawn=(Action.CANCEL,) if ended else ())
 
 
-def grid_view(jobs: Sequence[Job]) -> discord.ui.View | None:
-    """❌ while any candidate waits or runs; U/V per finished candidate and 🔁 once all ended."""
+def grid_view(jobs: Sequence[Job], *, used: frozenset[str] = frozenset()) -> discord.ui.View | None:
+    """❌ while any candidate waits or runs; U/V per finished candidate and 🔁 once all ended.
+
+    ``used``: the custom ids of the U/V buttons that were clicked (shown as used)."""
     view = discord.ui.View(timeout=None)
     group_id = jobs[0].group_id or jobs[0].id
     if not all(job.state.is_terminal for job in jobs):
@@ -110,6 +114,15 @@ def grid_view(jobs: Sequence[Job]) -> discord.ui.View | None:
     for row, action, letter in ((0, Action.UPSCALE, "U"), (1, Action.VARY, "V")):
         for number, job in enumerate(jobs, start=1):
             if job.state is JobState.SUCCEEDED:
-                view.add_item(JobButton(action, job.id, label=f"{letter}{number}", row=row))
+                view.add_item(JobButton(action, job.id, label=f"{letter}{number}", row=row,
+                                        used=custom_id(action, job.id) in used))
     view.add_item(JobButton(Action.RERUN, group_id, row=2))
     return view
+
+
+def used_buttons(message: discord.Message) -> frozenset[str]:
+    """The custom ids of the buttons ``message`` shows as used, as Discord holds them (so the
+    marks survive a restart: the message is their record)."""
+    return frozenset(item.custom_id for row in message.components if isinstance(row, discord.ActionRow)
+                     for item in row.children
+                     if isinstance(item, discord.Button) and item.style is USED_STYLE and item.custom_id)

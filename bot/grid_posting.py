@@ -18,7 +18,7 @@ import discord
 from bot import mentions
 from bot.card_posting import CardPoster
 from bot.cards import JobMessage, QueueSpot
-from bot.grid_cards import GRID_PREVIEW_NAME, GRID_RESULT_NAME, render_grid_card
+from bot.grid_cards import GRID_PREVIEW_NAME, GRID_RESULT_NAME, grid_view, render_grid_card, used_buttons
 from bot.grid_pictures import compose
 from db import Job, JobState, Store
 
@@ -90,6 +90,11 @@ class GridPoster:
         except discord.NotFound:
             return False
         return True
+
+    async def mark_used(self, jobs: Sequence[Job], message: discord.Message, used_id: str) -> None:
+        """Show the button ``used_id`` of the finished grid ``message`` as used, with the marks it
+        has; only its buttons change (raises discord.HTTPException)."""
+        await message.edit(view=grid_view(jobs, used=used_buttons(message) | {used_id}))
 
     async def posted(self, jobs: Sequence[Job], message_id: int, card: JobMessage) -> None:
         for job in jobs:

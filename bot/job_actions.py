@@ -31,12 +31,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Actor:
-    """Who asked: their id, whether they administer the server, and where they asked."""
+    """Who asked: their id, whether they administer the server, and where they asked
+    (``message``: the message whose button they clicked, if they clicked one)."""
 
     user_id: int
     is_admin: bool
     guild_id: int
     channel_id: int
+    message: discord.Message | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class JobActions:
         if job is None or job.guild_id != actor.guild_id:  # another server's job is none of this one's
             return Outcome(f"Job #{job_id} no longer exists.")
         if job.group_id is not None or action in (Action.UPSCALE, Action.VARY):
-            text, made = await self.grids.perform(action, job, actor.user_id, actor.is_admin, actor.channel_id)
+            text, made = await self.grids.perform(action, job, actor.user_id, actor.is_admin, actor.channel_id,
+                                                  message=actor.message)
             return Outcome(text, made)
         if action is Action.CANCEL:
             return await self.cancel(job, actor)

@@ -37,7 +37,7 @@ class JobButtons(commands.Cog):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         actor = Actor(interaction.user.id, is_admin(interaction.permissions), interaction.guild_id,
-                      interaction.channel_id)
+                      interaction.channel_id, interaction.message)
         outcome = await self.actions.perform(action, job_id, actor)
         await interaction.edit_original_response(content=outcome.text)
 

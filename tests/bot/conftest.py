@@ -10,7 +10,7 @@ import pytest
 from bot.client import VQBot
 from bot.config import DISCORD_CDN_HOSTS, BotConfig
 from db import GuildSettings, SqliteStore
-from tests.worker.engine_fixtures import TINY_MODEL, tiny_engine, tiny_models  # noqa: F401  (fixtures)
+from tests.worker.engine_fixtures import TINY_MODEL, TinyModels, tiny_engine, tiny_models  # noqa: F401  (fixtures)
 
 
 class DiscordClock:
@@ -31,11 +31,11 @@ async def store(tmp_path: Path):
     await store.close()
 
 
-@pytest.fixture
-def bot_config(tmp_path: Path, tiny_models) -> BotConfig:
+def tiny_bot_config(data_dir: Path, tiny_models: TinyModels) -> BotConfig:
+    """The bot's settings for a simulated Discord with the tiny models (also docs/render_pictures.py)."""
     # Waits at or above simcord's settle timeout (5 s) park until the test advances the clock.
     return BotConfig(
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         edit_interval_s=10.0,
         poll_interval_s=60.0,
         backoff_initial_s=10.0,
@@ -47,6 +47,11 @@ def bot_config(tmp_path: Path, tiny_models) -> BotConfig:
         clip_model=tiny_models.clip_model,
         clip_pretrained="",
     )
+
+
+@pytest.fixture
+def bot_config(tmp_path: Path, tiny_models) -> BotConfig:
+    return tiny_bot_config(tmp_path / "data", tiny_models)
 
 
 def make_bot(store, bot_config, **options) -> VQBot:

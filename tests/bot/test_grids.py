@@ -40,6 +40,16 @@ def labels(message: discord.Message) -> list[str]:
     return [button["label"] for button in buttons(message)]
 
 
+def styles(message: discord.Message) -> dict[str, int]:
+    """Each button's label and its style as Discord holds it (1 primary ... 4 danger)."""
+    return {button["label"]: button["style"] for button in buttons(message)}
+
+
+def used(message: discord.Message) -> list[str]:
+    """The labels of the buttons shown as used: green, Discord's SUCCESS style (3)."""
+    return [label for label, style in styles(message).items() if style == 3]
+
+
 def grid_messages(world) -> list[discord.Message]:
     return [m for m in world.messages() if any(a.filename.startswith("grid.") for a in m.attachments)]
 
@@ -82,13 +92,14 @@ async def test_the_grid_journey_four_candidates_one_message_upscale_and_vary(wor
     assert final.content.startswith(alice.mention) and [u.id for u in final.mentions] == [alice.id]
     assert [a.filename for a in final.attachments] == ["grid.png"]
     assert labels(final) == ["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "New seed"]
+    assert set(styles(final).values()) == {2}  # all SECONDARY (grey): none used yet
     assert custom_ids(final)[:8] == [f"vq:upscale:{i}" for i in (1, 2, 3, 4)] + [f"vq:vary:{i}" for i in (1, 2, 3, 4)]
     done = await store.group(1)
     assert all(j.state is JobState.SUCCEEDED and j.delivered and j.result_message_id == final.id for j in done)
 
     refused = await bob.click(final, label="U2")
     assert refused.ephemeral and "Only the owner" in refused.response.content
-    assert await store.get(5) is None
+    assert await store.get(5) is None and used(world.message(final.id)) == []
 
     upscaled = await alice.click(final, label="U2")
     assert "job #5" in upscaled.response.content
@@ -99,6 +110,11 @@ async def test_the_grid_journey_four_candidates_one_message_upscale_and_vary(wor
     assert params.seed == 42 and Path(params.init_image).read_bytes() == await store.result(2)
     upscale_card = world.message(child.message_id)
     assert ("Origin", "Upscale of job #2") in [(f.name, f.value) for f in upscale_card.embeds[0].fields]
+    final = world.message(final.id)
+    assert used(final) == ["U2"] and custom_ids(final)[1] == "vq:upscale:2"  # green, the same custom id
+    (marked,) = world.requests("PATCH", f"/messages/{final.id}")
+    assert not {"embeds", "attachments", "content"} & set(marked.json)  # only the buttons change
+    assert [a.filename for a in final.attachments] == ["grid.png"] and final.embeds
 
     again = await bob.click(final, label="U2")  # someone else's second click of a used button
     assert again.ephemeral and "Only the owner" in again.response.content and await store.get(6) is None
@@ -118,6 +134,14 @@ async def test_the_grid_journey_four_candidates_one_message_upscale_and_vary(wor
     assert len({j.seed for j in variations}) == 4
     new_grid = world.message(variations[0].message_id)
     assert custom_ids(new_grid) == ["vq:cancel:6"] and "Variation of job #3" in str(new_grid.embeds[0].to_dict())
+    final = world.message(final.id)
+    assert used(final) == ["U2", "V3"]  # the mark from before the restart is kept
+
+    await env.restart_bot(make_bot(store, bot_config))
+    await env.advance_time(30)
+    upscaled_again = await alice.click(final, label="U2")  # a used button, after a restart, still works
+    assert "Upscale of job #2 queued as job #10" in upscaled_again.response.content
+    assert used(world.message(final.id)) == ["U2", "V3"]
 
     shown = await alice.slash(world.channel, "show", job=5)
     assert "Upscale of job #2" in str(shown.response.embeds[0].to_dict())

@@ -52,3 +52,21 @@ async def test_a_prompt_clip_reads_in_full_gets_no_note(world):
     result = await world.alice.slash(world.channel, "imagine", prompt="a red apple on a wooden table")
     assert not result.ephemeral and result.followups == []
     assert not_read(result.response.embeds[0]) == []
+
+
+async def test_a_grid_names_the_ignored_words_as_a_single_card_does(world):
+    for key, value in {"grid_enabled": True, "grid_size": 32, "grid_steps": 5}.items():
+        await world.store.set_setting(world.guild.id, key, value, by_user=1)
+    result = await world.alice.slash(world.channel, "imagine", prompt=f"a still life | {LONG}")
+    assert len(await world.store.group(1)) == 4 and result.response.attachments == []
+    assert [shown(v) for v in not_read(result.response.embeds[0])] == [f"“{IGNORED}”"]  # while it waits
+    (note,) = result.followups
+    assert note.ephemeral and IGNORED in shown(note.content)
+    while await world.worker.run_once():
+        pass
+    await world.env.settle()
+    (finished,) = [m for m in world.messages() if m.attachments and m.attachments[0].filename == "grid.png"]
+    assert [f.name for f in finished.embeds[0].fields][:2] == ["Parameters", "Not read by CLIP (past 77 tokens)"]
+    assert [shown(v) for v in not_read(finished.embeds[0])] == [f"“{IGNORED}”"]
+    assert markup_problems(world.env.http_requests, LONG) == []
+    assert all_problems(world.env.http_requests) == []

@@ -24,23 +24,32 @@ class TinyModels:
         return f"local-dir:{self.clip_dir}"
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    folder = tmp_path_factory.mktemp("tiny-models")
+def write_tiny_models(folder: Path) -> TinyModels:
+    """The tiny VQGAN and CLIP written into ``folder`` (also used by docs/render_pictures.py)."""
     config, checkpoint = write_tiny_vqgan(folder / "vqgan")
     clip = write_tiny_clip(folder / "clip")
     return TinyModels(folder, config, checkpoint, clip)
 
 
-@pytest.fixture(scope="session")
-def tiny_engine(tiny_models: TinyModels):
+def tiny_cpu_engine(tiny_models: TinyModels, *, threads: int = 2):
+    """A real engine on the CPU with the tiny models, fp32."""
     import torch
 
     from engine.runner import Engine, EngineConfig
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     return Engine(EngineConfig(model_dir=tiny_models.folder, device="cpu", precision="fp32",
                                vqgan_config=tiny_models.vqgan_config, vqgan_checkpoint=tiny_models.vqgan_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    return write_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_models: TinyModels):
+    return tiny_cpu_engine(tiny_models)
 
 
 def tiny_params(tiny_models: TinyModels, prompt: str = "a red apple", **changes: object) -> dict:

@@ -1,0 +1,1 @@
+"""Tools for the documentation: the README's pictures (render_pictures.py)."""
