@@ -19,10 +19,10 @@ from db.clock import utc_day
 from db.errors import InvalidInput
 from db.jobs import CheckedJob, Job
 from db.limits import QueueUsage, check_policy, check_quota
+from db.postgres.accounting import enter_queue
 from db.postgres.connection import Tx
 from db.postgres.guild_config import load_settings
 from db.postgres.rows import JOB_COLUMNS, SELECT_JOBS, fetch_jobs, job_from_row
-from db.postgres.scheduler import enter_queue
 from db.settings import GuildSettings
 
 log = logging.getLogger(__name__)

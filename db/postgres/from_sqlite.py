@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from db.errors import StoreUnavailable
+from db.postgres.accounting import rebuild_queues
 from db.postgres.connection import Tx
-from db.postgres.scheduler import rebuild_queues
 from db.postgres.store import PostgresStore, in_transaction
 from db.sqlite_store import SqliteStore
 

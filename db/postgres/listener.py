@@ -47,6 +47,7 @@ class Listener:
         self.dropped = asyncio.Event()
         self.notifications = 0
         self.drops = 0
+        self.newest = 0  # the highest change number notified so far (a NOTIFY's payload)
 
     @property
     def backend_pid(self) -> int | None:
@@ -90,8 +91,10 @@ class Listener:
                 self.dropped.clear()
                 self.connected.set()
                 log.info("listening for changes (server process %s)", self.backend_pid)
-                async for _ in self._conn.notifies():
+                async for note in self._conn.notifies():
                     self.notifications += 1
+                    if note.payload.isdecimal():
+                        self.newest = max(self.newest, int(note.payload))
                     self._fire(Wake.NOTIFIED)
             except (psycopg.Error, StoreUnavailable) as exc:
                 log.warning("the listening connection dropped (%s); polling until it is back", exc)

@@ -33,6 +33,8 @@ from db.wakeups import Wake, Wakeups
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+HORIZON_RECHECK_S = 0.01  # the first look again for a change notified but not readable yet
+
 
 class PostgresStore(CheckedStore):
     """``await PostgresStore.open("postgresql://user@host/db")``; see ``db.store.Store``
@@ -179,10 +181,18 @@ class PostgresStore(CheckedStore):
 
     async def _wait_for_change(self, since: int, timeout: float) -> int:
         """The newest version once it is above ``since`` (woken by NOTIFY, or by the poll
-        every ``poll_interval_s``), or the current version after ``timeout`` seconds."""
+        every ``poll_interval_s``), or the current version after ``timeout`` seconds.
+
+        The listening connection is up (LISTEN done) before the version is read, and the
+        wake signal is taken before it, so a change committed after the read notifies this
+        waiter. A change notified but not yet readable (behind the feed's horizon: an older
+        transaction on the server is still open, ``db/postgres/listings.py``) may end without
+        any further notification, so it is looked for again after ``HORIZON_RECHECK_S``,
+        doubling up to the poll interval, until it shows."""
         self.listener.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        recheck = HORIZON_RECHECK_S
         while True:
             if not self.listener.connected.is_set():  # a change after this check must notify us
                 with contextlib.suppress(TimeoutError):
@@ -197,10 +207,13 @@ class PostgresStore(CheckedStore):
             if remaining <= 0:
                 self.wakeups.timed_out += 1
                 return current
+            pause = min(remaining, self.poll_interval_s)
+            if self.listener.newest > since:  # notified, but behind the horizon: look again soon
+                pause, recheck = min(pause, recheck), min(recheck * 2, self.poll_interval_s)
             self.wakeups.parked += 1
             self.parked.set()
             try:
-                woke = await self.listener.wait(signal, min(remaining, self.poll_interval_s))
+                woke = await self.listener.wait(signal, pause)
             finally:
                 self.parked.clear()
             self.wakeups.count(Wake.POLLED if woke is Wake.TIMEOUT else woke)

@@ -14,9 +14,9 @@ import logging
 
 from db.errors import InvalidInput, NotAllowed, NotFound
 from db.jobs import MESSAGE_COLUMNS, Job, ProgressAck
+from db.postgres.accounting import enter_queue, leave_queue, settle
 from db.postgres.connection import Tx
 from db.postgres.rows import fetch_job
-from db.postgres.scheduler import enter_queue, leave_queue, settle
 from db.retries import RetryBackoff
 
 log = logging.getLogger(__name__)

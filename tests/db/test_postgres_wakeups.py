@@ -10,7 +10,7 @@ import psycopg
 from db.postgres import PostgresStore
 from db.postgres.connection import CHANNEL
 from tests.db.factories import OPEN_LIMITS, new_job
-from tests.db.postgres_checks import rows
+from tests.db.postgres_checks import open_transaction, rows
 
 NEVER = 3600.0  # a poll interval or retry delay the tests never reach
 
@@ -77,6 +77,26 @@ async def test_the_listener_reconnects_and_notifications_work_again(pg_url: str)
         job = await bot.enqueue(new_job())
         assert await waiting == job.version
         assert (worker.wakeups.notified, worker.wakeups.polled) == (1, 0)
+
+
+async def test_a_change_notified_behind_an_open_transaction_wakes_the_waiter_once_it_shows(pg_url: str) -> None:
+    async with (
+        await PostgresStore.open(pg_url, poll_interval_s=NEVER) as worker,
+        await PostgresStore.open(pg_url, defaults=OPEN_LIMITS) as bot,
+    ):
+        since = await worker.version()
+        waiting = asyncio.create_task(worker.wait_for_change(since, timeout=NEVER))
+        await parked(worker)
+        async with open_transaction(pg_url) as older:  # an older transaction id, still open: the horizon
+            await older.one("SELECT pg_current_xact_id()")
+            notified = worker.listener.next_wake()
+            job = await bot.enqueue(new_job())
+            await asyncio.wait_for(notified.event.wait(), 60)
+            worker.parked.clear()
+            await parked(worker)  # woken by the NOTIFY, it read the feed: the change is not readable yet
+            assert not waiting.done() and worker.wakeups.notified == 1
+        # The older transaction ends without notifying anyone; the waiter finds the change by itself.
+        assert await asyncio.wait_for(waiting, 60) == job.version
 
 
 async def notifications(url: str, actions: list[Callable[[], Awaitable[None]]]) -> list[str]:
