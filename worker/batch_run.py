@@ -90,8 +90,7 @@ class BatchRun:
         self._frames: dict[int, list[torch.Tensor]] = {}
         self._gpu: dict[int, float] = {}  # each job's share of the steps so far
         self._rate_mark = (self._started, 0)  # (time, steps) at the last progress report
-        self._steps = 0
-        self.engine_time = EngineTime()
+        self.engine_time = EngineTime()  # its ``steps``: the batch's steps so far
         self._encoder: ThreadPoolExecutor | None = None  # event loop: encodes pictures (WebP, PNG, timelapses)
         self.checkpoints = Checkpointer(self.config.checkpoint_every_s, self.config.checkpoint_every_steps)
 
@@ -182,7 +181,6 @@ class BatchRun:
             share = (time.perf_counter() - began) / max(len(step.done), 1)
             for key in step.done:
                 self._gpu[as_job_id(key)] = self._gpu.get(as_job_id(key), 0.0) + share
-            self._steps += 1
             clock.steps += 1
             with clock.phase("checkpoints"):
                 done = {as_job_id(k): n for k, n in step.done.items()}
@@ -222,8 +220,9 @@ class BatchRun:
             self._frames.setdefault(job, []).append(timelapse_frame(pictures[job]))
         if due:
             then, steps_then = self._rate_mark
-            self._rate_mark = (time.perf_counter(), self._steps)
-            rate = (self._steps - steps_then) / max(self._rate_mark[0] - then, 1e-9)
+            steps = self.engine_time.steps
+            self._rate_mark = (time.perf_counter(), steps)
+            rate = (steps - steps_then) / max(self._rate_mark[0] - then, 1e-9)
             for job in due:
                 self._last_report[job] = now
                 self.handoff.post(Progress(job, done[job], pictures[job], rate))
