@@ -174,13 +174,20 @@ class Engine:
         """An empty batch for jobs shaped like ``params`` (its models loaded)."""
         return Batch(self, params)
 
-    def warm_up(self, params: JobParams, *, jobs: int = 2, should_stop: Callable[[], bool] = lambda: False) -> float:
+    def warm_up(self, params: JobParams, *, jobs: int | None = None, limit: int = 2,
+                should_stop: Callable[[], bool] = lambda: False) -> float:
         """Run throwaway jobs shaped like ``params`` before real jobs come: one alone for a few steps, then
-        one more every few steps up to ``jobs`` together, as continuous batching grows a batch. Both
-        compiled steps (one job, and batches of two or more) compile, and each batch size up to ``jobs``
-        gets its CUDA graph recorded and its kernels tuned (cuDNN and Triton tune each new shape on its
-        first call, seconds a size), as does the picture decode. Returns the seconds it took."""
+        one more every few steps up to ``jobs`` together, as continuous batching grows a batch; then each
+        leaves with its picture. Both compiled steps (one job, and batches of two or more) compile, and
+        each batch size up to ``jobs`` gets its CUDA graph recorded and its kernels tuned (cuDNN and Triton
+        tune each new shape on its first call, seconds a size), as do the picture decode, the init image's
+        encoding (upscales and variations start from a picture) and the models' file digests (a picture's
+        metadata). ``jobs`` by default: on a GPU every batch size up to ``limit`` that fits in memory (a
+        size first seen while users wait costs them seconds); elsewhere two (nothing is recorded per size).
+        Returns the seconds it took."""
         started = time.perf_counter()
+        if jobs is None:
+            jobs = self.max_batch(params, limit) if self.device.type == "cuda" else min(2, limit)
         batch = self.batch(params)
         warm = params.with_changes(steps=WARM_UP_STEPS * max(jobs, 1) + 1)
         for size in range(1, max(jobs, 1) + 1):
@@ -192,6 +199,10 @@ class Engine:
                 step = batch.step()
             if size == 1:
                 step.pictures([key])
+                with self.settings():
+                    batch.optimiser.start_latent(params, torch.zeros(1, 3, params.height, params.width))
+        for left in list(batch.keys):
+            batch.finish(left)
         return time.perf_counter() - started
 
     def run(self, jobs: list[tuple[Hashable, JobParams]],

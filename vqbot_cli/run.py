@@ -227,14 +227,20 @@ async def _load_engine(settings: Settings, options: RunOptions, missing: list[Mo
     return engine
 
 
-def _warm_up_shape(settings: Settings, options: RunOptions, engine: Any) -> Any:
-    """The job shape a compiling worker prepares before taking jobs: the default one (VQBOT_WARM_UP=0: none)."""
+def _warm_up_shapes(settings: Settings, options: RunOptions, engine: Any) -> tuple[Any, ...]:
+    """The job shapes a compiling worker prepares before taking jobs (VQBOT_WARM_UP=0: none): a grid's
+    candidate at the default grid settings (the default /imagine is a grid) and the default full size
+    (what an upscale makes, and /imagine where a server chose one picture). A server with other grid or
+    size settings compiles its shapes on their first job."""
+    from bot.grids import grid_params
+    from db import GuildSettings
     from jobspec import JobParams, Prompt
 
     if engine.config.compile == "none" or options.warm_up is False:
-        return None
-    return JobParams(prompts=(Prompt("warm-up"),), model=options.models[0], clip_model=settings.clip,
+        return ()
+    full = JobParams(prompts=(Prompt("warm-up"),), model=options.models[0], clip_model=settings.clip,
                      clip_pretrained=settings.clip_pretrained)
+    return grid_params(full, GuildSettings())[0], full
 
 
 def worker_config(options: RunOptions) -> WorkerConfig:
@@ -306,7 +312,7 @@ async def _serve(settings: Settings, options: RunOptions, *, with_bot: bool, wit
 
             assert engine is not None
             worker = Worker(store, engine, worker_config(options), on_change=changed,
-                            warm_up=_warm_up_shape(settings, options, engine))
+                            warm_up=_warm_up_shapes(settings, options, engine))
             tasks.append(asyncio.create_task(worker.run_forever(), name="vqbot-worker"))
         cleaning = start_housekeeping(store, options, stop)
         if with_bot:

@@ -18,7 +18,8 @@ import contextvars
 import logging
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,8 +81,8 @@ def device_name(device: Any) -> str | None:
 
 class Worker:
     def __init__(self, store: Store, engine: Engine, config: WorkerConfig, *,
-                 on_change: Callable[[], Awaitable[None]] | None = None, warm_up: JobParams | None = None) -> None:
-        """``warm_up``: a job shape to compile before taking jobs (the usual one), or None."""
+                 on_change: Callable[[], Awaitable[None]] | None = None, warm_up: Sequence[JobParams] = ()) -> None:
+        """``warm_up``: the job shapes to prepare before taking jobs (the usual ones), or none."""
         self.store = store
         self.engine = engine
         self.config = config
@@ -128,18 +129,18 @@ class Worker:
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(self._engine_thread, context.run, fn, *args)
 
-    async def _warm_up(self, params: JobParams) -> None:
+    async def _warm_up(self, shapes: Sequence[JobParams]) -> None:
         self._state = "warming up"
-        log.info("worker %s: preparing %dx%d jobs with %d cutouts before taking any", self.config.name,
-                 params.width, params.height, params.cutn)
+        started = time.perf_counter()
         try:
-            # On a GPU every batch size it will run (each tunes its kernels and records its CUDA graph);
-            # elsewhere the two compiled steps (one job, batches) are all there is to prepare.
-            jobs = (await self.in_engine_thread(self.engine.max_batch, params, self.batch_limit)
-                    if self.engine.device.type == "cuda" else 2)
-            seconds = await self.in_engine_thread(
-                lambda: self.engine.warm_up(params, jobs=jobs, should_stop=self._stopping.is_set))
-            log.info("worker %s: ready after %.0f s", self.config.name, seconds)
+            for params in shapes:
+                if self.stopping:
+                    break
+                log.info("worker %s: preparing %dx%d jobs with %d cutouts before taking any", self.config.name,
+                         params.width, params.height, params.cutn)
+                await self.in_engine_thread(lambda p=params: self.engine.warm_up(
+                    p, limit=self.batch_limit, should_stop=self._stopping.is_set))
+            log.info("worker %s: ready after %.0f s", self.config.name, time.perf_counter() - started)
         except Exception:  # a failed warm-up costs speed, not service: real jobs will compile as they come
             log.exception("worker %s: warm-up failed; going on without it", self.config.name)
         if not self.stopping:
@@ -147,7 +148,7 @@ class Worker:
 
     async def run_forever(self) -> None:
         log.info("worker %s started on %s", self.config.name, self.engine.device)
-        if self.warm_up is not None and not self.stopping:
+        if self.warm_up and not self.stopping:
             await self._warm_up(self.warm_up)
         while not self.stopping:
             since: int | None = None

@@ -6,8 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobspec import JobParams, Prompt
-from vqbot_cli.run import RunOptions, _warm_up_shape
+from bot.grids import grid_params
+from db import GuildSettings
+from jobspec import JobParams, Prompt, batch_key
+from vqbot_cli.run import RunOptions, _warm_up_shapes
 from vqbot_cli.settings import Settings
 
 
@@ -20,18 +22,22 @@ def options_and_settings(monkeypatch, tmp_path, **env: str):
     return RunOptions.from_env(settings), settings
 
 
-def test_a_compiling_worker_warms_up_the_default_model_and_size(monkeypatch, tmp_path) -> None:
+def test_a_compiling_worker_warms_up_a_default_grid_and_its_upscale(monkeypatch, tmp_path) -> None:
     options, settings = options_and_settings(monkeypatch, tmp_path, VQBOT_MODELS="wikiart_16384,vqgan_imagenet_f16_1024")
-    shape = _warm_up_shape(settings, options, SimpleNamespace(config=SimpleNamespace(compile="reduce-overhead")))
-    assert shape.model == "wikiart_16384" and shape.clip_model == settings.clip
-    default = JobParams(prompts=(Prompt("x"),))  # the size and cutouts a plain /imagine asks for
-    assert (shape.width, shape.height, shape.cutn) == (default.width, default.height, default.cutn)
+    shapes = _warm_up_shapes(settings, options, SimpleNamespace(config=SimpleNamespace(compile="reduce-overhead")))
+    assert all(s.model == "wikiart_16384" and s.clip_model == settings.clip for s in shapes)
+    # what a plain /imagine asks for: four candidates at the default grid settings, then full-size upscales
+    default = JobParams(prompts=(Prompt("x"),), model="wikiart_16384", clip_model=settings.clip,
+                        clip_pretrained=settings.clip_pretrained)
+    candidate = grid_params(default, GuildSettings())[0]
+    assert [batch_key(s) for s in shapes] == [batch_key(candidate), batch_key(default)]
+    assert (shapes[0].width, shapes[0].height) != (shapes[1].width, shapes[1].height)
 
 
 @pytest.mark.parametrize("env, compile_mode", [({"VQBOT_WARM_UP": "0"}, "reduce-overhead"), ({}, "none")])
 def test_no_warm_up_when_turned_off_or_not_compiling(monkeypatch, tmp_path, env, compile_mode) -> None:
     options, settings = options_and_settings(monkeypatch, tmp_path, **env)
-    assert _warm_up_shape(settings, options, SimpleNamespace(config=SimpleNamespace(compile=compile_mode))) is None
+    assert _warm_up_shapes(settings, options, SimpleNamespace(config=SimpleNamespace(compile=compile_mode))) == ()
 
 
 @pytest.mark.parametrize("value, cap", [(None, 8), ("", 8), ("16", 16), ("1", 1)])

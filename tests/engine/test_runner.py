@@ -115,13 +115,27 @@ def test_warming_up_grows_one_batch_from_one_job_to_the_most_a_batch_holds(vqgan
     """A compiling engine has one graph for a job alone and one for batches of two or more, and each batch
     size records its own CUDA graph and tunes its kernels on first use; a worker that says it is ready must
     have stepped every size it will run (the real step runs, its batch sizes recorded), growing one batch
-    a job at a time as continuous batching does, and decoded a picture."""
+    a job at a time as continuous batching does, decoded a picture, encoded an init image of the size (an
+    upscale's or a variation's start) and let every job leave with its picture (the first job's model
+    digests for the picture's metadata are taken then, not while a user waits)."""
     from engine.optimiser import BatchOptimiser
     from engine.runner import WARM_UP_STEPS
 
     sizes: list[int] = []
     decoded: list[int] = []
+    encoded: list[tuple[int, ...]] = []
+    finished: list[object] = []
     step, pictures = BatchOptimiser.step, BatchOptimiser.pictures
+    start_latent, finish = BatchOptimiser.start_latent, BatchOptimiser.finish
+
+    def recorded_start(self: BatchOptimiser, params, init_image):
+        if init_image is not None:
+            encoded.append(tuple(init_image.shape))
+        return start_latent(self, params, init_image)
+
+    def recorded_finish(self: BatchOptimiser, key):
+        finished.append(key)
+        return finish(self, key)
 
     def recorded(self: BatchOptimiser):
         sizes.append(len(self))
@@ -133,10 +147,15 @@ def test_warming_up_grows_one_batch_from_one_job_to_the_most_a_batch_holds(vqgan
 
     monkeypatch.setattr(BatchOptimiser, "step", recorded)
     monkeypatch.setattr(BatchOptimiser, "pictures", recorded_pictures)
+    monkeypatch.setattr(BatchOptimiser, "start_latent", recorded_start)
+    monkeypatch.setattr(BatchOptimiser, "finish", recorded_finish)
     warm = engine(Engine, vqgan_files, clip_dir)
-    assert warm.warm_up(jobs(clip_dir, 1)[0][1]) > 0
-    assert sizes == [1] * WARM_UP_STEPS + [2] * WARM_UP_STEPS
-    assert decoded == [1]
+    shape = jobs(clip_dir, 1)[0][1]
+    assert warm.warm_up(shape) > 0
+    assert sizes == [1] * WARM_UP_STEPS + [2] * WARM_UP_STEPS  # on the CPU: the two compiled steps
+    assert decoded[0] == 1  # a picture while the job was alone
+    assert encoded == [(1, 3, shape.height, shape.width)]
+    assert finished == ["warm-up-1", "warm-up-2"]
     sizes.clear()
     assert warm.warm_up(jobs(clip_dir, 1)[0][1], jobs=4) > 0
     assert sizes == [1] * WARM_UP_STEPS + [2] * WARM_UP_STEPS + [3] * WARM_UP_STEPS + [4] * WARM_UP_STEPS

@@ -164,7 +164,7 @@ async def test_a_warming_worker_prepares_the_usual_shape_before_it_takes_jobs(st
 
     shape = JobParams.from_json(tiny_params(tiny_models))
     worker = worker_for(store, Recorder(tiny_engine), tmp_path, on_change=changed)
-    worker.warm_up = shape
+    worker.warm_up = (shape,)
     await asyncio.wait_for(worker.run_forever(), timeout=120)
     assert runs == [(["warm-up"], "warming up"), ([job.id], "running")]
     assert (await store.get(job.id)).state is JobState.SUCCEEDED
