@@ -314,8 +314,16 @@ def device_name(device: str) -> str:
 
 
 def commit_of(repo: Path) -> str | None:
-    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or None
+    """The checkout's commit, with "-dirty" when its tracked files differ from it; None for a folder that
+    is not a checkout's top level (``git archive`` of an old commit: git would name the enclosing one)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True).stdout.strip()
+
+    top = git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() != repo.resolve():
+        return None
+    commit = git("rev-parse", "--short", "HEAD")
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "") if commit else None
 
 
 def main(argv: list[str] | None = None) -> None:
