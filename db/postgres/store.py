@@ -218,6 +218,9 @@ class PostgresStore(CheckedStore):
                 self.parked.clear()
             self.wakeups.count(Wake.POLLED if woke is Wake.TIMEOUT else woke)
 
+    async def _next_due(self) -> float | None:
+        return await self._run(listings.next_due, read_only=True)
+
     # --- submitting ------------------------------------------------------------
     async def _enqueue(
         self, jobs: list[CheckedJob], *, enforce_limits: bool, group: bool, now: float
