@@ -140,7 +140,9 @@ class Store(WaitsForChanges, Protocol):
         ...
 
     async def release(self, job_id: int, token: str) -> bool:
-        """Hand the job back (clean shutdown): queued again, the attempt not counted."""
+        """Hand the job back (clean shutdown): queued again, the attempt not counted, its ``step``
+        the one its next attempt starts at (its checkpoint's, which it keeps; 0 without one).
+        A job whose cancel was requested is cancelled instead."""
         ...
 
     async def confirm_cancelled(self, job_id: int, token: str, *, gpu_seconds: float) -> bool: ...
