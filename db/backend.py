@@ -42,6 +42,10 @@ class Backend(ABC):
         what woke the waiter in ``wakeups`` and setting ``parked`` while it sleeps."""
 
     @abstractmethod
+    async def _next_due(self) -> float | None:
+        """The earliest ``not_before`` (epoch seconds) of a queued job that waits, or None."""
+
+    @abstractmethod
     async def _enqueue(
         self, jobs: list[CheckedJob], *, enforce_limits: bool, group: bool, now: float
     ) -> list[Job]: ...

@@ -109,6 +109,10 @@ class CheckedStore(Backend):
         timeout = check_seconds("timeout", timeout, most=MAX_WAIT_S)
         return await self._wait_for_change(since, timeout)
 
+    async def next_due_in(self) -> float | None:
+        due = await self._next_due()
+        return None if due is None else max(0.0, due - self._now())
+
     # --- submitting ----------------------------------------------------------------
     async def enqueue(self, new: NewJob) -> Job:
         (job,) = await self.enqueue_many([new])

@@ -174,6 +174,9 @@ class SqliteStore(CheckedStore):
                 return Wake.NOTIFIED
         return Wake.TIMEOUT
 
+    async def _next_due(self) -> float | None:
+        return await self._run(listings.next_due)
+
     # --- submitting ------------------------------------------------------------
     async def _enqueue(
         self, jobs: list[CheckedJob], *, enforce_limits: bool, group: bool, now: float

@@ -43,6 +43,13 @@ class Store(WaitsForChanges, Protocol):
         returns to ``changed_since``."""
         ...
 
+    async def next_due_in(self) -> float | None:
+        """Seconds, by the store's clock, until the earliest retry that waits out its backoff
+        (``fail(retry=True)``: ``job.not_before``) may be claimed; 0 when one may be already, None
+        when no retry waits. Nothing changes in the store when that moment comes, so nothing
+        wakes ``wait_for_change``: an idle worker waits no longer than this."""
+        ...
+
     # --- submitting (the bot) -------------------------------------------------
     async def enqueue(self, new: NewJob) -> Job:
         """Queue a job if the guild's limits allow it.
@@ -133,7 +140,9 @@ class Store(WaitsForChanges, Protocol):
         ...
 
     async def release(self, job_id: int, token: str) -> bool:
-        """Hand the job back (clean shutdown): queued again, the attempt not counted."""
+        """Hand the job back (clean shutdown): queued again, the attempt not counted, its ``step``
+        the one its next attempt starts at (its checkpoint's, which it keeps; 0 without one).
+        A job whose cancel was requested is cancelled instead."""
         ...
 
     async def confirm_cancelled(self, job_id: int, token: str, *, gpu_seconds: float) -> bool: ...

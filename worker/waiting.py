@@ -30,6 +30,12 @@ class Wakeup:
             self._event.clear()
 
 
+def idle_timeout(poll_interval_s: float, due_in: float | None) -> float:
+    """How long an idle worker waits for the store to change: ``poll_interval_s``, or less when a
+    waiting retry is due sooner (in ``due_in`` seconds, ``Store.next_due_in``; None: none waits)."""
+    return poll_interval_s if due_in is None else max(0.0, min(poll_interval_s, due_in))
+
+
 async def first_of(*waits: Awaitable[object]) -> None:
     """Wait until the first of ``waits`` ends (its result or error is dropped); cancel the others."""
     tasks = [asyncio.ensure_future(wait) for wait in waits]

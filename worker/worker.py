@@ -37,7 +37,7 @@ from worker.describe_run import run_describe
 from worker.failures import policy_for
 from worker.outbox import Outbox
 from worker.status import WorkerStatus
-from worker.waiting import Backoff, Wakeup, first_of
+from worker.waiting import Backoff, Wakeup, first_of, idle_timeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -167,12 +167,19 @@ class Worker:
 
     async def _idle(self, since: int | None) -> None:
         """Wait for a job: until the store changes after ``since`` (a job queued by any process wakes
-        it at once), ``wake`` or ``stop``, or ``poll_interval_s`` (leases to reclaim, a store that failed)."""
+        it at once), ``wake`` or ``stop``, the earliest waiting retry is due (no change marks that:
+        ``Store.next_due_in``), or ``poll_interval_s`` (leases to reclaim, a store that failed)."""
         self.idle_waits += 1
         if since is None:
             await self._wakeup.sleep(self.config.poll_interval_s)
             return
-        await first_of(self.store.wait_for_change(since, self.config.poll_interval_s), self._wakeup.sleep())
+        try:
+            due_in = await self.store.next_due_in()
+        except Exception as exc:  # noqa: BLE001 - the poll interval bounds the wait instead
+            log.warning("worker %s: could not tell when the next retry is due (%s)", self.config.name, exc)
+            due_in = None
+        timeout = idle_timeout(self.config.poll_interval_s, due_in)
+        await first_of(self.store.wait_for_change(since, timeout), self._wakeup.sleep())
 
     # ---------------------------------------------------------------- what batches tell the worker
     async def changed(self) -> None:

@@ -1,4 +1,5 @@
-"""LISTEN on the change feed's channel, wake waiters, and reconnect after a drop.
+"""LISTEN on the change feed's channel, wake waiters, and reconnect after a drop; and the wait
+itself (``wait_for_change``, PostgresStore's).
 
 One connection per store, outside the pool, opened on the first
 ``wait_for_change``. Waiters never depend on it alone: they poll the feed
@@ -12,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import psycopg
 from psycopg import sql
 
 from db.errors import StoreUnavailable
 from db.postgres.connection import CHANNEL, Conn, SessionSettings, connect
-from db.wakeups import Wake
+from db.wakeups import Wake, Wakeups
 
 log = logging.getLogger(__name__)
+
+HORIZON_RECHECK_S = 0.01  # the first look again for a change notified but not readable yet
 
 
 class Signal:
@@ -108,3 +112,54 @@ class Listener:
             self.dropped.set()
             self._fire(Wake.DROPPED)
             await asyncio.sleep(self._retry_s)
+
+
+async def wait_for_change(
+    listener: Listener,
+    read_version: Callable[[], Awaitable[int]],
+    since: int,
+    timeout: float,
+    *,
+    poll_interval_s: float,
+    wakeups: Wakeups,
+    parked: asyncio.Event,
+) -> int:
+    """PostgresStore's ``wait_for_change``: the newest version (``read_version``) once it is above
+    ``since`` (woken by ``listener``'s NOTIFY, or by the poll every ``poll_interval_s``), or the
+    current version after ``timeout`` seconds; what woke it is counted in ``wakeups``, and
+    ``parked`` is set while it sleeps.
+
+    The listening connection is up (LISTEN done) before the version is read, and the
+    wake signal is taken before it, so a change committed after the read notifies this
+    waiter. A change notified but not yet readable (behind the feed's horizon: an older
+    transaction on the server is still open, ``db/postgres/listings.py``) may end without
+    any further notification, so it is looked for again after ``HORIZON_RECHECK_S``,
+    doubling up to the poll interval, until it shows."""
+    listener.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    recheck = HORIZON_RECHECK_S
+    while True:
+        if not listener.connected.is_set():  # a change after this check must notify us
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    listener.connected.wait(), max(0.0, min(deadline - loop.time(), poll_interval_s))
+                )
+        signal = listener.next_wake()
+        current = await read_version()
+        remaining = deadline - loop.time()
+        if current > since:
+            return current
+        if remaining <= 0:
+            wakeups.timed_out += 1
+            return current
+        pause = min(remaining, poll_interval_s)
+        if listener.newest > since:  # notified, but behind the horizon: look again soon
+            pause, recheck = min(pause, recheck), min(recheck * 2, poll_interval_s)
+        wakeups.parked += 1
+        parked.set()
+        try:
+            woke = await listener.wait(signal, pause)
+        finally:
+            parked.clear()
+        wakeups.count(Wake.POLLED if woke is Wake.TIMEOUT else woke)

@@ -31,6 +31,8 @@ from db.postgres.connection import Tx
 from db.postgres.rows import SELECT_JOBS, fetch_job, fetch_jobs
 
 ACTIVE = "j.state IN ('running', 'cancelling')"
+# The waiting retry due first (the jobs_waiting index, in not_before order).
+NEXT_DUE = "SELECT not_before FROM jobs WHERE not_before IS NOT NULL AND state = 'queued' ORDER BY not_before LIMIT 1"
 HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
 # (job id, version) of every job changed after %(since)s and below the horizon.
 CHANGED = f"""SELECT j.id, GREATEST(j.version, p.version) AS version
@@ -111,6 +113,12 @@ async def undelivered(tx: Tx, limit: int) -> list[Job]:
         f"{SELECT_JOBS} WHERE NOT j.delivered AND j.finished_at IS NOT NULL ORDER BY j.finished_at LIMIT %s",
         (limit,),
     )
+
+
+async def next_due(tx: Tx) -> float | None:
+    """The earliest ``not_before`` of a retry that waits (epoch seconds), or None."""
+    row = await tx.one(NEXT_DUE)
+    return None if row is None else float(row["not_before"])
 
 
 async def preview(tx: Tx, job_id: int) -> tuple[int, bytes] | None:

@@ -10,7 +10,6 @@ See docs/queue.md for how it differs from SqliteStore, and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
@@ -22,19 +21,16 @@ from db.errors import InvalidInput, StoreUnavailable
 from db.jobs import CheckedJob, Claim, Job, ProgressAck
 from db.postgres import admission, guild_config, listings, presence, scheduler, transitions
 from db.postgres.connection import Pool, SessionSettings, Tx, connect, open_pool, run_transaction, where
-from db.postgres.listener import Listener
+from db.postgres.listener import Listener, wait_for_change
 from db.postgres.rows import fetch_job
 from db.postgres.schema import migrate
 from db.presence import Presence
 from db.retries import RetryBackoff
 from db.settings import AuditEntry, GuildSettings, SettingValue
-from db.wakeups import Wake, Wakeups
+from db.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-HORIZON_RECHECK_S = 0.01  # the first look again for a change notified but not readable yet
-
 
 class PostgresStore(CheckedStore):
     """``await PostgresStore.open("postgresql://user@host/db")``; see ``db.store.Store``
@@ -180,43 +176,13 @@ class PostgresStore(CheckedStore):
             ) from None
 
     async def _wait_for_change(self, since: int, timeout: float) -> int:
-        """The newest version once it is above ``since`` (woken by NOTIFY, or by the poll
-        every ``poll_interval_s``), or the current version after ``timeout`` seconds.
+        return await wait_for_change(
+            self.listener, self.version, since, timeout,
+            poll_interval_s=self.poll_interval_s, wakeups=self.wakeups, parked=self.parked,
+        )
 
-        The listening connection is up (LISTEN done) before the version is read, and the
-        wake signal is taken before it, so a change committed after the read notifies this
-        waiter. A change notified but not yet readable (behind the feed's horizon: an older
-        transaction on the server is still open, ``db/postgres/listings.py``) may end without
-        any further notification, so it is looked for again after ``HORIZON_RECHECK_S``,
-        doubling up to the poll interval, until it shows."""
-        self.listener.start()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        recheck = HORIZON_RECHECK_S
-        while True:
-            if not self.listener.connected.is_set():  # a change after this check must notify us
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self.listener.connected.wait(), max(0.0, min(deadline - loop.time(), self.poll_interval_s))
-                    )
-            signal = self.listener.next_wake()
-            current = await self.version()
-            remaining = deadline - loop.time()
-            if current > since:
-                return current
-            if remaining <= 0:
-                self.wakeups.timed_out += 1
-                return current
-            pause = min(remaining, self.poll_interval_s)
-            if self.listener.newest > since:  # notified, but behind the horizon: look again soon
-                pause, recheck = min(pause, recheck), min(recheck * 2, self.poll_interval_s)
-            self.wakeups.parked += 1
-            self.parked.set()
-            try:
-                woke = await self.listener.wait(signal, pause)
-            finally:
-                self.parked.clear()
-            self.wakeups.count(Wake.POLLED if woke is Wake.TIMEOUT else woke)
+    async def _next_due(self) -> float | None:
+        return await self._run(listings.next_due, read_only=True)
 
     # --- submitting ------------------------------------------------------------
     async def _enqueue(

@@ -17,6 +17,7 @@ from db.jobs import MESSAGE_COLUMNS, Job, ProgressAck
 from db.postgres.accounting import enter_queue, leave_queue, settle
 from db.postgres.connection import Tx
 from db.postgres.rows import fetch_job
+from db.postgres.scheduler import CHECKPOINT_STEP
 from db.retries import RetryBackoff
 
 log = logging.getLogger(__name__)
@@ -26,15 +27,15 @@ HELD = (
     "FROM jobs WHERE id = %s AND lease_token = %s AND state IN ('running', 'cancelling') FOR UPDATE"
 )
 # Ends the attempt: drops the progress row (folding its step and speed into the job as
-# ``progress`` says: 'keep' them, 'done' at the last step, or 'reset' for another attempt)
-# and clears the lease.
-END = """WITH p AS (DELETE FROM job_progress WHERE job_id = %(id)s RETURNING step, steps_per_s)
+# ``progress`` says: 'keep' them, 'done' at the last step, 'reset' for another attempt, or
+# 'resume' for another attempt at the kept checkpoint's step) and clears the lease.
+END = f"""WITH p AS (DELETE FROM job_progress WHERE job_id = %(id)s RETURNING step, steps_per_s)
     UPDATE jobs SET state = %(state)s, error = %(error)s, finished_at = %(finished)s,
         gpu_seconds = gpu_seconds + %(gpu)s, version = %(version)s, lease_owner = NULL,
         lease_token = NULL, charged_s = 0, attempts = attempts - %(give_back)s,
         step = CASE %(progress)s WHEN 'keep' THEN COALESCE((SELECT step FROM p), step)
-            WHEN 'done' THEN total_steps ELSE 0 END,
-        steps_per_s = CASE %(progress)s WHEN 'reset' THEN NULL
+            WHEN 'done' THEN total_steps WHEN 'resume' THEN COALESCE({CHECKPOINT_STEP}, 0) ELSE 0 END,
+        steps_per_s = CASE WHEN %(progress)s IN ('reset', 'resume') THEN NULL
             ELSE COALESCE((SELECT steps_per_s FROM p), steps_per_s) END
     WHERE id = %(id)s"""
 
@@ -204,7 +205,8 @@ async def discard_checkpoint(tx: Tx, job_id: int, token: str) -> bool:
 
 
 async def release(tx: Tx, job_id: int, token: str, *, now: float) -> bool:
-    """A worker shutting down hands the job back; the attempt does not count."""
+    """A worker shutting down hands the job back; the attempt does not count, and the job shows the
+    step its next attempt starts at (its checkpoint's, kept; 0 without one)."""
     row = await tx.one(HELD, (job_id, token))
     if row is None:
         return False
@@ -214,7 +216,7 @@ async def release(tx: Tx, job_id: int, token: str, *, now: float) -> bool:
         await settle(tx, row, gpu_seconds=0.0, leaves=True, now=now)
     else:
         state = "queued"
-        await _end(tx, job_id, state, error=None, finished=None, gpu_seconds=0.0, progress="reset", give_back=1)
+        await _end(tx, job_id, state, error=None, finished=None, gpu_seconds=0.0, progress="resume", give_back=1)
         await settle(tx, row, gpu_seconds=0.0, leaves=False, now=now)
         await enter_queue(tx, row["guild_id"], row["user_id"], jobs=1, cost=row["cost"], pending=0)
     log.info("job %d released by its worker; now %s", job_id, state)

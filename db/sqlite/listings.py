@@ -13,6 +13,8 @@ from db.sqlite.rows import JOB_COLUMNS, fetch_job, fetch_jobs
 
 SELECT_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs"
 ACTIVE = "state IN ('running', 'cancelling')"
+# The waiting retry due first (the jobs_waiting index, in not_before order).
+NEXT_DUE = "SELECT not_before FROM jobs WHERE not_before IS NOT NULL AND state = 'queued' ORDER BY not_before LIMIT 1"
 
 
 def job(conn: sqlite3.Connection, job_id: int) -> Job | None:
@@ -110,6 +112,12 @@ def change_counters(conn: sqlite3.Connection) -> tuple[int, int]:
     """(``data_version``, the feed's version), read in that order: a commit between the two
     reads shows in the version and moves ``data_version`` again, so nothing slips between."""
     return data_version(conn), current_version(conn)
+
+
+def next_due(conn: sqlite3.Connection) -> float | None:
+    """The earliest ``not_before`` of a retry that waits (epoch seconds), or None."""
+    row = conn.execute(NEXT_DUE).fetchone()
+    return None if row is None else float(row[0])
 
 
 def preview(conn: sqlite3.Connection, job_id: int) -> tuple[int, bytes] | None:

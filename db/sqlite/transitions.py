@@ -15,7 +15,7 @@ from db.jobs import MESSAGE_COLUMNS, Job, ProgressAck
 from db.retries import RetryBackoff
 from db.sqlite.connection import next_version, write
 from db.sqlite.rows import fetch_job
-from db.sqlite.scheduler import enter_queue, leave_queue, settle
+from db.sqlite.scheduler import CHECKPOINT_STEP, enter_queue, leave_queue, settle
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,8 @@ def discard_checkpoint(conn: sqlite3.Connection, job_id: int, token: str) -> boo
 
 
 def release(conn: sqlite3.Connection, job_id: int, token: str, *, now: float) -> bool:
-    """A worker shutting down hands the job back; the attempt does not count."""
+    """A worker shutting down hands the job back; the attempt does not count, and the job shows the
+    step its next attempt starts at (its checkpoint's, kept; 0 without one)."""
     with write(conn):
         row = conn.execute(HELD, (job_id, token)).fetchone()
         if row is None:
@@ -209,9 +210,9 @@ def release(conn: sqlite3.Connection, job_id: int, token: str, *, now: float) ->
             settle(conn, row, gpu_seconds=0.0, leaves=True, now=now)
         else:
             conn.execute(END, ("queued", None, None, 0.0, version, job_id))
-            conn.execute(
-                "UPDATE jobs SET attempts = attempts - 1, step = 0, steps_per_s = NULL "
-                "WHERE id = ?",
+            conn.execute(  # the step its next attempt starts at: its checkpoint's, kept, or 0
+                f"UPDATE jobs SET attempts = attempts - 1, step = COALESCE({CHECKPOINT_STEP}, 0), "
+                "steps_per_s = NULL WHERE id = ?",
                 (job_id,),
             )
             settle(conn, row, gpu_seconds=0.0, leaves=False, now=now)

@@ -49,6 +49,24 @@ async def test_a_job_handed_back_keeps_its_checkpoint(store: Store) -> None:
     assert await store.checkpoint(job_id) == (250, STATE)
 
 
+@pytest.mark.parametrize(("kept", "step"), [(250, 250), (None, 0)], ids=["with a checkpoint", "without one"])
+async def test_a_job_handed_back_shows_the_step_its_next_attempt_starts_at(
+    store: Store, kept: int | None, step: int
+) -> None:
+    job_id, token = await running(store)
+    if kept is not None:
+        assert await store.save_checkpoint(job_id, token, step=kept, data=STATE)
+    assert await store.report_progress(job_id, token, step=300, steps_per_s=9.5)  # past its last checkpoint
+    assert await store.release(job_id, token)
+    queued = await store.get(job_id)
+    assert queued is not None and queued.state is JobState.QUEUED
+    assert (queued.step, queued.steps_per_s) == (step, None)
+    (again,) = await store.claim("gpu-1", lease_seconds=30)
+    assert (again.job.step, again.job.resumed_from_step) == (step, kept)
+    shown = await store.get(job_id)
+    assert shown is not None and (shown.step, shown.resumed_from_step) == (step, kept)
+
+
 async def test_a_job_without_a_checkpoint_starts_at_step_zero(store: Store, clock: FakeClock) -> None:
     job_id, token = await running(store)
     assert await store.report_progress(job_id, token, step=40)

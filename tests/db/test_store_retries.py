@@ -127,3 +127,24 @@ async def test_retry_arguments_are_checked(retrying: Store, open_store: OpenStor
             RetryBackoff(**bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         await open_store(retry_backoff=30)
+
+
+async def test_the_store_says_when_the_first_waiting_retry_is_due(retrying: Store, clock: FakeClock) -> None:
+    """Nothing in the change feed marks the end of a retry's wait: ``next_due_in`` tells idle workers when it is."""
+    assert await retrying.next_due_in() is None  # no retry waits
+    first = await retrying.enqueue(new_job(guild=1, user=100, max_attempts=3))
+    second = await retrying.enqueue(new_job(guild=2, user=200, max_attempts=3))
+    assert await retrying.next_due_in() is None  # queued jobs don't wait
+    assert await fail_once(retrying, first.id, retry=True) == 5.0
+    assert await retrying.next_due_in() == 5.0
+    clock.advance(2)
+    assert await retrying.next_due_in() == 3.0
+    assert await fail_once(retrying, second.id, retry=True) == 5.0  # due 7 s after the first failed
+    assert await retrying.next_due_in() == 3.0  # the earliest of the two
+    clock.advance(4)
+    assert await retrying.next_due_in() == 0.0  # overdue: due now, never negative
+    (claim,) = await retrying.claim("gpu-0", lease_seconds=30)
+    assert claim.job.id == first.id
+    assert await retrying.next_due_in() == 1.0  # the second one's
+    await retrying.request_cancel(second.id, by_user=200, is_admin=False)
+    assert await retrying.next_due_in() is None

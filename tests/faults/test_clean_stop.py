@@ -28,9 +28,10 @@ async def test_a_stopped_worker_hands_its_jobs_back_and_they_finish_once(tmp_pat
         await run.until(lambda: run.running_on(first.name, at_least_step=10), "a job past step 10")
         assert await run.stop("a") == 0
         await run.refresh()
-        assert [(j.state, j.attempts, j.worker, j.step) for j in run.jobs.values()] == [(JobState.QUEUED, 0, None, 0)] * 2
+        assert [(j.state, j.attempts, j.worker) for j in run.jobs.values()] == [(JobState.QUEUED, 0, None)] * 2
         said = {int(job): int(step) for job, step in HANDED_BACK.findall(first.log_text())}
         assert sorted(said) == sorted(run.jobs)
+        assert {job.id: job.step for job in run.jobs.values()} == said  # each shows the step it resumes at
         assert {job: (await run.store.checkpoint(job) or (None,))[0] for job in said} == said  # kept at its step
         assert f"worker {first.name} stopped" in first.log_text()
 

@@ -1,14 +1,16 @@
-"""An idle worker hears of a job queued by another process at once, not at its next poll."""
+"""An idle worker hears of a job queued by another process at once, and takes a retry as soon as its
+wait is over, not at its next poll."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-from db import JobState
+from db import FakeClock, JobState, SqliteStore
+from db.retries import RetryBackoff
 from tests.db.processes import start_python
 from tests.worker.engine_fixtures import tiny_params
-from tests.worker.queue import USER, worker_for
+from tests.worker.queue import USER, enqueue, worker_for
 
 NEVER = 3600.0  # a poll interval the test never reaches: only a wake-up can start the job
 ENQUEUER = """
@@ -49,3 +51,31 @@ async def test_a_job_queued_by_another_process_starts_without_waiting_for_a_poll
     assert store.wakeups.polled >= 1  # the other process's commit woke the worker
     assert store.wakeups.timed_out == 0  # no wait ran to its end
     assert worker.idle_waits == 1  # it did not go round the loop while idle
+
+
+async def test_an_idle_worker_takes_a_retry_when_its_wait_is_over_not_at_its_next_poll(clock: FakeClock, tiny_engine,
+                                                                                       tiny_models, tmp_path):
+    """Nothing changes in the store when a retry's wait ends, so nothing wakes a worker then: its idle
+    wait ends when the store says the retry is due (``Store.next_due_in``), not at the poll an hour away."""
+    backoff = RetryBackoff(base_s=0.002, cap_s=0.002, jitter=lambda: 0.0)  # retries wait 1 ms of the store's clock
+    async with await SqliteStore.open(tmp_path / "retries.sqlite3", clock=clock, retry_backoff=backoff) as store:
+        job = await enqueue(store, tiny_models)
+        (claim,) = await store.claim("gpu-0", lease_seconds=30)
+        assert await store.fail(job.id, claim.token, error="CUDA error: out of memory", gpu_seconds=1, retry=True)
+        done = asyncio.Event()
+
+        async def changed() -> None:
+            if (await store.get(job.id)).state is JobState.SUCCEEDED:
+                done.set()
+                worker.stop()
+
+        worker = worker_for(store, tiny_engine, tmp_path, on_change=changed, poll_interval_s=NEVER)
+        running = asyncio.create_task(worker.run_forever())
+        await asyncio.wait_for(store.parked.wait(), 60)  # idle: by the store's clock the wait isn't over (a hang guard)
+        assert worker.idle_waits >= 1 and (await store.get(job.id)).state is JobState.QUEUED
+        clock.advance(1)  # now it is, and the store doesn't change
+        await asyncio.wait_for(running, 120)  # a hang guard, not a timing: the poll would take an hour
+        assert done.is_set()
+        finished = await store.get(job.id)
+        assert finished.state is JobState.SUCCEEDED and finished.attempts == 2
+        assert store.wakeups.timed_out >= 1  # idle waits ended at the retry's time, not by a change
