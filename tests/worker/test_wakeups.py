@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from db import FakeClock, JobState, SqliteStore
+from db import FakeClock, JobState, NewJob, SqliteStore
 from db.retries import RetryBackoff
 from tests.db.processes import start_python
 from tests.worker.engine_fixtures import tiny_params
-from tests.worker.queue import USER, enqueue, worker_for
+from tests.worker.queue import CHANNEL, GUILD, USER, enqueue, worker_for
 
 NEVER = 3600.0  # a poll interval the test never reaches: only a wake-up can start the job
 ENQUEUER = """
@@ -79,3 +79,35 @@ async def test_an_idle_worker_takes_a_retry_when_its_wait_is_over_not_at_its_nex
         finished = await store.get(job.id)
         assert finished.state is JobState.SUCCEEDED and finished.attempts == 2
         assert store.wakeups.timed_out >= 1  # idle waits ended at the retry's time, not by a change
+
+
+async def test_a_retry_joins_a_running_batch_of_its_key_when_its_wait_is_over(clock: FakeClock, tiny_engine,
+                                                                             tiny_models, tmp_path):
+    """A running batch tops itself up with queued jobs of its key; a retry whose wait ends meanwhile
+    joins it (the batch's own progress reports change the store and wake its top-up), not at the poll
+    an hour away nor after the batch."""
+    backoff = RetryBackoff(base_s=0.002, cap_s=0.002, jitter=lambda: 0.0)
+    async with await SqliteStore.open(tmp_path / "retries.sqlite3", clock=clock, retry_backoff=backoff) as store:
+        retry = await enqueue(store, tiny_models)
+        (claim,) = await store.claim("gpu-0", lease_seconds=30)
+        assert await store.fail(retry.id, claim.token, error="CUDA error: out of memory", gpu_seconds=1, retry=True)
+        params = tiny_params(tiny_models, "a green pear", steps=5000)  # the most a job has: it runs until the test stops it
+        (long,) = await store.enqueue_many([NewJob(GUILD, CHANNEL, USER, "a green pear", params, seed=7)],
+                                           enforce_limits=False)  # beyond a server's step limit: no one can ask
+        seen: dict[str, JobState] = {}
+
+        async def changed() -> None:
+            if (await store.get(retry.id)).state is JobState.SUCCEEDED and not seen:
+                seen["long"] = (await store.get(long.id)).state
+                worker.stop()
+
+        worker = worker_for(store, tiny_engine, tmp_path, on_change=changed, poll_interval_s=NEVER)
+        running = asyncio.create_task(worker.run_forever())
+        await asyncio.wait_for(store.parked.wait(), 60)  # the batch's top-up waits on the store (a hang guard)
+        assert (await store.get(long.id)).state is JobState.RUNNING
+        assert (await store.get(retry.id)).state is JobState.QUEUED
+        clock.advance(1)  # the retry's wait is over; nothing in the store changes
+        await asyncio.wait_for(running, 120)  # a hang guard, not a timing: the poll would take an hour
+        finished = await store.get(retry.id)
+        assert finished.state is JobState.SUCCEEDED and finished.attempts == 2
+        assert seen["long"] is JobState.RUNNING  # it joined the running batch
