@@ -32,7 +32,7 @@ from PIL import Image, ImageChops
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from db import GuildSettings, JobState, SqliteStore
+from db import GuildSettings, Job, JobState, SqliteStore
 from docs.message_page import Attachment, ShownMessage, message_page
 from tests.bot.conftest import DiscordClock, make_bot, tiny_bot_config
 from tests.bot.world import World, build_world
@@ -78,17 +78,23 @@ async def scenario(world: World) -> dict[str, ShownMessage]:
     for key, value in GRID.items():
         await store.set_setting(world.guild.id, key, value, by_user=world.admin.id)
 
+    def capture_running(name: str, message: discord.Message, jobs: Callable[[], Awaitable[list[Job]]],
+                        far_enough: Callable[[Job], bool], command: tuple[str, str] | None = None) -> None:
+        """Capture ``message`` once all its ``jobs`` run and are ``far_enough``, and it shows a preview."""
+        async def check() -> bool:
+            running = await jobs()
+            if all(j.state is JobState.RUNNING and far_enough(j) for j in running) and \
+                    world.message(message.id).attachments:
+                captured[name] = await shown(world, message, command=command)
+                return True
+            return False
+
+        watcher.checks.append(check)
+
     answer = await alice.slash(world.channel, "imagine", prompt=PROMPT, seed=7)
     card = answer.response
-
-    async def grid_running() -> bool:
-        jobs = await store.group(1)
-        if all(j.state is JobState.RUNNING and j.step >= 10 for j in jobs) and world.message(card.id).attachments:
-            captured["grid-running"] = await shown(world, card, command=("alice", "imagine"))
-            return True
-        return False
-
-    watcher.checks.append(grid_running)
+    capture_running("grid-running", card, lambda: store.group(1), lambda j: j.step >= 10,
+                    command=("alice", "imagine"))
     while await world.worker.run_once():
         pass
     await world.env.settle()
@@ -100,15 +106,12 @@ async def scenario(world: World) -> dict[str, ShownMessage]:
     captured["grid-finished"] = await shown(world, final)
     upscale_card = world.message(child.message_id)
 
-    async def upscale_running() -> bool:
+    async def upscale_job() -> list[Job]:
         job = await store.get(child.id)
         assert job is not None
-        if job.state is JobState.RUNNING and job.step * 2 >= job.total_steps and world.message(upscale_card.id).attachments:
-            captured["upscale-running"] = await shown(world, upscale_card)
-            return True
-        return False
+        return [job]
 
-    watcher.checks.append(upscale_running)
+    capture_running("upscale-running", upscale_card, upscale_job, lambda j: j.step * 2 >= j.total_steps)
     while await world.worker.run_once():
         pass
     await world.env.settle()

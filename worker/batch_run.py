@@ -178,9 +178,6 @@ class BatchRun:
             began = time.perf_counter()
             with clock.phase("stepping"):
                 step = batch.step()
-            share = (time.perf_counter() - began) / max(len(step.done), 1)
-            for key in step.done:
-                self._gpu[as_job_id(key)] = self._gpu.get(as_job_id(key), 0.0) + share
             clock.steps += 1
             with clock.phase("checkpoints"):
                 done = {as_job_id(k): n for k, n in step.done.items()}
@@ -188,6 +185,12 @@ class BatchRun:
                     self.handoff.post(checkpoint)  # before the step's progress: a report then finds it stored
             with clock.phase("pictures"):
                 self._report(step)
+            # Each job's share of the GPU: the step and what it asked for (its pictures, its checkpoint),
+            # split evenly. On a GPU the step runs asynchronously, so the time is only whole once a result
+            # has been read back (a picture, a loss): timing the step alone would leave the wait out.
+            share = (time.perf_counter() - began) / max(len(done), 1)
+            for job in done:
+                self._gpu[job] = self._gpu.get(job, 0.0) + share
             with clock.phase("finishing"):
                 for key in step.finished:
                     self._finish(batch, as_job_id(key))

@@ -1,7 +1,9 @@
 """Where a batch's engine thread spends its time: the profile a worker logs when a batch ends.
 
-``stepping`` is the steps themselves (on a GPU, mostly waiting for it); anything else is time the
-GPU may idle for. A batch that serves users slower than the engine's own rate shows why here.
+``stepping`` is the steps themselves; anything else is time the GPU may idle for. A batch that serves
+users slower than the engine's own rate shows why here. On a GPU the host runs ahead of it: a step
+returns before the GPU has finished it, and the first phase that reads a result back (``pictures``:
+a decoded picture to the CPU) waits for the rest, so read those two together.
 """
 
 from __future__ import annotations

@@ -42,6 +42,10 @@ from worker.waiting import Backoff, Wakeup, first_of, idle_timeout
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+RUN_ALONE: dict[JobKind, Callable[[Worker, Claim], Awaitable[None]]] = {JobKind.DESCRIBE: run_describe}
+"""Kinds of job that are short and never batched (each kind's batch key is its own), and how each runs as
+it is claimed; every other kind is a picture, stepped in a batch (worker.batch_run)."""
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -227,8 +231,9 @@ class Worker:
         jobs: list[ClaimedJob] = []
         for claim in claims:
             self._claimed += 1
-            if claim.job.kind is JobKind.DESCRIBE:  # short and alone: never in a batch (its own batch key)
-                await run_describe(self, claim)
+            alone = RUN_ALONE.get(claim.job.kind)
+            if alone is not None:
+                await alone(self, claim)
                 continue
             self.hold(claim)
             try:
