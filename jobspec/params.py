@@ -82,11 +82,6 @@ class JobParams:
         return self
 
     @property
-    def cost(self) -> int:
-        """Work units: steps x pixels x cutouts."""
-        return self.steps * self.width * self.height * self.cutn
-
-    @property
     def prompt_text(self) -> str:
         return " | ".join(p.to_syntax() for p in self.prompts)
 
