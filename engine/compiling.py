@@ -6,6 +6,7 @@ What each setting gave is measured in bench/profile_engine.py (logs in bench/res
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 import torch
 
 COMPILE_MODES = ("none", "default", "reduce-overhead")
+
+log = logging.getLogger(__name__)
 
 # Inductor settings for every compiled step. Layout optimisation keeps the decoder's
 # activations channels-last (NHWC) from conv to conv, so cuDNN's Hopper kernels get
@@ -94,3 +97,25 @@ def custom_op(name: str, *, flexible_layout: bool = False) -> Callable:
         except TypeError:  # torch.library.custom_op without ``tags`` (before torch 2.6)
             pass
     return torch.library.custom_op(name, mutates_args=())
+
+
+def graph_breaks() -> int:
+    """How many graph breaks Dynamo has met in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return sum(counters["graph_break"].values())
+
+
+def warn_of_graph_breaks(before: int, what: str) -> int:
+    """Log a warning when Dynamo met graph breaks since ``graph_breaks()`` was ``before`` (while compiling
+    ``what``): the step then runs as several graphs with Python between them, slower, and CUDA graphs
+    cannot cover it whole. Our step is written to be one graph; a break means a torch or library version
+    traces it differently. Returns how many there were."""
+    from torch._dynamo.utils import counters
+
+    breaks = graph_breaks() - before
+    if breaks > 0:
+        reasons = "; ".join(reason.strip().splitlines()[0] for reason in list(counters["graph_break"])[:3])
+        log.warning("%s broke into several graphs (%d graph break(s): %s); it runs slower than it should. "
+                    "Report this with your torch version (vqbot doctor prints it).", what, breaks, reasons)
+    return breaks

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from engine import layers
-from engine.compiling import COMPILE_MODES, compile_cache
+from engine.compiling import COMPILE_MODES, compile_cache, graph_breaks, warn_of_graph_breaks
 from engine.images import load_image, png_bytes
 from engine.jobstate import JobState
 from engine.memory import BatchShape, max_batch
@@ -227,12 +227,16 @@ class Engine:
                     if key in batch:
                         yield batch.finish(key)
 
-    def _note_compile(self, params: JobParams, jobs: int) -> None:
+    def _note_compile(self, params: JobParams, jobs: int) -> str | None:
+        """What the step about to run compiles (for the log), or None when it compiled before."""
         shape = (params.model, params.clip_model, params.width, params.height, params.cutn, jobs > 1)
-        if self.config.compile != "none" and shape not in self._compiled_shapes:
-            self._compiled_shapes.add(shape)
-            log.info("compiling the step for %dx%d, %d cutouts, %s (about a minute, less with the compile cache)",
-                     params.width, params.height, params.cutn, "batches" if jobs > 1 else "one job")
+        if self.config.compile == "none" or shape in self._compiled_shapes:
+            return None
+        self._compiled_shapes.add(shape)
+        what = (f"the step for {params.width}x{params.height}, {params.cutn} cutouts, "
+                f"{'batches' if jobs > 1 else 'one job'}")
+        log.info("compiling %s (about a minute, less with the compile cache)", what)
+        return what
 
 
 class Batch:
@@ -289,8 +293,13 @@ class Batch:
 
     def step(self) -> Step:
         """One step for every job (see engine.optimiser.Step)."""
-        self.engine._note_compile(self._first, len(self))
-        return self.optimiser.step()
+        compiling = self.engine._note_compile(self._first, len(self))
+        if compiling is None:
+            return self.optimiser.step()
+        before = graph_breaks()
+        step = self.optimiser.step()
+        warn_of_graph_breaks(before, compiling.capitalize())
+        return step
 
     def remove(self, key: Hashable) -> int:
         """Take a job out without a picture (cancelled, handed back); returns the steps it made."""
