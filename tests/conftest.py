@@ -6,7 +6,17 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
+# One intra-op thread in each test process, and (through the environment) in each process the tests start:
+# two pytest-xdist workers share two cores, and OpenMP threads that outnumber the cores wait for each other
+# at the end of every parallel region; next to a compile, an eager test of the tiny models took 10 to 20
+# times as long with two threads each (tests/engine/test_optimiser.py: 10 s alone, 192 s in the suite).
+# Set before torch is first imported, which reads it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import torch
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # engine/fused_norm.py's Triton kernels run in Triton's CPU interpreter on machines without a GPU
 # (CI); the variable must be set before triton is first imported.
