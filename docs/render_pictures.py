@@ -133,7 +133,7 @@ async def scenario(world: World) -> dict[str, ShownMessage]:
 
 async def capture_messages(folder: Path) -> dict[str, ShownMessage]:
     models = write_tiny_models(folder / "models")
-    engine = tiny_cpu_engine(models)
+    engine = tiny_cpu_engine(models, threads=2)
     config = replace(tiny_bot_config(folder / "data", models), default_side=128, default_steps=30)
     store = await SqliteStore.open(folder / "vqbot.sqlite3", clock=DiscordClock(), defaults=GuildSettings())
     try:

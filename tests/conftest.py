@@ -6,7 +6,17 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
+# One intra-op thread in each test process, and (through the environment) in each process the tests start:
+# two pytest-xdist workers share two cores, and OpenMP threads that outnumber the cores wait for each other
+# at the end of every parallel region; next to a compile, an eager test of the tiny models took 10 to 20
+# times as long with two threads each (tests/engine/test_optimiser.py: 10 s alone, 192 s in the suite).
+# Set before torch is first imported, which reads it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import torch
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # engine/fused_norm.py's Triton kernels run in Triton's CPU interpreter on machines without a GPU
 # (CI); the variable must be set before triton is first imported.
@@ -28,13 +38,27 @@ def cheap_cpu_kernels() -> None:
 cheap_cpu_kernels()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``xdist_group`` (the torch.compile tests, minutes each) run first, a group to a
+    worker (pyproject.toml runs the suite on two workers, ``--dist loadgroup``), so the short tests fill
+    the workers around them instead of one long compile starting last. Every worker sorts alike."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One Inductor cache folder (kernels, FX graphs, AOTAutograd graphs) for the session: a graph compiled
+def compile_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Inductor cache folder (kernels, FX graphs, AOTAutograd graphs) for the test run: a graph compiled
     by one test is loaded, not compiled again, by the next test that builds the same graph, and no run
-    reads kernels a different torch or an earlier checkout left in the machine-wide default folder."""
+    reads kernels a different torch or an earlier checkout left in the machine-wide default folder. The
+    workers of a pytest-xdist run share it: each worker's temporary folder is in the run's (as xdist's
+    documentation shares session data), whatever the workers are called."""
+    if hasattr(request.config, "workerinput"):  # a pytest-xdist worker
+        folder = tmp_path_factory.getbasetemp().parent / "inductor-cache"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("inductor-cache")
     before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("inductor-cache"))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     try:
         yield
     finally:

@@ -9,13 +9,18 @@ order: the transaction with id 10 may commit after the one with id 11, and a
 poller that saw 11 and then asked for "after 11" would miss 10 for ever.
 
 So the feed only hands out changes below the *horizon*: the oldest
-transaction id still running on the server (``pg_snapshot_xmin`` of the
-reader's snapshot). Every transaction below it has ended; every one still
-running or yet to start has an id at or above it, hence above every version
-the feed returned. A poller that continues from the highest version it saw
-never misses a change that commits late; it just sees it once the older
-transaction has ended. The cost: a transaction that stays open (anywhere on
-the server) holds the feed back until it ends, which the store's
+transaction id still running in the store's database, as the reader's
+snapshot sees it (the oldest of ``pg_snapshot_xip`` not known to belong to
+another database, else ``pg_snapshot_xmax``). Every transaction of the
+database below it has ended; every one still running or yet to start has an
+id at or above it, hence above every version the feed returned. A poller
+that continues from the highest version it saw never misses a change that
+commits late; it just sees it once the older transaction has ended. A
+transaction in another database of the server never writes these tables, so
+it holds nothing back (``pg_stat_activity`` says which database a running
+transaction's session is in; one it doesn't show, say of another user's
+session, counts as ours). The cost: a transaction that stays open in the
+database holds the feed back until it ends, which the store's
 ``idle_in_transaction_session_timeout`` and ``statement_timeout`` bound for
 its own sessions.
 """
@@ -33,7 +38,14 @@ from db.postgres.rows import SELECT_JOBS, fetch_job, fetch_jobs
 ACTIVE = "j.state IN ('running', 'cancelling')"
 # The waiting retry due first (the jobs_waiting index, in not_before order).
 NEXT_DUE = "SELECT not_before FROM jobs WHERE not_before IS NOT NULL AND state = 'queued' ORDER BY not_before LIMIT 1"
-HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
+# pg_snapshot_xip lists 64-bit ids, pg_stat_activity 32-bit ones: two transactions running at once
+# never share the low 32 bits. (mod(), not %: the constant goes into statements with and without parameters.)
+HORIZON = """(SELECT COALESCE(
+    (SELECT min(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) x
+     WHERE mod(x::text::bigint, 4294967296) NOT IN (
+        SELECT backend_xid::text::bigint FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL AND datname <> current_database())),
+    pg_snapshot_xmax(pg_current_snapshot())::text::bigint))"""
 # (job id, version) of every job changed after %(since)s and below the horizon.
 CHANGED = f"""SELECT j.id, GREATEST(j.version, p.version) AS version
     FROM jobs j LEFT JOIN job_progress p ON p.job_id = j.id

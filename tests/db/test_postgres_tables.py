@@ -1,6 +1,9 @@
-"""PostgreSQL: hot rows stay small, the change feed waits for late commits, claims pass locked rows by."""
+"""PostgreSQL: hot rows stay small, the change feed waits for late commits (of its own database only), claims
+pass locked rows by."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from db import FakeClock, JobState
 from db.postgres import PostgresStore, transitions
@@ -65,6 +68,20 @@ async def test_the_change_feed_never_skips_a_change_that_commits_late(pg_url: st
             polled.append(job.id)
         assert sorted(polled) == sorted({early.id, late.id}) and len(polled) == 2
 
+
+
+async def test_a_transaction_in_another_database_does_not_hold_the_feed_back(
+    pg_url: str, make_database: Callable[[], str]
+) -> None:
+    """Another database of the server (another app, another test process) never writes the store's
+    tables: its open transaction, older than the change, does not hide the change."""
+    async with await PostgresStore.open(pg_url, defaults=OPEN_LIMITS) as store:
+        seen = await store.version()
+        async with open_transaction(make_database()) as elsewhere:
+            await elsewhere.one("SELECT pg_current_xact_id()")  # an id older than the change below
+            job = await store.enqueue(new_job())
+            assert [j.id for j in await store.changed_since(seen)] == [job.id]
+            assert await store.version() == job.version
 
 async def test_a_claim_passes_by_a_job_a_cancel_is_holding(pg_url: str) -> None:
     async with await PostgresStore.open(pg_url, defaults=OPEN_LIMITS) as store:

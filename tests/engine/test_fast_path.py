@@ -11,6 +11,7 @@ from engine.optimiser import BatchOptimiser
 from engine.targets import build_targets
 from engine.vqgan import VQGAN
 from jobspec import JobParams, parse_prompts
+from tests.engine.compiled_groups import FUSED_GRAPHS, STEP_GRAPHS
 
 CPU = torch.device("cpu")
 
@@ -35,6 +36,7 @@ def jobs(count: int = 2, size: int = 32) -> list[JobParams]:
     return [a, a.with_changes(seed=2, prompts=parse_prompts("a cat:2")), a.with_changes(seed=3)][:count]
 
 
+@STEP_GRAPHS
 def test_a_compiled_step_matches_the_plain_step(vqgan: VQGAN, clip: Clip) -> None:
     plain = one_step(vqgan, clip, jobs())
     fast = one_step(vqgan, clip, jobs(), compile_mode="default")
@@ -42,6 +44,7 @@ def test_a_compiled_step_matches_the_plain_step(vqgan: VQGAN, clip: Clip) -> Non
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3)
 
 
+@FUSED_GRAPHS
 def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:
     """What a CUDA worker runs (fused group norm kernels, frozen convolutions, channels-last weights),
     here on the CPU with the kernels in Triton's interpreter."""
@@ -78,6 +81,7 @@ def test_bf16_weights_give_the_same_loss_and_gradient_within_bf16_tolerance(vqga
     assert cosine > 0.5, cosine
 
 
+@STEP_GRAPHS
 def test_a_compiled_worker_takes_new_batch_and_picture_sizes_and_reuses_seen_ones(vqgan: VQGAN, clip: Clip) -> None:
     """A worker sees 32x32 jobs alone and in batches of 2 and 3, then a 16x16 pair: every step runs
     (a picture size after another used to crash Inductor), a batch of 3 reuses the graph of 2, and

@@ -13,6 +13,7 @@ from torch import nn
 
 from engine import fused_norm, layers
 from engine.fused_norm import group_norm_silu
+from tests.engine.compiled_groups import FUSED_GRAPHS
 
 pytestmark = pytest.mark.skipif(not fused_norm.available(), reason="triton is not installed")
 
@@ -170,6 +171,7 @@ def fused_on_the_cpu():
         yield
 
 
+@FUSED_GRAPHS
 def test_a_compiled_decoder_step_with_the_fused_kernels_matches_the_plain_decoder(fused_on_the_cpu) -> None:
     """What the engine runs on CUDA (fused kernels, frozen convolutions, channels-last weights), on the CPU."""
     from torch._inductor.utils import run_and_get_code
@@ -217,6 +219,7 @@ def test_the_frozen_convolution_of_an_upsampled_input_matches_upsample_then_conv
     assert layers.upsample_nearest_2x_channels_last(x.detach()).is_contiguous(memory_format=torch.channels_last)
 
 
+@FUSED_GRAPHS
 def test_under_autocast_the_decoder_keeps_the_plain_layers(fused_on_the_cpu) -> None:
     """The fused kernels are measured and used with bf16 weights; autocast runs (fp16 precision) keep Inductor's code."""
     from torch._inductor.utils import run_and_get_code

@@ -31,13 +31,15 @@ def write_tiny_models(folder: Path) -> TinyModels:
     return TinyModels(folder, config, checkpoint, clip)
 
 
-def tiny_cpu_engine(tiny_models: TinyModels, *, threads: int = 2):
-    """A real engine on the CPU with the tiny models, fp32."""
+def tiny_cpu_engine(tiny_models: TinyModels, *, threads: int | None = None):
+    """A real engine on the CPU with the tiny models, fp32; ``threads``: torch's intra-op threads for the
+    process from now on (None: as they are; the tests run one, tests/conftest.py)."""
     import torch
 
     from engine.runner import Engine, EngineConfig
 
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     return Engine(EngineConfig(model_dir=tiny_models.folder, device="cpu", precision="fp32",
                                vqgan_config=tiny_models.vqgan_config, vqgan_checkpoint=tiny_models.vqgan_checkpoint))
 
