@@ -24,6 +24,57 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+def quicker_triton_interpreter() -> None:
+    """Triton's interpreter patches the triton.language modules a kernel's module uses (inspect.getmembers over
+    them, a few ms) when the kernel launches, and again at every call of a jitted function inside it: our
+    helpers and triton's own (tl.sum, tl.zeros) once per program and loop turn, which was most of the
+    interpreter's time in the fused-kernel tests. Those inner patchings are never undone before the launch
+    ends, so a call whose modules were patched already since the launch began skips patching them again;
+    everything else runs through Triton's own code as it is."""
+    try:
+        import triton.language as tl
+        from triton.runtime import interpreter
+    except ImportError:
+        return
+    patch = interpreter._patch_lang
+    launch, call = interpreter.GridExecutor.__call__, interpreter.InterpretedFunction.__call__
+    running: list[set[int]] = []  # per launch in progress: the language modules patched since it began
+
+    def languages(fn) -> set[int]:  # the modules _patch_lang patches for fn
+        return {id(v) for v in fn.__globals__.values() if v is tl or v is tl.core}
+
+    def launching(self, *args, **kwargs):
+        running.append(languages(self.fn))
+        try:
+            return launch(self, *args, **kwargs)
+        finally:
+            running.pop()
+
+    def calling(self, *args, **kwargs):
+        if not running:
+            return call(self, *args, **kwargs)
+        needed = languages(self.fn)
+        if not needed <= running[-1]:
+            running[-1] |= needed  # patched first thing in the call, for the rest of the launch
+            return call(self, *args, **kwargs)
+
+        def skipped(fn) -> None:  # this call's patching only (a call ignores what _patch_lang returns)
+            interpreter._patch_lang = patch
+
+        interpreter._patch_lang = skipped
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            interpreter._patch_lang = patch
+
+    interpreter.GridExecutor.__call__ = launching
+    interpreter.InterpretedFunction.__call__ = calling
+
+
+if os.environ.get("TRITON_INTERPRET") == "1":
+    quicker_triton_interpreter()
+
+
 def cheap_cpu_kernels() -> None:
     """Inductor's C++ kernels for the CPU, built for compile time rather than speed: the tests compile
     tiny graphs (tests/engine/test_fast_path.py, test_fused_norm.py) and run them once or twice, so

@@ -27,6 +27,11 @@ TINY_DDCONFIG = {
     "dropout": 0.0,
 }
 
+# The torch.compile tests' VQGAN (tests/engine/test_fast_path.py): a third of the decoder's blocks (factor 4, one
+# ResnetBlock a level, the attention at the lowest level), as a compiled step's minutes and the fused kernels'
+# time in Triton's interpreter grow with the blocks; what those tests check does not depend on the size.
+COMPILE_DDCONFIG = {**TINY_DDCONFIG, "ch_mult": [1, 1, 1], "num_res_blocks": 0, "resolution": 16}
+
 TINY_CLIP_CONFIG = {
     "model_cfg": {
         "embed_dim": 64,
@@ -38,22 +43,24 @@ TINY_CLIP_CONFIG = {
 }
 
 
-def tiny_vqgan_config(kind: str = "vq", n_embed: int = 64) -> dict:
+def tiny_vqgan_config(kind: str = "vq", n_embed: int = 64, ddconfig: dict | None = None) -> dict:
     target = "taming.models.vqgan.GumbelVQ" if kind == "gumbel" else "taming.models.vqgan.VQModel"
-    params: dict = {"embed_dim": 32, "n_embed": n_embed, "ddconfig": dict(TINY_DDCONFIG),
+    params: dict = {"embed_dim": 32, "n_embed": n_embed, "ddconfig": dict(ddconfig or TINY_DDCONFIG),
                     "lossconfig": {"target": "taming.modules.losses.vqperceptual.DummyLoss"}}
     if kind == "gumbel":
         params["temperature_scheduler_config"] = {"target": "taming.lr_scheduler.LambdaWarmUpCosineScheduler"}
     return {"model": {"base_learning_rate": 4.5e-6, "target": target, "params": params}}
 
 
-def write_tiny_vqgan(folder: Path, *, kind: str = "vq", seed: int = 0, n_embed: int = 64) -> tuple[Path, Path]:
-    """Write model.yaml and last.ckpt of a randomly initialised tiny VQGAN; returns their paths."""
+def write_tiny_vqgan(folder: Path, *, kind: str = "vq", seed: int = 0, n_embed: int = 64,
+                     ddconfig: dict | None = None) -> tuple[Path, Path]:
+    """Write model.yaml and last.ckpt of a randomly initialised tiny VQGAN (``ddconfig``: its encoder and
+    decoder, TINY_DDCONFIG by default); returns their paths."""
     from engine.vqgan import VQGAN, read_config
 
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "model.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_vqgan_config(kind, n_embed)))
+    config_path.write_text(yaml.safe_dump(tiny_vqgan_config(kind, n_embed, ddconfig)))
     torch.manual_seed(seed)
     model = VQGAN(read_config(config_path))
     with torch.no_grad():  # a spread-out codebook, like a trained one

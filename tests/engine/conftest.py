@@ -9,7 +9,7 @@ import torch
 
 from engine.clip import Clip, load_clip
 from engine.vqgan import VQGAN, load_vqgan
-from tests.tiny_models import write_tiny_clip, write_tiny_vqgan
+from tests.tiny_models import COMPILE_DDCONFIG, write_tiny_clip, write_tiny_vqgan
 
 CPU = torch.device("cpu")
 
@@ -32,6 +32,12 @@ def clip_dir(model_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def vqgan(vqgan_files: tuple[Path, Path]) -> VQGAN:
     return load_vqgan(*vqgan_files, device=CPU)
+
+
+@pytest.fixture(scope="session")
+def compile_vqgan(model_root: Path) -> VQGAN:
+    """The smaller VQGAN of the torch.compile tests (tests/tiny_models.py, COMPILE_DDCONFIG)."""
+    return load_vqgan(*write_tiny_vqgan(model_root / "compile-vqgan", ddconfig=COMPILE_DDCONFIG), device=CPU)
 
 
 @pytest.fixture(scope="session")

@@ -37,15 +37,16 @@ def jobs(count: int = 2, size: int = 32) -> list[JobParams]:
 
 
 @STEP_GRAPHS
-def test_a_compiled_step_matches_the_plain_step(vqgan: VQGAN, clip: Clip) -> None:
-    plain = one_step(vqgan, clip, jobs())
-    fast = one_step(vqgan, clip, jobs(), compile_mode="default")
+def test_a_compiled_step_matches_the_plain_step(compile_vqgan: VQGAN, clip: Clip) -> None:
+    plain = one_step(compile_vqgan, clip, jobs())
+    fast = one_step(compile_vqgan, clip, jobs(), compile_mode="default")
     for a, b in zip(plain, fast, strict=False):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3)
 
 
 @FUSED_GRAPHS
-def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(vqgan: VQGAN, clip: Clip, monkeypatch) -> None:
+def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(compile_vqgan: VQGAN, clip: Clip,
+                                                                       monkeypatch) -> None:
     """What a CUDA worker runs (fused group norm kernels, frozen convolutions, channels-last weights),
     here on the CPU with the kernels in Triton's interpreter."""
     from engine import fused_norm, layers
@@ -57,11 +58,11 @@ def test_a_compiled_step_with_the_fused_kernels_matches_the_plain_step(vqgan: VQ
         launches.append(kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel))
         launch(kernel, *args, **kwargs)
 
-    plain = one_step(vqgan, clip, jobs())
+    plain = one_step(compile_vqgan, clip, jobs())
     monkeypatch.setattr(fused_norm, "_launch", counted)
     torch._dynamo.reset()
     with layers.switched(fused_norm_devices={"cpu"}):
-        fast = one_step(copy.deepcopy(vqgan), clip, jobs(), compile_mode="default")
+        fast = one_step(copy.deepcopy(compile_vqgan), clip, jobs(), compile_mode="default")
     torch._dynamo.reset()
     assert launches, "the fused kernels did not run"
     for a, b in zip(plain, fast, strict=False):
@@ -82,7 +83,8 @@ def test_bf16_weights_give_the_same_loss_and_gradient_within_bf16_tolerance(vqga
 
 
 @STEP_GRAPHS
-def test_a_compiled_worker_takes_new_batch_and_picture_sizes_and_reuses_seen_ones(vqgan: VQGAN, clip: Clip) -> None:
+def test_a_compiled_worker_takes_new_batch_and_picture_sizes_and_reuses_seen_ones(compile_vqgan: VQGAN,
+                                                                                   clip: Clip) -> None:
     """A worker sees 32x32 jobs alone and in batches of 2 and 3, then a 16x16 pair: every step runs
     (a picture size after another used to crash Inductor), a batch of 3 reuses the graph of 2, and
     the graphs are cacheable on disk."""
@@ -90,9 +92,9 @@ def test_a_compiled_worker_takes_new_batch_and_picture_sizes_and_reuses_seen_one
 
     graphs = []
     for size, count in [(32, 1), (32, 2), (32, 3), (16, 2)]:
-        losses, grad, z = one_step(vqgan, clip, jobs(count, size), compile_mode="default")
+        losses, grad, z = one_step(compile_vqgan, clip, jobs(count, size), compile_mode="default")
         assert losses.shape == (count,) and torch.isfinite(losses).all() and torch.isfinite(grad).all()
-        assert z.shape[0] == count and z.shape[-1] == size // vqgan.factor
+        assert z.shape[0] == count and z.shape[-1] == size // compile_vqgan.factor
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[2] == graphs[1], "a batch of 3 compiled again after a batch of 2"
     assert graphs[3] > graphs[2]
