@@ -89,10 +89,29 @@ def cheap_cpu_kernels() -> None:
 cheap_cpu_kernels()
 
 
+POSTGRES_FIXTURES = {"pg_url", "postgres_admin", "make_database", "session_database"}
+
+
+def uses_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == "postgres":
+        return True
+    return bool(POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked ``xdist_group`` (the torch.compile tests, minutes each) run first, a group to a
     worker (pyproject.toml runs the suite on two workers, ``--dist loadgroup``), so the short tests fill
-    the workers around them instead of one long compile starting last. Every worker sorts alike."""
+    the workers around them instead of one long compile starting last. Every worker sorts alike.
+
+    The tests on the PostgreSQL server are one group, so they run one at a time as in a single process:
+    each worker has a database of its own, but the server's transaction horizon is shared, and the
+    change-feed tests assert what a store sees at once (another worker's transaction in flight makes the
+    feed hold a change back for a moment, which a store's reader waits out, but the test would not)."""
+    for item in items:
+        if uses_postgres(item) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group("postgres"))
     items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
